@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
 # Installs what the test bed needs on a fresh Debian machine, skipping what is already there:
-# PostgreSQL server and client (Debian's packages) and the tansu Kafka-protocol broker (crates.io).
+# PostgreSQL server and client (Debian's packages), the tools the test harness calls, and the
+# tansu Kafka-protocol broker (crates.io).
 set -euo pipefail
 
 TANSU_VERSION=0.6.0
+# memory:// storage needs dynostore; restart tests need storage that survives the process:
+# libsql gives sqlite://, which creates its own schema (the crates.io release ships none
+# for its postgres:// engine).
+TANSU_FEATURES=dynostore,postgres,libsql
 
 pg_bindir() {
     ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
 }
 
-if [ -z "$(pg_bindir)" ] || [ ! -x "$(pg_bindir)/initdb" ] || ! command -v pg_recvlogical >/dev/null; then
-    echo "install-testbed: installing PostgreSQL from Debian's packages"
+# The harness runs initdb/pg_ctl through runuser (util-linux), signals with kill (procps)
+# and makes TLS material with openssl.
+if [ -z "$(pg_bindir)" ] || [ ! -x "$(pg_bindir)/initdb" ] || ! command -v pg_recvlogical >/dev/null \
+    || [ ! -x /bin/kill ] || ! command -v openssl >/dev/null || ! command -v runuser >/dev/null; then
+    echo "install-testbed: installing PostgreSQL and tools from Debian's packages"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends postgresql postgresql-contrib >/dev/null
+    apt-get install -y -qq --no-install-recommends \
+        postgresql postgresql-contrib procps openssl util-linux >/dev/null
 fi
 # Debian's package starts a default cluster; the tests create their own and do not need it.
 if command -v pg_lsclusters >/dev/null; then
@@ -22,8 +31,14 @@ if command -v pg_lsclusters >/dev/null; then
     done
 fi
 
-if ! command -v tansu >/dev/null || ! tansu --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
-    echo "install-testbed: installing tansu $TANSU_VERSION (takes about 12 minutes once per machine)"
-    cargo install --locked tansu --version "$TANSU_VERSION" --features dynostore,postgres
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+tansu_ok() {
+    command -v tansu >/dev/null \
+        && tansu --version 2>/dev/null | grep -q "$TANSU_VERSION" \
+        && tansu --help 2>/dev/null | grep -q '^Storage engines:.*libsql'
+}
+if ! tansu_ok; then
+    echo "install-testbed: installing tansu $TANSU_VERSION (takes about 17 minutes once per machine)"
+    cargo install --locked tansu --version "$TANSU_VERSION" --features "$TANSU_FEATURES"
 fi
 echo "install-testbed: PostgreSQL at $(pg_bindir), tansu at $(command -v tansu)"

@@ -2,5 +2,4 @@
 
 pub mod pgoutput;
 pub mod progress;
-pub mod relations;
 pub mod replication;

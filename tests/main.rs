@@ -1,0 +1,7 @@
+//! The one integration test binary: every test module shares one build, one link of
+//! librdkafka and one test bed (a PostgreSQL cluster, a broker and a schema registry per
+//! process). Modules live in subdirectories (`tests/<name>/mod.rs`) because Cargo would
+//! build every `tests/*.rs` file as a test binary of its own.
+
+mod support;
+mod testbed;

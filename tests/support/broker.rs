@@ -1,0 +1,213 @@
+//! tansu brokers (SPEC §8) on loopback ports, with in-memory or PostgreSQL-backed storage.
+
+use std::fs::OpenOptions;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
+use tokio::sync::OnceCell;
+
+use super::{free_port, unique_dir};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A tansu process. Its port and storage survive [`stop`](Self::stop) /
+/// [`restart`](Self::restart), so clients reconnect to the same bootstrap address.
+pub struct Broker {
+    dir: PathBuf,
+    port: u16,
+    storage: String,
+    child: Mutex<Option<Child>>,
+}
+
+impl Broker {
+    /// Storage in the broker's memory: fast, lost on restart.
+    pub async fn start_memory() -> Broker {
+        Broker::launch("memory://tansu/".to_owned()).await
+    }
+
+    /// Storage in an SQLite file in the broker's directory, so topics, offsets and consumer
+    /// group state survive [`restart`](Self::restart). tansu's PostgreSQL engine would do
+    /// too, but the crates.io release ships no schema for it; its SQLite engine creates its own.
+    pub async fn start_persistent() -> Broker {
+        Broker::launch("sqlite://tansu.db".to_owned()).await
+    }
+
+    async fn launch(storage: String) -> Broker {
+        let dir = unique_dir("broker");
+        let mut attempts = 0;
+        loop {
+            let broker = Broker {
+                dir: dir.clone(),
+                port: free_port(),
+                storage: storage.clone(),
+                child: Mutex::new(None),
+            };
+            match broker.spawn_and_wait().await {
+                Ok(()) => return broker,
+                // Usually another process took the port between choosing and binding it.
+                Err(e) if attempts < 3 => {
+                    attempts += 1;
+                    eprintln!("tansu did not start, retrying on another port: {e}");
+                }
+                Err(e) => panic!("{e}\n{}", broker.log_text()),
+            }
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Everything the broker printed, across restarts.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default()
+    }
+
+    fn spawn(&self) -> Child {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("broker.log"))
+            .expect("open broker.log");
+        let listener = format!("tcp://127.0.0.1:{}", self.port);
+        let child = Command::new("tansu")
+            .arg("broker")
+            .args(["--listener-url", &listener])
+            .args(["--advertised-listener-url", &listener])
+            .args(["--storage-engine", &self.storage])
+            // The SQLite engine resolves its file relative to the working directory.
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn tansu: run scripts/install-testbed.sh");
+        // Read by the testbed sweep to kill brokers of a test process that died.
+        std::fs::write(self.dir.join("broker.pid"), child.id().to_string())
+            .expect("write broker.pid");
+        child
+    }
+
+    async fn spawn_and_wait(&self) -> Result<(), String> {
+        let child = self.spawn();
+        *self.child.lock().unwrap() = Some(child);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = self
+                .child
+                .lock()
+                .unwrap()
+                .as_mut()
+                .and_then(|c| c.try_wait().expect("poll tansu"))
+            {
+                *self.child.lock().unwrap() = None;
+                return Err(format!("tansu exited during startup with {status}"));
+            }
+            if metadata_answers(self.bootstrap()).await {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("tansu not ready after {READY_TIMEOUT:?}"));
+            }
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after a grace period. Committed data is in the storage engine.
+    pub async fn stop(&self) {
+        let Some(mut child) = self.child.lock().unwrap().take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while child.try_wait().expect("poll tansu").is_none() {
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = std::fs::remove_file(self.dir.join("broker.pid"));
+    }
+
+    /// Starts a stopped broker again on the same port and storage.
+    pub async fn start(&self) {
+        assert!(
+            self.child.lock().unwrap().is_none(),
+            "the broker is already running"
+        );
+        if let Err(e) = self.spawn_and_wait().await {
+            panic!("{e}\n{}", self.log_text());
+        }
+    }
+
+    pub async fn restart(&self) {
+        self.stop().await;
+        self.start().await;
+    }
+
+    /// Creates a topic, for tests that need more than the broker's default partitions.
+    pub async fn create_topic(&self, name: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .create()
+            .expect("create admin client");
+        let results = admin
+            .create_topics(
+                &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            )
+            .await
+            .expect("CreateTopics request");
+        for result in results {
+            if let Err((topic, code)) = result {
+                panic!("create topic {topic}: {code}");
+            }
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Readiness is a real Metadata round trip, not just an open port.
+async fn metadata_answers(bootstrap: String) -> bool {
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("socket.connection.setup.timeout.ms", "1000")
+            .create()
+            .expect("create metadata probe");
+        consumer
+            .fetch_metadata(None, Duration::from_millis(1000))
+            .is_ok_and(|m| !m.brokers().is_empty())
+    })
+    .await
+    .expect("metadata probe thread")
+}
+
+/// One in-memory broker per test process for tests that never stop it. Isolate tests by
+/// topic name ([`super::TestNames::topic_prefix`]).
+pub async fn shared_broker() -> &'static Broker {
+    static SHARED: OnceCell<Broker> = OnceCell::const_new();
+    SHARED.get_or_init(Broker::start_memory).await
+}

@@ -1,0 +1,159 @@
+//! Reading what landed in Kafka, and decoding it independently of `pgcdc::encode`, so the
+//! tests check the encoder instead of trusting it.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use super::random_suffix;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TestRecord {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl TestRecord {
+    /// The value of the first header named `name`.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
+/// Reads `topic` from the beginning of every partition until `expected` records arrived or
+/// `timeout` passed, and returns what arrived (so a test can assert on a short read). Waits
+/// for the topic to exist. Blocking: consumes on the calling thread, commits nothing.
+pub fn read_topic(
+    bootstrap: &str,
+    topic: &str,
+    expected: usize,
+    timeout: Duration,
+) -> Vec<TestRecord> {
+    let deadline = Instant::now() + timeout;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        // Required by librdkafka for a consumer; never joined, since partitions are assigned.
+        .set("group.id", format!("testbed-reader-{}", random_suffix()))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .create()
+        .expect("create reader");
+
+    let partitions = loop {
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(2));
+        let found = metadata.ok().and_then(|m| {
+            m.topics()
+                .iter()
+                .find(|t| t.name() == topic && t.error().is_none())
+                .map(|t| t.partitions().iter().map(|p| p.id()).collect::<Vec<_>>())
+        });
+        match found {
+            Some(ids) if !ids.is_empty() => break ids,
+            _ if Instant::now() >= deadline => return Vec::new(),
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
+    let mut assignment = TopicPartitionList::new();
+    for partition in partitions {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .expect("add partition");
+    }
+    consumer.assign(&assignment).expect("assign partitions");
+
+    let mut records = Vec::new();
+    while records.len() < expected {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            break;
+        }
+        match consumer.poll(remaining.min(Duration::from_millis(500))) {
+            Some(Ok(message)) => records.push(TestRecord {
+                key: message.key().map(<[u8]>::to_vec),
+                value: message.payload().map(<[u8]>::to_vec),
+                headers: message
+                    .headers()
+                    .map(|headers| {
+                        headers
+                            .iter()
+                            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                partition: message.partition(),
+                offset: message.offset(),
+            }),
+            Some(Err(e)) => eprintln!("read_topic {topic}: {e}"),
+            None => {}
+        }
+    }
+    records
+}
+
+/// Decodes a Confluent-framed Avro datum (magic byte 0, big-endian schema id, datum) into
+/// JSON, fetching the writer schema from the registry. Unions become their branch's value.
+pub fn decode_avro(registry_url: &str, bytes: &[u8]) -> serde_json::Value {
+    assert!(
+        bytes.len() >= 5 && bytes[0] == 0,
+        "not Confluent-framed Avro: {bytes:?}"
+    );
+    let id = u32::from_be_bytes(bytes[1..5].try_into().expect("four bytes"));
+    let schema = writer_schema(registry_url, id);
+    let mut datum = &bytes[5..];
+    let value = apache_avro::from_avro_datum(&schema, &mut datum, None)
+        .unwrap_or_else(|e| panic!("decode Avro datum with schema id {id}: {e}"));
+    assert!(
+        datum.is_empty(),
+        "{} bytes left after the Avro datum",
+        datum.len()
+    );
+    serde_json::Value::try_from(value).expect("Avro value as JSON")
+}
+
+/// Schemas by (registry, id): ids are immutable, so one fetch per process suffices.
+fn writer_schema(registry_url: &str, id: u32) -> apache_avro::Schema {
+    static CACHE: Mutex<Option<HashMap<(String, u32), apache_avro::Schema>>> = Mutex::new(None);
+    let key = (registry_url.to_owned(), id);
+    if let Some(schema) = CACHE.lock().unwrap().get_or_insert_default().get(&key) {
+        return schema.clone();
+    }
+    let url = format!("{registry_url}/schemas/ids/{id}");
+    // A thread with a runtime of its own: callers may be inside a runtime, where blocking
+    // on another would panic.
+    let body: serde_json::Value = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime for the registry request")
+            .block_on(async {
+                let response = reqwest::get(&url).await.expect("GET schema by id");
+                assert!(
+                    response.status().is_success(),
+                    "GET {url}: {}",
+                    response.status()
+                );
+                response.json().await.expect("schema JSON")
+            })
+    })
+    .join()
+    .expect("registry request thread");
+    let text = body["schema"].as_str().expect("\"schema\" field");
+    let schema = apache_avro::Schema::parse_str(text)
+        .unwrap_or_else(|e| panic!("schema id {id} does not parse: {e}"));
+    CACHE
+        .lock()
+        .unwrap()
+        .get_or_insert_default()
+        .insert(key, schema.clone());
+    schema
+}

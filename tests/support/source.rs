@@ -1,0 +1,133 @@
+//! The `cdc-source` binary as a child process, for tests of the CLI, exit codes, signals and
+//! crash recovery. Declare `pub mod source;` in `support/mod.rs` once `src/bin/cdc-source.rs`
+//! exists: Cargo defines `CARGO_BIN_EXE_cdc-source` only then.
+
+use std::fs::File;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use super::unique_dir;
+
+pub struct SourceProcess {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl SourceProcess {
+    /// `cdc-source <verb> --config <file> <extra_args…>` with `config_toml` written to a file
+    /// of its own, extra environment (e.g. `PGCDC__KAFKA__BROKERS`), and stdout and stderr
+    /// captured to files.
+    pub fn spawn(
+        verb: &str,
+        config_toml: &str,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> SourceProcess {
+        let dir = unique_dir("source");
+        let config = dir.join("source.toml");
+        std::fs::write(&config, config_toml).expect("write the source config");
+        let stdout = File::create(dir.join("stdout")).expect("create stdout file");
+        let stderr = File::create(dir.join("stderr")).expect("create stderr file");
+        let child = Command::new(env!("CARGO_BIN_EXE_cdc-source"))
+            .arg(verb)
+            .arg("--config")
+            .arg(&config)
+            .args(extra_args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn cdc-source");
+        SourceProcess { child, dir }
+    }
+
+    /// `cdc-source run` with the given configuration.
+    pub fn run(config_toml: &str) -> SourceProcess {
+        SourceProcess::spawn("run", config_toml, &[], &[])
+    }
+
+    /// Runs a verb that is expected to finish (`check`, `init`, `teardown`) and returns its
+    /// exit code and stderr.
+    pub fn complete(verb: &str, config_toml: &str, timeout: Duration) -> (i32, String) {
+        let mut process = SourceProcess::spawn(verb, config_toml, &[], &[]);
+        let code = process.wait_exit(timeout);
+        (code, process.stderr_text())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("source.toml")
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A crash: no chance to flush or acknowledge anything.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The orderly shutdown a service manager asks for.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {} failed", self.child.id());
+    }
+
+    /// The exit code, or 128 + signal number when a signal ended it (as shells report it).
+    /// Panics, with the process's stderr, if it is still running after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll cdc-source") {
+                return exit_code(status);
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "cdc-source still running after {timeout:?}; stderr:\n{}",
+                    self.stderr_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("poll cdc-source").is_none()
+    }
+
+    pub fn stderr_text(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr")).unwrap_or_default()
+    }
+
+    pub fn stdout_text(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stdout")).unwrap_or_default()
+    }
+}
+
+fn exit_code(status: ExitStatus) -> i32 {
+    status
+        .code()
+        .or_else(|| status.signal().map(|signal| 128 + signal))
+        .expect("an exit code or a signal")
+}
+
+impl Drop for SourceProcess {
+    fn drop(&mut self) {
+        if self.is_running() {
+            self.kill9();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
