@@ -1,0 +1,71 @@
+//! Errors of the Kafka module, each naming the operation that failed.
+
+use rdkafka::error::KafkaError as RdKafkaError;
+
+/// A Kafka operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    /// librdkafka refused a configuration property (unknown key or invalid value).
+    #[error("create the Kafka producer: option {key:?} is invalid: {reason}")]
+    InvalidOption {
+        /// The property's key, as given in `[kafka.options]` or set by pgcdc.
+        key: String,
+        /// librdkafka's explanation (the value is left out: it may be a secret).
+        reason: String,
+    },
+    /// librdkafka could not create the client (for example conflicting options).
+    #[error("create the Kafka producer: {0}")]
+    CreateProducer(#[source] RdKafkaError),
+    /// No broker answered a metadata request in time.
+    #[error("broker unreachable at {brokers}: {source}")]
+    Unreachable {
+        /// The bootstrap servers that were tried.
+        brokers: String,
+        /// What librdkafka reported.
+        #[source]
+        source: RdKafkaError,
+    },
+    /// The broker refused to create a topic, or did not answer.
+    #[error("create topic {topic}: {source}")]
+    CreateTopic {
+        /// The topic that could not be created.
+        topic: String,
+        /// What librdkafka or the broker reported.
+        #[source]
+        source: RdKafkaError,
+    },
+    /// librdkafka would not enqueue a record (other than a full queue).
+    #[error("produce a record to {topic}: {source}")]
+    Produce {
+        /// The record's topic.
+        topic: String,
+        /// What librdkafka reported.
+        #[source]
+        source: RdKafkaError,
+    },
+    /// The broker did not take a record: its transaction can never be confirmed.
+    #[error("deliver a record to {topic} partition {partition}: {source}")]
+    Delivery {
+        /// The record's topic.
+        topic: String,
+        /// The partition it was assigned to (-1 when none was).
+        partition: i32,
+        /// What librdkafka or the broker reported.
+        #[source]
+        source: RdKafkaError,
+    },
+    /// Records were still undelivered when the flush timed out, or the flush failed.
+    #[error("flush the producer: {0}")]
+    Flush(#[source] RdKafkaError),
+}
+
+/// Why [`super::Producer::send`] did not enqueue a record.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// librdkafka's queue is full: wait for room ([`super::Producer::wait_for_room`]) and retry.
+    #[error("the producer queue is full")]
+    Backpressure,
+    /// The record cannot be produced at all.
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+}

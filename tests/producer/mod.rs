@@ -1,0 +1,181 @@
+//! The producer against a real Kafka-protocol broker (tansu): topic creation, delivery
+//! reports feeding the acknowledged-LSN tracker, and what consumers read back.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pgcdc::kafka::{Producer, ProducerSettings, SendError, TopicSettings};
+use pgcdc::lsn::Lsn;
+use pgcdc::source::progress::Progress;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
+
+use crate::support::{read_topic, shared_broker, TestNames};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn producer(bootstrap: String, topic: TopicSettings, progress: &Arc<Mutex<Progress>>) -> Producer {
+    let settings = ProducerSettings {
+        brokers: bootstrap,
+        options: BTreeMap::new(),
+        topic,
+    };
+    Producer::new(&settings, Arc::clone(progress)).expect("create producer")
+}
+
+/// The partition count the broker reports for `topic`.
+fn partition_count(bootstrap: &str, topic: &str) -> usize {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("metadata client");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map_or(0, |t| t.partitions().len())
+}
+
+#[tokio::test]
+async fn a_thousand_records_are_acknowledged_and_read_back_in_key_order() {
+    let broker = shared_broker().await;
+    let topic = format!("{}.public.item", TestNames::new().topic_prefix);
+    let start = Lsn(0x1_0000);
+    let progress = Arc::new(Mutex::new(Progress::new(start)));
+    let settings = TopicSettings {
+        partitions: Some(4),
+        ..TopicSettings::default()
+    };
+    let mut producer = producer(broker.bootstrap(), settings, &progress);
+    producer
+        .check_connectivity(TIMEOUT)
+        .expect("tansu answers metadata");
+    producer.ensure_topic(&topic).await.expect("create topic");
+    producer.ensure_topic(&topic).await.expect("cached");
+    let bootstrap = broker.bootstrap();
+    let topic_for_metadata = topic.clone();
+    let partitions =
+        tokio::task::spawn_blocking(move || partition_count(&bootstrap, &topic_for_metadata))
+            .await
+            .unwrap();
+    assert_eq!(partitions, 4);
+
+    // 100 transactions of 10 records over 20 keys; values number the records in stream order.
+    let mut last_commit = start;
+    for transaction in 0..100u64 {
+        let ticket = progress.lock().unwrap().begin();
+        for i in 0..10u64 {
+            let sequence = transaction * 10 + i;
+            let key = format!("row-{}", sequence % 20);
+            let value = sequence.to_string();
+            loop {
+                match producer.send(
+                    &topic,
+                    Some(key.as_bytes()),
+                    Some(value.as_bytes()),
+                    &[("seq", value.as_bytes())],
+                    ticket,
+                ) {
+                    Ok(()) => break,
+                    Err(SendError::Backpressure) => producer.wait_for_room(TIMEOUT),
+                    Err(e) => panic!("send: {e}"),
+                }
+            }
+            progress.lock().unwrap().produced(ticket);
+        }
+        last_commit = Lsn(start.0 + (transaction + 1) * 0x100);
+        progress.lock().unwrap().commit(ticket, last_commit);
+    }
+
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let (confirmable, inflight) = {
+            let progress = progress.lock().unwrap();
+            (progress.confirmable(), progress.inflight_records())
+        };
+        if confirmable == last_commit {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "confirmable stuck at {confirmable} (inflight {inflight}), fatal: {:?}",
+            producer.take_fatal_error()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(progress.lock().unwrap().inflight_records(), 0);
+    assert!(producer.take_fatal_error().is_none());
+    producer.flush(TIMEOUT).expect("flush");
+
+    let bootstrap = broker.bootstrap();
+    let read = topic.clone();
+    let records = tokio::task::spawn_blocking(move || read_topic(&bootstrap, &read, 1000, TIMEOUT))
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 1000);
+
+    let mut per_key: HashMap<Vec<u8>, Vec<u64>> = HashMap::new();
+    let mut partitions_per_key: HashMap<Vec<u8>, BTreeSet<i32>> = HashMap::new();
+    for record in &records {
+        let key = record.key.clone().expect("keyed record");
+        let value: u64 = String::from_utf8(record.value.clone().expect("value"))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(record.header("seq"), Some(value.to_string().as_bytes()));
+        per_key.entry(key.clone()).or_default().push(value);
+        partitions_per_key
+            .entry(key)
+            .or_default()
+            .insert(record.partition);
+    }
+    assert_eq!(per_key.len(), 20);
+    for (key, values) in &per_key {
+        let row: u64 = String::from_utf8_lossy(key)
+            .strip_prefix("row-")
+            .unwrap()
+            .parse()
+            .unwrap();
+        let expected: Vec<u64> = (0..50).map(|n| n * 20 + row).collect();
+        assert_eq!(values, &expected, "records of key row-{row} out of order");
+        assert_eq!(partitions_per_key[key].len(), 1, "key row-{row} split");
+    }
+}
+
+#[tokio::test]
+async fn an_existing_topic_is_fine_and_broker_defaults_are_accepted() {
+    let broker = shared_broker().await;
+    let names = TestNames::new();
+    let progress = Arc::new(Mutex::new(Progress::new(Lsn::ZERO)));
+    let mut producer = producer(broker.bootstrap(), TopicSettings::default(), &progress);
+
+    let existing = format!("{}.public.existing", names.topic_prefix);
+    broker.create_topic(&existing, 2).await;
+    producer
+        .ensure_topic(&existing)
+        .await
+        .expect("an existing topic");
+
+    // Partition count and replication factor left to the broker (-1).
+    let fresh = format!("{}.public.fresh", names.topic_prefix);
+    producer
+        .ensure_topic(&fresh)
+        .await
+        .expect("broker defaults");
+
+    let bootstrap = broker.bootstrap();
+    let counts = tokio::task::spawn_blocking(move || {
+        (
+            partition_count(&bootstrap, &existing),
+            partition_count(&bootstrap, &fresh),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(counts.0, 2);
+    assert!(counts.1 >= 1, "the new topic has no partitions");
+}
