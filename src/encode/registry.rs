@@ -1,0 +1,236 @@
+//! A Confluent Schema Registry client: registers schemas under subjects and fetches schemas by
+//! id, caching both (a subject's schema text always maps to the same id, and ids never change).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use reqwest::Url;
+
+/// The registry's REST media type.
+const MEDIA_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+/// How long one request may take; registrations happen at startup and on schema changes, so a
+/// hung registry should fail them rather than stall the pipeline forever.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A failed registry request.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// `schema_registry.url` does not parse as a URL.
+    #[error("invalid schema registry URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    /// No HTTP answer: connection refused, DNS failure, timeout.
+    #[error("schema registry unreachable at {url}: {source}")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The registry answered with an error status.
+    #[error("schema registry {url} answered HTTP {status}{}: {message}", error_code.map(|c| format!(" (error_code {c})")).unwrap_or_default())]
+    Status {
+        url: String,
+        status: u16,
+        error_code: Option<i64>,
+        message: String,
+    },
+    /// The registry answered 2xx with a body that is not what the API promises.
+    #[error("unexpected answer from schema registry {url}: {detail}")]
+    BadResponse { url: String, detail: String },
+}
+
+/// A schema registry client; cheap to share by reference across tasks.
+pub struct RegistryClient {
+    base: Url,
+    http: reqwest::Client,
+    /// subject → schema text → id.
+    ids: Mutex<HashMap<String, HashMap<String, u32>>>,
+    schemas: Mutex<HashMap<u32, Arc<str>>>,
+}
+
+impl RegistryClient {
+    /// A client for the registry at `url` (e.g. `http://127.0.0.1:8081`); connects lazily.
+    pub fn new(url: &str) -> Result<RegistryClient, RegistryError> {
+        let invalid = |reason: String| RegistryError::InvalidUrl {
+            url: url.to_string(),
+            reason,
+        };
+        let base = Url::parse(url).map_err(|e| invalid(e.to_string()))?;
+        if base.cannot_be_a_base() || !matches!(base.scheme(), "http" | "https") {
+            return Err(invalid("expected an http:// or https:// URL".to_string()));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|source| RegistryError::Unreachable {
+                url: url.to_string(),
+                source,
+            })?;
+        Ok(RegistryClient {
+            base,
+            http,
+            ids: Mutex::new(HashMap::new()),
+            schemas: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The registry's base URL.
+    pub fn url(&self) -> &str {
+        self.base.as_str()
+    }
+
+    /// Registers an Avro schema under `subject` (`POST /subjects/{subject}/versions`) and
+    /// returns its id; a schema already registered from this client costs no request.
+    pub async fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {
+        let cached = lock(&self.ids)
+            .get(subject)
+            .and_then(|by_text| by_text.get(schema))
+            .copied();
+        if let Some(id) = cached {
+            return Ok(id);
+        }
+        let url = self.endpoint(&["subjects", subject, "versions"]);
+        let body = serde_json::json!({ "schema": schema }).to_string();
+        let request = self
+            .http
+            .post(url.clone())
+            .header(CONTENT_TYPE, MEDIA_TYPE)
+            .header(ACCEPT, MEDIA_TYPE)
+            .body(body);
+        let answer = send(request, &url).await?;
+        let id = answer
+            .get("id")
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|id| u32::try_from(id).ok())
+            .ok_or_else(|| RegistryError::BadResponse {
+                url: url.to_string(),
+                detail: format!("no schema id in {answer}"),
+            })?;
+        lock(&self.ids)
+            .entry(subject.to_string())
+            .or_default()
+            .insert(schema.to_string(), id);
+        lock(&self.schemas).insert(id, Arc::from(schema));
+        Ok(id)
+    }
+
+    /// The schema text with id `id` (`GET /schemas/ids/{id}`), fetched once per id.
+    pub async fn schema_by_id(&self, id: u32) -> Result<Arc<str>, RegistryError> {
+        if let Some(schema) = lock(&self.schemas).get(&id) {
+            return Ok(Arc::clone(schema));
+        }
+        let url = self.endpoint(&["schemas", "ids", &id.to_string()]);
+        let request = self.http.get(url.clone()).header(ACCEPT, MEDIA_TYPE);
+        let answer = send(request, &url).await?;
+        let schema: Arc<str> = answer
+            .get("schema")
+            .and_then(serde_json::Value::as_str)
+            .map(Arc::from)
+            .ok_or_else(|| RegistryError::BadResponse {
+                url: url.to_string(),
+                detail: format!("no schema in {answer}"),
+            })?;
+        lock(&self.schemas).insert(id, Arc::clone(&schema));
+        Ok(schema)
+    }
+
+    /// The base URL with `segments` appended, each percent-encoded.
+    fn endpoint(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+}
+
+/// The caches hold plain data, so a panic elsewhere cannot leave them inconsistent.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+async fn send(
+    request: reqwest::RequestBuilder,
+    url: &Url,
+) -> Result<serde_json::Value, RegistryError> {
+    let unreachable = |source| RegistryError::Unreachable {
+        url: url.to_string(),
+        source,
+    };
+    let response = request.send().await.map_err(unreachable)?;
+    let status = response.status();
+    let body = response.text().await.map_err(unreachable)?;
+    let parsed = serde_json::from_str::<serde_json::Value>(&body);
+    if !status.is_success() {
+        let (error_code, message) = match &parsed {
+            Ok(answer) => (
+                answer.get("error_code").and_then(serde_json::Value::as_i64),
+                answer
+                    .get("message")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or(&body)
+                    .to_string(),
+            ),
+            Err(_) => (None, body.clone()),
+        };
+        return Err(RegistryError::Status {
+            url: url.to_string(),
+            status: status.as_u16(),
+            error_code,
+            message,
+        });
+    }
+    parsed.map_err(|e| RegistryError::BadResponse {
+        url: url.to_string(),
+        detail: format!("not JSON ({e}): {body}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_percent_encode_subjects() {
+        let client = RegistryClient::new("http://127.0.0.1:8081/").unwrap();
+        assert_eq!(
+            client
+                .endpoint(&["subjects", "a b/c-value", "versions"])
+                .as_str(),
+            "http://127.0.0.1:8081/subjects/a%20b%2Fc-value/versions"
+        );
+        let prefixed = RegistryClient::new("https://registry.example/sr").unwrap();
+        assert_eq!(
+            prefixed.endpoint(&["schemas", "ids", "7"]).as_str(),
+            "https://registry.example/sr/schemas/ids/7"
+        );
+    }
+
+    #[test]
+    fn bad_urls_are_refused() {
+        for bad in ["", "127.0.0.1:8081", "ftp://host/", "mailto:x@y"] {
+            assert!(
+                matches!(
+                    RegistryClient::new(bad),
+                    Err(RegistryError::InvalidUrl { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn connection_failures_name_the_registry() {
+        // Port 9 (discard) on loopback has no listener here.
+        let client = RegistryClient::new("http://127.0.0.1:9").unwrap();
+        let error = client.register("s-value", "\"int\"").await.unwrap_err();
+        assert!(matches!(error, RegistryError::Unreachable { .. }));
+        assert!(
+            error.to_string().starts_with(
+                "schema registry unreachable at http://127.0.0.1:9/subjects/s-value/versions"
+            ),
+            "{error}"
+        );
+    }
+}
