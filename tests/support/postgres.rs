@@ -1,6 +1,6 @@
 //! Throwaway PostgreSQL clusters on loopback ports, configured for logical replication.
 
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -90,9 +90,36 @@ pub struct PgCluster {
     port: u16,
 }
 
+/// The default `pg_hba.conf`. A logical replication connection is matched against the
+/// database lines (SPEC §9); the `replication` lines cover physical replication
+/// (pg_basebackup, pg_receivewal).
+pub const DEFAULT_HBA: &str = "local all         postgres                 trust\n\
+                               host  all         postgres 127.0.0.1/32    trust\n\
+                               host  replication postgres 127.0.0.1/32    trust\n\
+                               host  all         all      127.0.0.1/32    scram-sha-256\n\
+                               host  replication all      127.0.0.1/32    scram-sha-256\n";
+
+/// How a cluster differs from the test bed's default one.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterSetup {
+    /// Lines appended to `postgresql.conf` (e.g. `ssl = on`).
+    pub extra_conf: String,
+    /// Replaces [`DEFAULT_HBA`]; keep the superuser's trust lines, the test bed logs in with them.
+    pub hba: Option<String>,
+    /// Files written into the data directory before the first start, readable by the server
+    /// only (mode 0600, as it demands of TLS keys). Paths in `extra_conf` may name them
+    /// relative to the data directory.
+    pub data_files: Vec<(String, Vec<u8>)>,
+}
+
 impl PgCluster {
     /// initdb, configure, start, and create the [`REPLICATOR`] role.
     pub async fn new() -> PgCluster {
+        PgCluster::with_setup(ClusterSetup::default()).await
+    }
+
+    /// As [`new`](Self::new), with extra configuration, another `pg_hba.conf` and extra files.
+    pub async fn with_setup(setup: ClusterSetup) -> PgCluster {
         let dir = unique_dir("pg");
         give_to_postgres(&dir);
         let mut cluster = PgCluster { dir, port: 0 };
@@ -104,7 +131,7 @@ impl PgCluster {
             .args(["--no-sync", "--no-instructions"]);
         let out = run(initdb).await;
         assert!(out.status.success(), "{}", describe("initdb", &out));
-        cluster.configure();
+        cluster.configure(&setup);
         // Another process may take the port between choosing it and binding it: choose again.
         let mut attempts = 0;
         loop {
@@ -148,7 +175,7 @@ impl PgCluster {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
-    fn configure(&self) {
+    fn configure(&self, setup: &ClusterSetup) {
         let data = self.data_dir();
         let socket_dir = if self.dir.as_os_str().len() <= MAX_SOCKET_DIR_LEN {
             self.dir.display().to_string()
@@ -171,17 +198,21 @@ impl PgCluster {
              shared_buffers = 32MB\n\
              include 'port.conf'\n"
         ));
+        conf.push_str(&setup.extra_conf);
+        conf.push('\n');
         write_file(&data.join("postgresql.conf"), &conf);
-        // A logical replication connection is matched against the database lines (SPEC §9);
-        // the `replication` lines cover physical replication (pg_basebackup, pg_receivewal).
         write_file(
             &data.join("pg_hba.conf"),
-            "local all         postgres                 trust\n\
-             host  all         postgres 127.0.0.1/32    trust\n\
-             host  replication postgres 127.0.0.1/32    trust\n\
-             host  all         all      127.0.0.1/32    scram-sha-256\n\
-             host  replication all      127.0.0.1/32    scram-sha-256\n",
+            setup.hba.as_deref().unwrap_or(DEFAULT_HBA),
         );
+        for (name, contents) in &setup.data_files {
+            let path = data.join(name);
+            std::fs::write(&path, contents)
+                .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+            give_to_postgres(&path);
+        }
     }
 
     async fn pg_ctl_start(&self) -> Output {
