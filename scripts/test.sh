@@ -12,7 +12,7 @@ export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 # Tests mostly wait on PostgreSQL, the broker and timeouts, so more threads than the two
 # cores keep the run short without starving the servers.
 status=0
-cargo test --all-targets -- --test-threads="${PGCDC_TEST_THREADS:-4}" || status=$?
+cargo test --lib --bins --tests -- --test-threads="${PGCDC_TEST_THREADS:-4}" || status=$?
 
 # Each test process's watchdog cleans up within a second of its exit; give them that
 # second, then sweep what is left (a watchdog killed along with its test process).

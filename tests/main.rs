@@ -3,5 +3,16 @@
 //! process). Modules live in subdirectories (`tests/<name>/mod.rs`) because Cargo would
 //! build every `tests/*.rs` file as a test binary of its own.
 
+mod bad_input;
+mod crash;
+mod encode;
+mod idle;
+mod outage;
+mod producer;
+mod replication;
+mod source_ops;
 mod support;
 mod testbed;
+mod toast;
+mod transactions;
+mod types;

@@ -163,7 +163,7 @@ pub struct KafkaSection {
 pub enum Format {
     /// Avro in the Confluent wire format, schemas registered in `schema_registry`.
     Avro,
-    /// JSON with the same field names as the Avro records.
+    /// Kafka Connect JsonConverter envelopes (`{"schema":…,"payload":…}`), same field names.
     Json,
 }
 

@@ -37,8 +37,6 @@ mod schema;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde::Deserialize;
-
 use crate::event::{
     ChangeEvent, Column, KeyChange, LogicalMessage, Op, SourcePosition, TableSchema,
     TransactionEvent, Value,
@@ -69,15 +67,7 @@ const MESSAGE_VALUE_AVSC: &str = include_str!("../../schemas/message-value.avsc"
 const HEARTBEAT_KEY_AVSC: &str = include_str!("../../schemas/heartbeat-key.avsc");
 const HEARTBEAT_VALUE_AVSC: &str = include_str!("../../schemas/heartbeat-value.avsc");
 
-/// Record serialization (`kafka.format`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    /// Confluent-framed Avro with schemas in a schema registry.
-    Avro,
-    /// Kafka Connect JsonConverter envelopes (`{"schema":…,"payload":…}`).
-    Json,
-}
+pub use crate::config::Format;
 
 /// What the encoder needs from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1056,16 +1056,3 @@ async fn avro_needs_a_registry_url() {
         Err(EncodeError::MissingRegistryUrl)
     ));
 }
-
-#[test]
-fn format_reads_lowercase_names() {
-    #[derive(Deserialize)]
-    struct Kafka {
-        format: Format,
-    }
-    let parsed: Kafka = toml::from_str("format = \"avro\"").unwrap();
-    assert_eq!(parsed.format, Format::Avro);
-    let parsed: Kafka = toml::from_str("format = \"json\"").unwrap();
-    assert_eq!(parsed.format, Format::Json);
-    assert!(toml::from_str::<Kafka>("format = \"Avro\"").is_err());
-}

@@ -82,7 +82,10 @@ impl TableSchema {
 
     /// The key columns' values of a row image, in key order.
     pub fn key_of<'a>(&self, row: &'a [Value]) -> Vec<&'a Value> {
-        self.key.iter().filter_map(|&index| row.get(index)).collect()
+        self.key
+            .iter()
+            .filter_map(|&index| row.get(index))
+            .collect()
     }
 }
 

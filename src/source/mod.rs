@@ -1,5 +1,327 @@
 //! The source: reads a pgoutput slot and publishes change events.
+//!
+//! ```text
+//! replication ──XLogData──▶ pgoutput ──Message──▶ relations ──ChangeEvent──▶ encode ──▶ kafka::Producer
+//!      ▲                                                                                   │ delivery acks
+//!      └───────────── flushed LSN ◀────────── progress (acknowledged-LSN tracker) ◀───────┘
+//! ```
+//!
+//! [`run`] prepares the publication, connects to the broker and registry once (failing fast
+//! with a clear error), then runs streaming sessions. A session that ends with a transient
+//! error (connection lost, PostgreSQL restarted, a record the broker refused) is followed by a
+//! new one after a backoff; it resumes from the slot's confirmed LSN with a fresh producer and
+//! progress tracker, so nothing unacknowledged is ever confirmed and nothing is skipped.
 
+pub mod catalog;
 pub mod pgoutput;
 pub mod progress;
+pub mod relations;
 pub mod replication;
+pub mod session;
+pub mod setup;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::config::{SourceConfig, TableFilter};
+use crate::encode::{EncodeError, Encoder, EncoderSettings};
+use crate::kafka::{KafkaError, Producer, ProducerSettings, SendError, TopicSettings};
+use crate::lsn::Lsn;
+use crate::metrics::SourceMetrics;
+use crate::pg::{PgConnectError, PgConnectOptions};
+use progress::Progress;
+use replication::{ReplicationClient, ReplicationError};
+use session::{Session, SessionSettings, HEARTBEAT_PREFIX};
+use setup::SetupError;
+
+/// How long a shutdown waits for the broker to acknowledge what is queued.
+const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the broker may take to answer at start-up before the source gives up.
+const BROKER_STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// First and longest pause between reconnection attempts.
+const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A session that streamed this long resets the backoff.
+const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(60);
+/// At start-up, transient errors (a slot still held by a killed predecessor) are retried
+/// this long before the source gives up.
+const STARTUP_RETRY_WINDOW: Duration = Duration::from_secs(60);
+
+/// Why the source stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The configuration is unusable; the message names the key.
+    #[error("{0}")]
+    Config(String),
+    /// A prerequisite is missing or setting it up failed.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    /// An ordinary SQL connection failed.
+    #[error(transparent)]
+    Connect(#[from] PgConnectError),
+    /// The replication connection failed.
+    #[error(transparent)]
+    Replication(#[from] ReplicationError),
+    /// A catalog lookup failed.
+    #[error(transparent)]
+    Catalog(#[from] catalog::CatalogError),
+    /// A pgoutput message could not be decoded.
+    #[error("undecodable pgoutput message: {0}")]
+    Decode(#[from] pgoutput::DecodeError),
+    /// A row message could not become events.
+    #[error(transparent)]
+    Event(#[from] relations::EventError),
+    /// Encoding or schema registration failed.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// Creating the producer or a topic, or reaching the broker, failed.
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    /// librdkafka refused a record.
+    #[error("could not enqueue a record: {0}")]
+    Produce(SendError),
+    /// The broker did not take a record: the session restarts from the slot.
+    #[error("delivery failed: {0}")]
+    Delivery(KafkaError),
+    /// The server ended the replication stream.
+    #[error("the server ended the replication stream")]
+    StreamEnded,
+    /// A message that belongs inside a transaction came outside one.
+    #[error("protocol error: {0} outside a transaction")]
+    OutsideTransaction(&'static str),
+    /// Streamed in-progress transactions arrived although pgcdc did not ask for them.
+    #[error(
+        "protocol error: the server streamed an in-progress transaction pgcdc did not ask for"
+    )]
+    UnexpectedStreaming,
+}
+
+impl SourceError {
+    /// Whether a new session may succeed where this one failed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SourceError::Replication(error) => error.is_transient(),
+            SourceError::Setup(SetupError::Replication { source, .. }) => source.is_transient(),
+            SourceError::Setup(SetupError::Sql { source, .. }) => source.is_closed(),
+            SourceError::Catalog(catalog::CatalogError::Query { source, .. }) => source.is_closed(),
+            SourceError::Connect(_) | SourceError::Delivery(_) | SourceError::StreamEnded => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the configuration is at fault (exit code 2).
+    pub fn is_config(&self) -> bool {
+        matches!(self, SourceError::Config(_))
+    }
+}
+
+/// Everything a session needs that outlives sessions.
+struct Runner {
+    config: SourceConfig,
+    options: PgConnectOptions,
+    filter: TableFilter,
+    encoder: Encoder,
+    metrics: SourceMetrics,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Runs the source until `shutdown` becomes true (exit 0) or an error it cannot recover from.
+pub async fn run(
+    config: SourceConfig,
+    metrics: SourceMetrics,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), SourceError> {
+    if config.capture.streaming {
+        return Err(SourceError::Config(
+            "capture.streaming = true is not supported by this version: set it to false".into(),
+        ));
+    }
+    let mut options = PgConnectOptions::parse(&config.postgres.url)
+        .map_err(|e| SourceError::Config(format!("postgres.url: {e}")))?;
+    if let Some(password) = config
+        .postgres_password()
+        .map_err(|e| SourceError::Config(e.to_string()))?
+    {
+        options = options.with_password(password);
+    }
+    let filter =
+        TableFilter::new(&config.capture).map_err(|e| SourceError::Config(e.to_string()))?;
+
+    let sql = options.connect_sql().await?;
+    let tables = setup::ensure_publication(&sql, &config.capture.publication, &filter).await?;
+    tracing::info!(tables = tables.len(), publication = %config.capture.publication, "captured tables");
+    drop(sql);
+    producer_for(&config, Arc::new(Mutex::new(Progress::new(Lsn::ZERO))))?
+        .check_connectivity(BROKER_STARTUP_TIMEOUT)?;
+    let encoder = Encoder::new(EncoderSettings {
+        topic_prefix: config.kafka.topic_prefix.clone(),
+        format: config.kafka.format,
+        registry_url: config.schema_registry.url.clone(),
+        database: options.dbname.clone(),
+    })
+    .await?;
+    if let Some(interval) = config.capture.heartbeat_interval {
+        tokio::spawn(heartbeat(options.clone(), interval, shutdown.clone()));
+    }
+    let mut runner = Runner {
+        config,
+        options,
+        filter,
+        encoder,
+        metrics,
+        shutdown,
+    };
+    runner.stream_with_retries().await
+}
+
+fn producer_for(
+    config: &SourceConfig,
+    progress: Arc<Mutex<Progress>>,
+) -> Result<Producer, KafkaError> {
+    let settings = ProducerSettings {
+        brokers: config.kafka.brokers.clone(),
+        options: config.kafka.options.clone(),
+        topic: TopicSettings {
+            partitions: config.kafka.topic.partitions,
+            replication_factor: config.kafka.topic.replication_factor,
+            cleanup_policy: config.kafka.topic.cleanup_policy.clone(),
+        },
+    };
+    Producer::new(&settings, progress)
+}
+
+impl Runner {
+    async fn stream_with_retries(&mut self) -> Result<(), SourceError> {
+        let started = Instant::now();
+        let mut streamed_once = false;
+        let mut backoff = BACKOFF_INITIAL;
+        loop {
+            let session_start = Instant::now();
+            let error = match self.session(&mut streamed_once).await {
+                Ok(()) => return Ok(()),
+                Err(error) => error,
+            };
+            let retry =
+                error.is_transient() && (streamed_once || started.elapsed() < STARTUP_RETRY_WINDOW);
+            if !retry || *self.shutdown.borrow() {
+                return Err(error);
+            }
+            if session_start.elapsed() >= BACKOFF_RESET_AFTER {
+                backoff = BACKOFF_INITIAL;
+            }
+            self.metrics.count_error(error_kind(&error));
+            tracing::warn!(%error, retry_in = ?backoff, "streaming interrupted; resuming from the slot");
+            let mut shutdown = self.shutdown.clone();
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// One session: connect, make sure the slot exists, stream until shutdown or an error.
+    async fn session(&mut self, streamed_once: &mut bool) -> Result<(), SourceError> {
+        let capture = &self.config.capture;
+        let sql = self.options.connect_sql().await?;
+        let mut replication = ReplicationClient::connect(&self.options).await?;
+        let slot = setup::ensure_slot(&sql, &mut replication, &capture.slot).await?;
+        let progress = Arc::new(Mutex::new(Progress::new(slot.confirmed_flush)));
+        let mut producer = producer_for(&self.config, Arc::clone(&progress))?;
+        for topic in fixed_topics(&self.config.kafka.topic_prefix) {
+            producer.ensure_topic(&topic).await?;
+        }
+        let publication_names = format!("\"{}\"", capture.publication.replace('"', "\"\""));
+        let stream = replication
+            .start_logical_replication(
+                &capture.slot,
+                slot.confirmed_flush,
+                &[
+                    ("proto_version", "1"),
+                    ("publication_names", &publication_names),
+                    ("messages", "true"),
+                ],
+            )
+            .await?;
+        tracing::info!(slot = %capture.slot, from = %slot.confirmed_flush, "streaming");
+        *streamed_once = true;
+        let settings = SessionSettings {
+            filter: self.filter.clone(),
+            tombstones: self.config.kafka.tombstones,
+            status_interval: capture.status_interval,
+        };
+        let mut session = Session::new(
+            stream,
+            &sql,
+            &mut self.encoder,
+            &mut producer,
+            progress,
+            &self.metrics,
+            &settings,
+        );
+        let mut shutdown = self.shutdown.clone();
+        let stop = Box::pin(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        });
+        session.run(stop).await?;
+        let confirmed = session.finish(SHUTDOWN_FLUSH_TIMEOUT).await?;
+        tracing::info!(confirmed = %confirmed, "stopped");
+        Ok(())
+    }
+}
+
+/// The topics every source writes besides the table topics (SPEC §3).
+fn fixed_topics(prefix: &str) -> [String; 3] {
+    [
+        format!("{prefix}.transaction"),
+        format!("{prefix}.message"),
+        format!("__pgcdc-heartbeat.{prefix}"),
+    ]
+}
+
+fn error_kind(error: &SourceError) -> &'static str {
+    match error {
+        SourceError::Replication(_) | SourceError::StreamEnded => "replication",
+        SourceError::Connect(_) | SourceError::Catalog(_) | SourceError::Setup(_) => "postgres",
+        SourceError::Delivery(_) | SourceError::Kafka(_) | SourceError::Produce(_) => "kafka",
+        SourceError::Encode(_) => "encode",
+        _ => "other",
+    }
+}
+
+/// Emits a non-transactional logical message every `interval`, so that the slot advances
+/// (and WAL is released) even when no captured table changes.
+async fn heartbeat(
+    options: PgConnectOptions,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let sql = format!("SELECT pg_logical_emit_message(false, '{HEARTBEAT_PREFIX}', '')");
+    let mut client = None;
+    let mut warned = false;
+    let mut timer = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = timer.tick() => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        if client.is_none() {
+            client = options.connect_sql().await.ok();
+        }
+        let Some(connected) = &client else { continue };
+        match connected.batch_execute(&sql).await {
+            Ok(()) => warned = false,
+            Err(error) => {
+                if !warned {
+                    tracing::warn!(%error, "heartbeat failed; the slot only advances with captured changes until it works again");
+                    warned = true;
+                }
+                if connected.is_closed() {
+                    client = None;
+                }
+            }
+        }
+    }
+}

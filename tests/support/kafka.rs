@@ -101,8 +101,15 @@ pub fn read_topic(
 }
 
 /// Decodes a Confluent-framed Avro datum (magic byte 0, big-endian schema id, datum) into
-/// JSON, fetching the writer schema from the registry. Unions become their branch's value.
+/// JSON, fetching the writer schema from the registry. Unions become their branch's value;
+/// bytes and decimals arrays of numbers; non-finite floats the strings "NaN", "Infinity",
+/// "-Infinity" (JSON has no such numbers).
 pub fn decode_avro(registry_url: &str, bytes: &[u8]) -> serde_json::Value {
+    avro_to_json(decode_avro_datum(registry_url, bytes))
+}
+
+/// Decodes a Confluent-framed Avro datum into apache_avro's value model.
+pub fn decode_avro_datum(registry_url: &str, bytes: &[u8]) -> apache_avro::types::Value {
     assert!(
         bytes.len() >= 5 && bytes[0] == 0,
         "not Confluent-framed Avro: {bytes:?}"
@@ -117,7 +124,32 @@ pub fn decode_avro(registry_url: &str, bytes: &[u8]) -> serde_json::Value {
         "{} bytes left after the Avro datum",
         datum.len()
     );
-    serde_json::Value::try_from(value).expect("Avro value as JSON")
+    value
+}
+
+fn float_to_json(value: f64) -> serde_json::Value {
+    match serde_json::Number::from_f64(value) {
+        Some(number) => serde_json::Value::Number(number),
+        None if value.is_nan() => "NaN".into(),
+        None if value > 0.0 => "Infinity".into(),
+        None => "-Infinity".into(),
+    }
+}
+
+fn avro_to_json(value: apache_avro::types::Value) -> serde_json::Value {
+    use apache_avro::types::Value as Avro;
+    match value {
+        Avro::Float(f) => float_to_json(f64::from(f)),
+        Avro::Double(d) => float_to_json(d),
+        Avro::Union(_, inner) => avro_to_json(*inner),
+        Avro::Array(items) => items.into_iter().map(avro_to_json).collect(),
+        Avro::Record(fields) => fields
+            .into_iter()
+            .map(|(name, value)| (name, avro_to_json(value)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+        other => serde_json::Value::try_from(other).expect("Avro value as JSON"),
+    }
 }
 
 /// Schemas by (registry, id): ids are immutable, so one fetch per process suffices.

@@ -9,13 +9,17 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod broker;
+pub mod capture;
 pub mod kafka;
 pub mod postgres;
 pub mod registry;
+pub mod source;
 
 pub use broker::{shared_broker, Broker};
 pub use kafka::{decode_avro, read_topic, TestRecord};
-pub use postgres::{fresh_database, shared_pg, PgCluster, ReplicationGuard, TestNames};
+pub use postgres::{
+    fresh_database, shared_pg, ClusterSetup, PgCluster, ReplicationGuard, TestNames,
+};
 pub use registry::{shared_registry, SchemaRegistry};
 
 use std::net::TcpListener;

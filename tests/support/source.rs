@@ -1,6 +1,5 @@
 //! The `cdc-source` binary as a child process, for tests of the CLI, exit codes, signals and
-//! crash recovery. Declare `pub mod source;` in `support/mod.rs` once `src/bin/cdc-source.rs`
-//! exists: Cargo defines `CARGO_BIN_EXE_cdc-source` only then.
+//! crash recovery.
 
 use std::fs::File;
 use std::os::unix::process::ExitStatusExt;

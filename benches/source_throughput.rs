@@ -1,0 +1,156 @@
+//! cdc-source against `pg_recvlogical` draining the same backlog, in one run (`cargo bench
+//! --bench source_throughput`). Both read a slot created before the workload over loopback
+//! TCP with pgoutput; `pg_recvlogical` writes to /dev/null, cdc-source produces Avro to a
+//! tansu broker and is done when its slot's confirmed LSN reaches the end of the workload.
+//! Prints rows/s of each, their ratio, and cdc-source's peak RSS. Rows: PGCDC_BENCH_ROWS.
+
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::capture::parse_lsn;
+use support::postgres::{bin_dir, REPLICATOR};
+use support::source::SourceProcess;
+use support::{Broker, PgCluster, SchemaRegistry, TestNames};
+
+const ROWS_PER_TRANSACTION: i64 = 1000;
+
+async fn lsn(client: &tokio_postgres::Client, sql: &str) -> u64 {
+    let text: Option<String> = client.query_one(sql, &[]).await.expect(sql).get(0);
+    text.map_or(0, |t| parse_lsn(&t))
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::main]
+async fn main() {
+    let rows: i64 = std::env::var("PGCDC_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let pg = PgCluster::new().await;
+    let broker = Broker::start_memory().await;
+    let registry = SchemaRegistry::start();
+    let names = TestNames::new();
+    let client = names.create_database(&pg).await;
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE bench (id int PRIMARY KEY, name text NOT NULL, qty int, price numeric(10,2),
+                                 created timestamptz, note text);
+             ALTER TABLE bench OWNER TO {REPLICATOR};
+             CREATE PUBLICATION {publication} FOR TABLE bench;
+             SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput');
+             SELECT pg_create_logical_replication_slot('{slot}_recv', 'pgoutput');",
+            publication = names.publication,
+            slot = names.slot
+        ))
+        .await
+        .expect("set up the benchmark database");
+    let guard = names.guard(&pg);
+    for start in (0..rows).step_by(ROWS_PER_TRANSACTION as usize) {
+        let end = (start + ROWS_PER_TRANSACTION).min(rows) - 1;
+        client
+            .batch_execute(&format!(
+                "INSERT INTO bench SELECT i, 'name ' || i, i % 100, i * 0.01, now(), repeat('x', 200)
+                 FROM generate_series({start}, {end}) i"
+            ))
+            .await
+            .expect("insert the workload");
+    }
+    let end = lsn(&client, "SELECT pg_current_wal_lsn()::text").await;
+    let end_text = format!("{:X}/{:X}", end >> 32, end & 0xFFFF_FFFF);
+
+    let dsn = format!("{}&replication=database", pg.url(&names.db, REPLICATOR));
+    let started = Instant::now();
+    let status = Command::new(bin_dir().join("pg_recvlogical"))
+        .args(["-d", &dsn, "-S", &format!("{}_recv", names.slot), "--start"])
+        .args(["-E", &end_text, "--no-loop", "-f", "/dev/null"])
+        .args(["-o", "proto_version=1", "-o"])
+        .arg(format!("publication_names={}", names.publication))
+        .status()
+        .expect("run pg_recvlogical");
+    assert!(status.success(), "pg_recvlogical failed");
+    let recvlogical = started.elapsed();
+    let _ = client
+        .batch_execute(&format!(
+            "SELECT pg_drop_replication_slot('{}_recv')",
+            names.slot
+        ))
+        .await;
+
+    let config = format!(
+        r#"
+[postgres]
+url = "{url}"
+[capture]
+slot = "{slot}"
+publication = "{publication}"
+tables = ["public.bench"]
+heartbeat_interval = "0s"
+status_interval = "50ms"
+[kafka]
+brokers = "{brokers}"
+topic_prefix = "{prefix}"
+format = "avro"
+[schema_registry]
+url = "{registry}"
+[metrics]
+listen = ""
+"#,
+        url = pg.url(&names.db, REPLICATOR),
+        slot = names.slot,
+        publication = names.publication,
+        brokers = broker.bootstrap(),
+        prefix = names.topic_prefix,
+        registry = registry.url(),
+    );
+    let started = Instant::now();
+    let source = SourceProcess::run(&config);
+    let confirmed_sql = format!(
+        "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = '{}'",
+        names.slot
+    );
+    while lsn(&client, &confirmed_sql).await < end {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "cdc-source did not finish: {}",
+            source.stderr_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pgcdc = started.elapsed();
+    let rss = peak_rss_kib(source.pid());
+    drop(source);
+    drop(guard);
+
+    let rate = |elapsed: Duration| rows as f64 / elapsed.as_secs_f64();
+    println!("rows: {rows} in transactions of {ROWS_PER_TRANSACTION}");
+    println!(
+        "pg_recvlogical: {:>10.0} rows/s ({:.2?})",
+        rate(recvlogical),
+        recvlogical
+    );
+    println!(
+        "cdc-source:     {:>10.0} rows/s ({:.2?}), peak RSS {} MiB",
+        rate(pgcdc),
+        pgcdc,
+        rss / 1024
+    );
+    println!(
+        "ratio cdc-source / pg_recvlogical: {:.2}",
+        rate(pgcdc) / rate(recvlogical)
+    );
+}

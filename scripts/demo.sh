@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Runs a local pipeline on the test bed: a PostgreSQL cluster with a sample schema `l1`, a
+# tansu broker, and cdc-source streaming `l1.*` to topics `shop.l1.<table>` in JSON (no schema
+# registry needed). It makes a few changes, prints the change events from the topics, and
+# keeps streaming until Ctrl-C, when it stops everything it started.
+# Usage: scripts/demo.sh            (installs what is missing first)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$(pwd)"
+
+scripts/install-testbed.sh
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+cargo build --release --bin cdc-source
+
+PG_PORT="${PGCDC_DEMO_PG_PORT:-55432}"
+BROKER_PORT="${PGCDC_DEMO_BROKER_PORT:-59092}"
+dir="$root/.testbed/demo"
+bindir="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
+as_postgres=()
+[ "$(id -u)" = 0 ] && as_postgres=(runuser -u postgres --)
+
+cleanup() {
+    [ -n "${source_pid:-}" ] && kill -TERM "$source_pid" 2>/dev/null && wait "$source_pid" 2>/dev/null
+    [ -n "${broker_pid:-}" ] && kill "$broker_pid" 2>/dev/null
+    "${as_postgres[@]}" "$bindir/pg_ctl" -D "$dir/data" stop -m fast >/dev/null 2>&1 || true
+    echo "demo: stopped"
+}
+trap cleanup EXIT
+
+# A fresh cluster each time: wal_level=logical, loopback only, SCRAM for the connector role.
+"${as_postgres[@]}" "$bindir/pg_ctl" -D "$dir/data" stop -m immediate >/dev/null 2>&1 || true
+rm -rf "$dir"
+mkdir -p "$dir"
+[ "$(id -u)" = 0 ] && chown postgres:postgres "$dir"
+"${as_postgres[@]}" "$bindir/initdb" -D "$dir/data" -U postgres -A trust --no-instructions >/dev/null
+"${as_postgres[@]}" tee -a "$dir/data/postgresql.conf" >/dev/null <<EOF
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = ''
+wal_level = logical
+password_encryption = 'scram-sha-256'
+EOF
+"${as_postgres[@]}" tee "$dir/data/pg_hba.conf" >/dev/null <<EOF
+host all postgres 127.0.0.1/32 trust
+host all all      127.0.0.1/32 scram-sha-256
+EOF
+"${as_postgres[@]}" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w start >/dev/null
+psql_admin=("$bindir/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres)
+"${psql_admin[@]}" -d postgres -c "CREATE ROLE replicator WITH LOGIN REPLICATION PASSWORD 'demo'" \
+    -c "CREATE DATABASE shop OWNER replicator"
+PGPASSWORD=demo "$bindir/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U replicator -d shop <<'SQL'
+CREATE SCHEMA l1;
+CREATE TABLE l1.customer (id int PRIMARY KEY, name text NOT NULL, email text);
+CREATE TABLE l1.orders (id bigint PRIMARY KEY, customer_id int, total numeric(10,2), placed_at timestamptz DEFAULT now());
+CREATE TABLE l1.audit_log (at timestamptz DEFAULT now(), message text);  -- no primary key
+ALTER TABLE l1.audit_log REPLICA IDENTITY FULL;
+SQL
+
+tansu broker --listener-url "tcp://127.0.0.1:$BROKER_PORT" --advertised-listener-url "tcp://127.0.0.1:$BROKER_PORT" \
+    --storage-engine memory://tansu/ >"$dir/broker.log" 2>&1 &
+broker_pid=$!
+
+cat >"$dir/source.toml" <<EOF
+[postgres]
+url = "postgresql://replicator:demo@127.0.0.1:$PG_PORT/shop?sslmode=disable"
+
+[capture]
+slot = "pgcdc"
+publication = "pgcdc"
+tables = ["l1.*"]
+snapshot = "never"
+
+[kafka]
+brokers = "127.0.0.1:$BROKER_PORT"
+topic_prefix = "shop"
+format = "json"
+
+[metrics]
+listen = "127.0.0.1:9187"
+EOF
+sleep 2
+target/release/cdc-source run --config "$dir/source.toml" 2>"$dir/source.log" &
+source_pid=$!
+for _ in $(seq 1 100); do
+    active=$("${psql_admin[@]}" -d shop -Atc "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgcdc' AND active")
+    [ "$active" = 1 ] && break
+    kill -0 "$source_pid" 2>/dev/null || { cat "$dir/source.log"; exit 1; }
+    sleep 0.2
+done
+
+PGPASSWORD=demo "$bindir/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U replicator -d shop <<'SQL'
+INSERT INTO l1.customer VALUES (1, 'Ada', 'ada@example.com'), (2, 'Grace', NULL);
+INSERT INTO l1.orders (id, customer_id, total) VALUES (100, 1, 42.50);
+UPDATE l1.customer SET email = 'grace@example.com' WHERE id = 2;
+DELETE FROM l1.orders WHERE id = 100;
+INSERT INTO l1.audit_log (message) VALUES ('demo ran');
+SQL
+sleep 2
+for table in customer orders audit_log; do
+    echo "== topic shop.l1.$table"
+    tansu cat consume --broker "tcp://127.0.0.1:$BROKER_PORT" --topic "shop.l1.$table" --max-wait-time 2000 2>/dev/null \
+        | head -c 4000 || true
+    echo
+done
+cat <<EOF
+demo: cdc-source is streaming shop's l1.* tables to the broker at 127.0.0.1:$BROKER_PORT.
+      Make changes:  PGPASSWORD=demo psql -h 127.0.0.1 -p $PG_PORT -U replicator shop
+      Metrics:       curl -s 127.0.0.1:9187/metrics | grep pgcdc_
+      Source log:    $dir/source.log
+      Ctrl-C stops everything.
+EOF
+wait "$source_pid"

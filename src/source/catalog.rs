@@ -1,0 +1,201 @@
+//! Catalog lookups over an ordinary SQL connection: what a Relation message does not say
+//! (nullability, primary key, type families) and which tables `capture.tables` selects.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio_postgres::Client;
+
+use crate::config::TableFilter;
+use crate::event::types::{catalog_types_from_rows, CatalogTypeRow, PgType, CATALOG_TYPES_SQL};
+use crate::event::{Column, ReplicaIdentity, TableSchema};
+use crate::source::pgoutput::Relation;
+use crate::source::relations::RelationEntry;
+
+/// A catalog query failed, or the catalog contradicts the replication stream.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// The SQL query itself failed.
+    #[error("catalog query ({what}) failed: {source}")]
+    Query {
+        what: &'static str,
+        source: tokio_postgres::Error,
+    },
+    /// A Relation message used a replica identity code PostgreSQL does not define.
+    #[error("table {table}: unknown replica identity code {code:?}")]
+    ReplicaIdentity { table: String, code: char },
+    /// A column's type OID was not found in pg_type.
+    #[error("table {table}, column {column}: type OID {oid} not found in pg_type")]
+    UnknownType {
+        table: String,
+        column: String,
+        oid: u32,
+    },
+}
+
+/// Facts about one column that the Relation message lacks.
+struct AttributeFacts {
+    not_null: bool,
+    /// 1-based position in the primary key, if part of it.
+    primary_key_position: Option<i32>,
+}
+
+const ATTRIBUTES_SQL: &str = "
+    SELECT a.attname::text, a.attnotnull, array_position(pk.conkey, a.attnum)
+    FROM pg_attribute a
+    LEFT JOIN pg_constraint pk ON pk.conrelid = a.attrelid AND pk.contype = 'p'
+    WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped";
+
+async fn attribute_facts(
+    client: &Client,
+    relation_id: u32,
+) -> Result<HashMap<String, AttributeFacts>, CatalogError> {
+    let rows = client
+        .query(ATTRIBUTES_SQL, &[&relation_id])
+        .await
+        .map_err(|source| CatalogError::Query {
+            what: "columns",
+            source,
+        })?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let facts = AttributeFacts {
+                not_null: row.get(1),
+                primary_key_position: row.get(2),
+            };
+            (row.get::<_, String>(0), facts)
+        })
+        .collect())
+}
+
+async fn type_families(
+    client: &Client,
+    oids: Vec<u32>,
+) -> Result<HashMap<u32, crate::event::types::CatalogType>, CatalogError> {
+    let rows = client
+        .query(CATALOG_TYPES_SQL, &[&oids])
+        .await
+        .map_err(|source| CatalogError::Query {
+            what: "types",
+            source,
+        })?;
+    let rows = rows.iter().map(|row| CatalogTypeRow {
+        oid: row.get(0),
+        name: row.get(1),
+        kind: row.get::<_, i8>(2) as u8,
+        category: row.get::<_, i8>(3) as u8,
+        element_oid: row.get(4),
+        base_oid: row.get(5),
+        base_type_modifier: row.get(6),
+        enum_labels: row.get(7),
+    });
+    Ok(catalog_types_from_rows(rows))
+}
+
+/// Builds the published schema of a relation from its Relation message and the catalog.
+///
+/// The key is the replica identity index under USING INDEX, else the primary key in
+/// constraint order; a table with neither has none (null keys).
+pub async fn describe_relation(
+    client: &Client,
+    relation: &Relation,
+    filter: &TableFilter,
+) -> Result<RelationEntry, CatalogError> {
+    let qualified = format!("{}.{}", relation.namespace, relation.name);
+    let identity = ReplicaIdentity::from_code(relation.replica_identity).ok_or(
+        CatalogError::ReplicaIdentity {
+            table: qualified.clone(),
+            code: char::from(relation.replica_identity),
+        },
+    )?;
+    let facts = attribute_facts(client, relation.relation_id).await?;
+    let oids = relation.columns.iter().map(|c| c.type_oid).collect();
+    let types = type_families(client, oids).await?;
+
+    let mut columns = Vec::new();
+    let mut tuple_columns = Vec::new();
+    let mut primary_key = Vec::new();
+    let mut identity_key = Vec::new();
+    for message_column in &relation.columns {
+        let fact = facts.get(&message_column.name);
+        let in_primary_key = fact.and_then(|f| f.primary_key_position);
+        let key_column = in_primary_key.is_some() || message_column.is_key();
+        if !key_column
+            && filter.excluded_column(&relation.namespace, &relation.name, &message_column.name)
+        {
+            tuple_columns.push(None);
+            continue;
+        }
+        let catalog_type =
+            types
+                .get(&message_column.type_oid)
+                .ok_or_else(|| CatalogError::UnknownType {
+                    table: qualified.clone(),
+                    column: message_column.name.clone(),
+                    oid: message_column.type_oid,
+                })?;
+        let index = columns.len();
+        if let Some(position) = in_primary_key {
+            primary_key.push((position, index));
+        }
+        if message_column.is_key() {
+            identity_key.push(index);
+        }
+        columns.push(Column {
+            name: message_column.name.clone(),
+            type_oid: message_column.type_oid,
+            type_modifier: message_column.type_modifier,
+            pg_type: PgType::from_catalog(catalog_type, message_column.type_modifier),
+            optional: !fact.is_some_and(|f| f.not_null),
+            in_identity: message_column.is_key(),
+        });
+        tuple_columns.push(Some(index));
+    }
+    primary_key.sort_unstable();
+    // Under USING INDEX the old images carry the index columns only, so only they can key
+    // every event of the table, deletes included.
+    let key = if identity == ReplicaIdentity::Index {
+        identity_key
+    } else {
+        primary_key.into_iter().map(|(_, index)| index).collect()
+    };
+    Ok(RelationEntry {
+        schema: Arc::new(TableSchema {
+            relation_id: relation.relation_id,
+            schema: relation.namespace.clone(),
+            table: relation.name.clone(),
+            columns,
+            key,
+            identity,
+        }),
+        tuple_columns,
+        captured: filter.matches(&relation.namespace, &relation.name),
+    })
+}
+
+const USER_TABLES_SQL: &str = "
+    SELECT n.nspname::text, c.relname::text
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+    ORDER BY 1, 2";
+
+/// The tables `capture.tables` / `exclude_tables` select, as `(schema, table)`.
+pub async fn captured_tables(
+    client: &Client,
+    filter: &TableFilter,
+) -> Result<Vec<(String, String)>, CatalogError> {
+    let rows = client
+        .query(USER_TABLES_SQL, &[])
+        .await
+        .map_err(|source| CatalogError::Query {
+            what: "tables",
+            source,
+        })?;
+    Ok(rows
+        .iter()
+        .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)))
+        .filter(|(schema, table)| filter.matches(schema, table))
+        .collect())
+}

@@ -1,0 +1,417 @@
+//! One streaming session: from START_REPLICATION until the connection ends, an error, or
+//! shutdown. Decodes each XLogData message, turns row changes into events, encodes and
+//! enqueues them, and reports to the server only what [`Progress`] says is acknowledged.
+//!
+//! Nothing here waits per event: records are enqueued into librdkafka and acknowledged by its
+//! delivery callbacks. When librdkafka's bounded queue is full the session stops reading from
+//! the server (back-pressure) but keeps sending status updates so the walsender does not time
+//! out; the slot stays where the acknowledgements put it.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio_postgres::Client;
+
+use crate::config::TableFilter;
+use crate::encode::{Encoder, Record};
+use crate::event::{
+    ChangeEvent, LogicalMessage, Op, SourcePosition, TransactionEvent, TransactionStatus,
+};
+use crate::kafka::{Producer, SendError};
+use crate::lsn::Lsn;
+use crate::metrics::SourceMetrics;
+use crate::source::catalog::describe_relation;
+use crate::source::pgoutput::{self, Decoder, Message};
+use crate::source::progress::{Progress, Ticket};
+use crate::source::relations::{self, OpenTransaction, Relations};
+use crate::source::replication::{ReplicationMessage, ReplicationStream};
+use crate::source::SourceError;
+
+/// The prefix of the logical messages pgcdc emits as heartbeats.
+pub const HEARTBEAT_PREFIX: &str = "pgcdc-heartbeat";
+
+/// How long to wait between attempts to enqueue into a full producer queue.
+const BACKPRESSURE_PAUSE: Duration = Duration::from_millis(5);
+
+/// Settings of a session that do not change while it runs.
+pub struct SessionSettings {
+    /// Which tables and columns are captured.
+    pub filter: TableFilter,
+    /// Whether a null-value record follows each delete.
+    pub tombstones: bool,
+    /// How often a standby status update goes to the server.
+    pub status_interval: Duration,
+}
+
+/// A transaction being streamed: its event counters and its progress ticket.
+struct StreamedTransaction {
+    events: OpenTransaction,
+    ticket: Ticket,
+    begin_published: bool,
+}
+
+/// The state of one replication session.
+pub struct Session<'a> {
+    pub(crate) stream: ReplicationStream,
+    pub(crate) sql: &'a Client,
+    pub(crate) encoder: &'a mut Encoder,
+    pub(crate) producer: &'a mut Producer,
+    pub(crate) progress: Arc<Mutex<Progress>>,
+    pub(crate) metrics: &'a SourceMetrics,
+    pub(crate) settings: &'a SessionSettings,
+    decoder: Decoder,
+    relations: Relations,
+    transaction: Option<StreamedTransaction>,
+    last_received: Lsn,
+    last_status: Instant,
+}
+
+/// How a session ended without an error.
+pub enum SessionEnd {
+    /// Shutdown was requested; everything acknowledged has been confirmed.
+    Shutdown,
+}
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+impl<'a> Session<'a> {
+    /// A session over a freshly started replication stream.
+    pub fn new(
+        stream: ReplicationStream,
+        sql: &'a Client,
+        encoder: &'a mut Encoder,
+        producer: &'a mut Producer,
+        progress: Arc<Mutex<Progress>>,
+        metrics: &'a SourceMetrics,
+        settings: &'a SessionSettings,
+    ) -> Self {
+        Session {
+            stream,
+            sql,
+            encoder,
+            producer,
+            progress,
+            metrics,
+            settings,
+            decoder: Decoder::new(),
+            relations: Relations::default(),
+            transaction: None,
+            last_received: Lsn::ZERO,
+            last_status: Instant::now(),
+        }
+    }
+
+    /// Streams until `shutdown` resolves or an error ends the session.
+    pub async fn run(
+        &mut self,
+        mut shutdown: impl std::future::Future<Output = ()> + Unpin,
+    ) -> Result<SessionEnd, SourceError> {
+        let mut status_timer = tokio::time::interval(self.settings.status_interval);
+        status_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => return Ok(SessionEnd::Shutdown),
+                _ = status_timer.tick() => self.send_status(false).await?,
+                message = self.stream.next() => match message? {
+                    Some(message) => self.handle(message).await?,
+                    None => return Err(SourceError::StreamEnded),
+                },
+            }
+            self.check_delivery()?;
+        }
+    }
+
+    /// Flushes the producer, confirms what was acknowledged and ends the stream.
+    pub async fn finish(mut self, flush_timeout: Duration) -> Result<Lsn, SourceError> {
+        if let Err(error) = self.producer.flush(flush_timeout) {
+            tracing::warn!(%error, "not every record was acknowledged before shutdown; they will be sent again on the next start");
+        }
+        self.send_status(false).await?;
+        let confirmed = self.confirmable();
+        self.stream.finish().await?;
+        Ok(confirmed)
+    }
+
+    fn confirmable(&self) -> Lsn {
+        self.progress.lock().expect("progress lock").confirmable()
+    }
+
+    fn check_delivery(&self) -> Result<(), SourceError> {
+        match self.producer.take_fatal_error() {
+            Some(error) => Err(SourceError::Delivery(error)),
+            None => Ok(()),
+        }
+    }
+
+    async fn send_status(&mut self, reply_requested: bool) -> Result<(), SourceError> {
+        let (confirmed, inflight) = {
+            let progress = self.progress.lock().expect("progress lock");
+            (progress.confirmable(), progress.inflight_records())
+        };
+        // Reported as written too: a walsender that sees the client behind its sent position
+        // sends a keepalive once it is idle, and that keepalive's position is what lets an
+        // idle slot advance (see `handle`).
+        self.stream
+            .send_status(confirmed, confirmed, confirmed, reply_requested)
+            .await?;
+        self.last_status = Instant::now();
+        self.metrics
+            .observe_progress(confirmed, self.last_received, inflight);
+        Ok(())
+    }
+
+    async fn handle(&mut self, message: ReplicationMessage) -> Result<(), SourceError> {
+        match message {
+            ReplicationMessage::XLogData {
+                wal_start,
+                wal_end,
+                data,
+                ..
+            } => {
+                self.last_received = self.last_received.max(wal_end);
+                self.handle_xlog(wal_start, data).await
+            }
+            ReplicationMessage::Keepalive {
+                wal_end,
+                reply_requested,
+                ..
+            } => {
+                self.last_received = self.last_received.max(wal_end);
+                if self.transaction.is_none() {
+                    self.progress
+                        .lock()
+                        .expect("progress lock")
+                        .idle_position(wal_end);
+                }
+                if reply_requested {
+                    self.send_status(false).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn handle_xlog(&mut self, lsn: Lsn, data: Bytes) -> Result<(), SourceError> {
+        match self.decoder.decode(&data)? {
+            Message::Begin(begin) => {
+                let ticket = self.progress.lock().expect("progress lock").begin();
+                self.transaction = Some(StreamedTransaction {
+                    events: OpenTransaction::new(begin.xid, begin.final_lsn, begin.commit_ts_us),
+                    ticket,
+                    begin_published: false,
+                });
+            }
+            Message::Commit(commit) => self.commit(commit.end_lsn).await?,
+            Message::Relation(relation) => {
+                let entry = describe_relation(self.sql, &relation, &self.settings.filter).await?;
+                if entry.captured {
+                    self.encoder.register_table(&entry.schema).await?;
+                    self.producer
+                        .ensure_topic(&self.encoder.topic(&entry.schema))
+                        .await?;
+                }
+                self.relations.insert(entry);
+            }
+            Message::Insert(insert) => {
+                let entry = self.relations.get(insert.relation_id)?;
+                if entry.captured {
+                    let events = relations::insert_events(&entry, &insert, lsn, self.open()?)?;
+                    self.publish_changes(events).await?;
+                }
+            }
+            Message::Update(update) => {
+                let entry = self.relations.get(update.relation_id)?;
+                if entry.captured {
+                    let events = relations::update_events(&entry, &update, lsn, self.open()?)?;
+                    self.publish_changes(events).await?;
+                }
+            }
+            Message::Delete(delete) => {
+                let entry = self.relations.get(delete.relation_id)?;
+                if entry.captured {
+                    let events = relations::delete_events(&entry, &delete, lsn, self.open()?)?;
+                    self.publish_changes(events).await?;
+                }
+            }
+            Message::Truncate(truncate) => {
+                let transaction = self
+                    .transaction
+                    .as_mut()
+                    .ok_or(SourceError::OutsideTransaction("Truncate"))?;
+                let events = relations::truncate_events(
+                    &self.relations,
+                    &truncate,
+                    lsn,
+                    &mut transaction.events,
+                )?;
+                self.publish_changes(events).await?;
+            }
+            Message::Message(message) => self.logical_message(&message, lsn).await?,
+            Message::Origin(_) | Message::Type(_) => {}
+            Message::StreamStart(_)
+            | Message::StreamStop
+            | Message::StreamCommit(_)
+            | Message::StreamAbort(_) => return Err(SourceError::UnexpectedStreaming),
+        }
+        Ok(())
+    }
+
+    fn open(&mut self) -> Result<&mut OpenTransaction, SourceError> {
+        self.transaction
+            .as_mut()
+            .map(|t| &mut t.events)
+            .ok_or(SourceError::OutsideTransaction("row change"))
+    }
+
+    async fn commit(&mut self, end_lsn: Lsn) -> Result<(), SourceError> {
+        let transaction = self
+            .transaction
+            .take()
+            .ok_or(SourceError::OutsideTransaction("Commit"))?;
+        if transaction.begin_published {
+            let end = TransactionEvent {
+                status: TransactionStatus::End {
+                    data_collections: transaction.events.data_collections(),
+                },
+                id: transaction.events.id.clone(),
+                ts_ms: transaction.events.commit_ts_us / 1000,
+                event_count: transaction.events.event_count(),
+            };
+            let record = self.encoder.encode_transaction(&end)?;
+            self.send(&record, transaction.ticket).await?;
+        }
+        self.progress
+            .lock()
+            .expect("progress lock")
+            .commit(transaction.ticket, end_lsn);
+        Ok(())
+    }
+
+    async fn publish_changes(&mut self, events: Vec<ChangeEvent>) -> Result<(), SourceError> {
+        let ticket = self.publish_begin_once().await?;
+        let processed_at = now_us();
+        for event in &events {
+            let record = self.encoder.encode_change(event, processed_at)?;
+            self.send(&record, ticket).await?;
+            if event.op == Op::Delete && self.settings.tombstones && !event.table.key.is_empty() {
+                let tombstone = self.encoder.tombstone(event)?;
+                self.send(&tombstone, ticket).await?;
+            }
+            self.metrics.count_event(&event.table, event.op);
+        }
+        Ok(())
+    }
+
+    /// Publishes the transaction's BEGIN record before its first event.
+    async fn publish_begin_once(&mut self) -> Result<Ticket, SourceError> {
+        let transaction = self
+            .transaction
+            .as_mut()
+            .ok_or(SourceError::OutsideTransaction("row change"))?;
+        let ticket = transaction.ticket;
+        if transaction.begin_published {
+            return Ok(ticket);
+        }
+        transaction.begin_published = true;
+        let begin = TransactionEvent {
+            status: TransactionStatus::Begin,
+            id: transaction.events.id.clone(),
+            ts_ms: transaction.events.commit_ts_us / 1000,
+            event_count: 0,
+        };
+        let record = self.encoder.encode_transaction(&begin)?;
+        self.send(&record, ticket).await?;
+        Ok(ticket)
+    }
+
+    /// `pg_logical_emit_message` output: heartbeats go to the heartbeat topic, everything else
+    /// to `<prefix>.message`. A non-transactional message is a checkpoint of its own.
+    async fn logical_message(
+        &mut self,
+        message: &pgoutput::LogicalMessage<'_>,
+        lsn: Lsn,
+    ) -> Result<(), SourceError> {
+        let record = if message.prefix == HEARTBEAT_PREFIX {
+            self.encoder.encode_heartbeat(now_us() / 1000)?
+        } else {
+            let source = match &self.transaction {
+                Some(transaction) if message.transactional => SourcePosition {
+                    commit_ts_us: transaction.events.commit_ts_us,
+                    txid: Some(transaction.events.xid),
+                    lsn: Some(message.lsn),
+                    commit_lsn: Some(transaction.events.commit_lsn),
+                    snapshot: Default::default(),
+                },
+                _ => SourcePosition {
+                    commit_ts_us: now_us(),
+                    txid: None,
+                    lsn: Some(message.lsn),
+                    commit_lsn: None,
+                    snapshot: Default::default(),
+                },
+            };
+            let event = LogicalMessage {
+                prefix: message.prefix.to_owned(),
+                content: message.content.to_vec(),
+                transactional: message.transactional,
+                source,
+            };
+            self.encoder.encode_message(&event, now_us())?
+        };
+        match &self.transaction {
+            Some(transaction) if message.transactional => {
+                let ticket = transaction.ticket;
+                self.send(&record, ticket).await
+            }
+            _ => {
+                let ticket = self.progress.lock().expect("progress lock").begin();
+                self.send(&record, ticket).await?;
+                let checkpoint = lsn.max(message.lsn);
+                self.progress
+                    .lock()
+                    .expect("progress lock")
+                    .commit(ticket, checkpoint);
+                Ok(())
+            }
+        }
+    }
+
+    /// Enqueues one record, waiting (and keeping the walsender alive) while the queue is full.
+    async fn send(&mut self, record: &Record, ticket: Ticket) -> Result<(), SourceError> {
+        // Counted before the enqueue: the delivery callback may run before `send` returns.
+        self.progress
+            .lock()
+            .expect("progress lock")
+            .produced(ticket);
+        let headers: Vec<(&str, &[u8])> = record
+            .headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_slice()))
+            .collect();
+        loop {
+            match self.producer.send(
+                &record.topic,
+                record.key.as_deref(),
+                record.value.as_deref(),
+                &headers,
+                ticket,
+            ) {
+                Ok(()) => return Ok(()),
+                Err(SendError::Backpressure) => {
+                    self.check_delivery()?;
+                    if self.last_status.elapsed() >= self.settings.status_interval {
+                        self.send_status(false).await?;
+                    }
+                    tokio::time::sleep(BACKPRESSURE_PAUSE).await;
+                }
+                Err(error) => return Err(SourceError::Produce(error)),
+            }
+        }
+    }
+}

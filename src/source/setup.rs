@@ -1,0 +1,206 @@
+//! What must exist before streaming: the publication covering the captured tables and the
+//! pgoutput slot. Created when missing (the slot with snapshot mode `never` for now);
+//! anything present but unusable is an error that names the SQL to fix it.
+
+use tokio_postgres::Client;
+
+use crate::config::TableFilter;
+use crate::lsn::Lsn;
+use crate::source::catalog::{captured_tables, CatalogError};
+use crate::source::replication::{ReplicationClient, ReplicationError, SnapshotAction};
+
+/// A prerequisite is missing or wrong, or setting it up failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// A catalog query failed.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// A statement that creates or inspects a prerequisite failed.
+    #[error("{what}: {source}")]
+    Sql {
+        what: String,
+        source: tokio_postgres::Error,
+    },
+    /// The replication connection refused a command.
+    #[error("{what}: {source}")]
+    Replication {
+        what: String,
+        source: ReplicationError,
+    },
+    /// Something the user must fix; the message says how.
+    #[error("{0}")]
+    Prerequisite(String),
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn quote_table((schema, table): &(String, String)) -> String {
+    format!("{}.{}", quote_ident(schema), quote_ident(table))
+}
+
+/// Checks that every literally named table exists, then creates the publication for the
+/// captured tables if it does not exist, or checks that it covers them.
+pub async fn ensure_publication(
+    client: &Client,
+    publication: &str,
+    filter: &TableFilter,
+) -> Result<Vec<(String, String)>, SetupError> {
+    let tables = captured_tables(client, filter).await?;
+    if let Some(named) = filter.exact_tables() {
+        let missing: Vec<String> = named
+            .iter()
+            .filter(|table| !tables.contains(table))
+            .map(|(schema, table)| format!("{schema}.{table}"))
+            .collect();
+        if !missing.is_empty() {
+            return Err(SetupError::Prerequisite(format!(
+                "capture.tables names {} which does not exist in the source database: create it or remove it from capture.tables",
+                missing.join(", ")
+            )));
+        }
+    }
+    if tables.is_empty() {
+        return Err(SetupError::Prerequisite(
+            "capture.tables matches no table in the source database: check the schema and table patterns".into(),
+        ));
+    }
+    let published = published_tables(client, publication).await?;
+    match published {
+        None => create_publication(client, publication, &tables).await?,
+        Some(published) => {
+            let missing: Vec<&(String, String)> = tables
+                .iter()
+                .filter(|table| !published.contains(table))
+                .collect();
+            if !missing.is_empty() {
+                let list: Vec<String> = missing.iter().map(|t| quote_table(t)).collect();
+                return Err(SetupError::Prerequisite(format!(
+                    "publication {publication} does not cover every captured table; run: ALTER PUBLICATION {} ADD TABLE {};",
+                    quote_ident(publication),
+                    list.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(tables)
+}
+
+async fn published_tables(
+    client: &Client,
+    publication: &str,
+) -> Result<Option<Vec<(String, String)>>, SetupError> {
+    let sql_error = |source| SetupError::Sql {
+        what: format!("look up publication {publication}"),
+        source,
+    };
+    let exists = client
+        .query_opt(
+            "SELECT 1 FROM pg_publication WHERE pubname = $1",
+            &[&publication],
+        )
+        .await
+        .map_err(sql_error)?
+        .is_some();
+    if !exists {
+        return Ok(None);
+    }
+    let rows = client
+        .query(
+            "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1",
+            &[&publication],
+        )
+        .await
+        .map_err(sql_error)?;
+    Ok(Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect()))
+}
+
+async fn create_publication(
+    client: &Client,
+    publication: &str,
+    tables: &[(String, String)],
+) -> Result<(), SetupError> {
+    let list: Vec<String> = tables.iter().map(quote_table).collect();
+    let sql = format!(
+        "CREATE PUBLICATION {} FOR TABLE {}",
+        quote_ident(publication),
+        list.join(", ")
+    );
+    client
+        .batch_execute(&sql)
+        .await
+        .map_err(|source| SetupError::Sql {
+            what: format!(
+                "create publication {publication} (the role must own the tables; or run as an owner: {sql};)"
+            ),
+            source,
+        })?;
+    tracing::info!(publication, tables = tables.len(), "created publication");
+    Ok(())
+}
+
+/// The slot's state as the server reports it.
+#[derive(Debug, Clone, Copy)]
+pub struct SlotState {
+    /// Where streaming resumes: the slot's confirmed flush LSN.
+    pub confirmed_flush: Lsn,
+}
+
+/// Looks the slot up and creates it when missing; errors name the fix when it is unusable.
+pub async fn ensure_slot(
+    client: &Client,
+    replication: &mut ReplicationClient,
+    slot: &str,
+) -> Result<SlotState, SetupError> {
+    if let Some(state) = existing_slot(client, slot).await? {
+        return Ok(state);
+    }
+    let created = replication
+        .create_logical_slot(slot, false, SnapshotAction::NoExport)
+        .await
+        .map_err(|source| SetupError::Replication {
+            what: format!("create replication slot {slot}"),
+            source,
+        })?;
+    tracing::info!(slot, consistent_point = %created.consistent_point, "created replication slot");
+    Ok(SlotState {
+        confirmed_flush: created.consistent_point,
+    })
+}
+
+async fn existing_slot(client: &Client, slot: &str) -> Result<Option<SlotState>, SetupError> {
+    let row = client
+        .query_opt(
+            "SELECT plugin::text, database::text = current_database(), confirmed_flush_lsn::text, \
+                    coalesce(wal_status, '') \
+             FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .map_err(|source| SetupError::Sql {
+            what: format!("look up replication slot {slot}"),
+            source,
+        })?;
+    let Some(row) = row else { return Ok(None) };
+    let plugin: Option<String> = row.get(0);
+    let same_database: Option<bool> = row.get(1);
+    if plugin.as_deref() != Some("pgoutput") || same_database != Some(true) {
+        return Err(SetupError::Prerequisite(format!(
+            "replication slot {slot} exists but is not a pgoutput slot of this database (plugin {}); \
+             choose another capture.slot or drop it: SELECT pg_drop_replication_slot('{slot}');",
+            plugin.unwrap_or_else(|| "none: physical slot".into())
+        )));
+    }
+    if row.get::<_, String>(3) == "lost" {
+        return Err(SetupError::Prerequisite(format!(
+            "replication slot {slot} was invalidated (wal_status = lost): its WAL is gone, so changes were missed; \
+             drop it (SELECT pg_drop_replication_slot('{slot}');) and start again with a snapshot"
+        )));
+    }
+    let confirmed: Option<String> = row.get(2);
+    let confirmed_flush = confirmed
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(Lsn::ZERO);
+    Ok(Some(SlotState { confirmed_flush }))
+}

@@ -1,0 +1,271 @@
+//! A capture under test: a database of its own on a cluster, tables owned by the connector's
+//! role (so the source creates the publication itself, as a user's first run does), the real
+//! `cdc-source` binary streaming it to a broker, and helpers to read the decoded envelopes.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio_postgres::Client;
+
+use super::postgres::REPLICATOR;
+use super::source::SourceProcess;
+use super::{decode_avro, read_topic, Broker, PgCluster, ReplicationGuard, TestNames};
+
+/// How long a test waits for records or for the source to become ready.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// One test's database, names, and running source.
+pub struct Capture<'a> {
+    pub pg: &'a PgCluster,
+    pub names: TestNames,
+    pub client: Client,
+    pub bootstrap: String,
+    pub registry_url: String,
+    pub source: Option<SourceProcess>,
+    _guard: ReplicationGuard,
+}
+
+impl<'a> Capture<'a> {
+    /// Creates the database, runs `schema_sql` as superuser, and hands the tables to the
+    /// connector's role. Nothing streams until [`start`](Self::start).
+    pub async fn new(
+        pg: &'a PgCluster,
+        broker: &Broker,
+        registry_url: &str,
+        schema_sql: &str,
+    ) -> Capture<'a> {
+        let names = TestNames::new();
+        let client = names.create_database(pg).await;
+        let guard = names.guard(pg);
+        client
+            .batch_execute(schema_sql)
+            .await
+            .expect("create the test schema");
+        client
+            .batch_execute(&format!(
+                "GRANT CREATE ON DATABASE {db} TO {REPLICATOR};
+                 DO $$ DECLARE t record; BEGIN
+                   FOR t IN SELECT schemaname, tablename FROM pg_tables
+                            WHERE schemaname NOT IN ('pg_catalog', 'information_schema') LOOP
+                     EXECUTE format('ALTER TABLE %I.%I OWNER TO {REPLICATOR}', t.schemaname, t.tablename);
+                   END LOOP;
+                   FOR t IN SELECT nspname FROM pg_namespace
+                            WHERE nspname NOT LIKE 'pg_%' AND nspname <> 'information_schema' LOOP
+                     EXECUTE format('GRANT USAGE ON SCHEMA %I TO {REPLICATOR}', t.nspname);
+                   END LOOP;
+                 END $$;",
+                db = names.db
+            ))
+            .await
+            .expect("hand the tables to the connector role");
+        Capture {
+            pg,
+            names,
+            client,
+            bootstrap: broker.bootstrap(),
+            registry_url: registry_url.to_owned(),
+            source: None,
+            _guard: guard,
+        }
+    }
+
+    /// The source configuration for `tables`, with `extra` TOML appended to sections by name.
+    pub fn config(&self, tables: &[&str], extra_capture: &str, extra_kafka: &str) -> String {
+        let tables: Vec<String> = tables.iter().map(|t| format!("\"{t}\"")).collect();
+        format!(
+            r#"
+[postgres]
+url = "{url}"
+
+[capture]
+slot = "{slot}"
+publication = "{publication}"
+tables = [{tables}]
+heartbeat_interval = "1s"
+status_interval = "200ms"
+{extra_capture}
+
+[kafka]
+brokers = "{bootstrap}"
+topic_prefix = "{prefix}"
+format = "avro"
+{extra_kafka}
+
+[schema_registry]
+url = "{registry}"
+
+[metrics]
+listen = ""
+"#,
+            url = self.pg.url(&self.names.db, REPLICATOR),
+            slot = self.names.slot,
+            publication = self.names.publication,
+            tables = tables.join(", "),
+            bootstrap = self.bootstrap,
+            prefix = self.names.topic_prefix,
+            registry = self.registry_url,
+        )
+    }
+
+    /// Starts `cdc-source run` with `config` and waits until it streams from its slot.
+    pub async fn start(&mut self, config: &str) {
+        let mut process = SourceProcess::run(config);
+        let ready = self.wait_streaming(&mut process).await;
+        assert!(
+            ready,
+            "cdc-source did not start streaming; stderr:\n{}",
+            process.stderr_text()
+        );
+        self.source = Some(process);
+    }
+
+    async fn wait_streaming(&self, process: &mut SourceProcess) -> bool {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while tokio::time::Instant::now() < deadline {
+            if !process.is_running() {
+                return false;
+            }
+            if self.slot_active().await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
+    /// Whether a walsender streams from this test's slot.
+    pub async fn slot_active(&self) -> bool {
+        self.client
+            .query_opt(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active",
+                &[&self.names.slot],
+            )
+            .await
+            .expect("query pg_replication_slots")
+            .is_some()
+    }
+
+    /// The slot's confirmed flush LSN as a number.
+    pub async fn confirmed_flush(&self) -> u64 {
+        let text: String = self
+            .client
+            .query_one(
+                "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+                &[&self.names.slot],
+            )
+            .await
+            .expect("query the slot")
+            .get(0);
+        parse_lsn(&text)
+    }
+
+    /// The server's current WAL insert position as a number.
+    pub async fn current_wal_lsn(&self) -> u64 {
+        let text: String = self
+            .client
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .await
+            .expect("query pg_current_wal_lsn")
+            .get(0);
+        parse_lsn(&text)
+    }
+
+    /// `<prefix>.<schema>.<table>`.
+    pub fn topic(&self, table: &str) -> String {
+        format!("{}.{table}", self.names.topic_prefix)
+    }
+
+    /// Reads `expected` records of a table's topic (blocking on a helper thread) and decodes
+    /// keys and values; a tombstone's value is JSON null.
+    pub async fn read(&self, table: &str, expected: usize) -> Vec<Decoded> {
+        self.read_within(table, expected, WAIT).await
+    }
+
+    /// [`read`](Self::read) that gives up after `timeout`, returning what arrived.
+    pub async fn read_within(
+        &self,
+        table: &str,
+        expected: usize,
+        timeout: Duration,
+    ) -> Vec<Decoded> {
+        let (bootstrap, topic, registry) = (
+            self.bootstrap.clone(),
+            self.topic(table),
+            self.registry_url.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            read_topic(&bootstrap, &topic, expected, timeout)
+                .into_iter()
+                .map(|record| Decoded {
+                    key: record
+                        .key
+                        .as_deref()
+                        .map_or(Value::Null, |k| decode_avro(&registry, k)),
+                    value: record
+                        .value
+                        .as_deref()
+                        .map_or(Value::Null, |v| decode_avro(&registry, v)),
+                    headers: record.headers,
+                    partition: record.partition,
+                })
+                .collect()
+        })
+        .await
+        .expect("reader thread")
+    }
+
+    /// What the running source printed, for assertion messages.
+    pub fn source_log(&self) -> String {
+        self.source
+            .as_ref()
+            .map(|s| s.stderr_text())
+            .unwrap_or_default()
+    }
+
+    /// Stops the source with SIGTERM and returns its exit code.
+    pub fn stop(&mut self) -> i32 {
+        let mut process = self.source.take().expect("the source is running");
+        process.terminate();
+        process.wait_exit(WAIT)
+    }
+}
+
+/// A record read back: decoded key and value, and its headers.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    pub key: Value,
+    pub value: Value,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub partition: i32,
+}
+
+impl Decoded {
+    /// The envelope's `op`.
+    pub fn op(&self) -> &str {
+        self.value["op"].as_str().unwrap_or("tombstone")
+    }
+}
+
+/// Parses `X/Y` into a number.
+pub fn parse_lsn(text: &str) -> u64 {
+    let (high, low) = text.split_once('/').expect("an LSN");
+    (u64::from_str_radix(high, 16).expect("hex") << 32) | u64::from_str_radix(low, 16).expect("hex")
+}
+
+/// Waits until `ready` holds, polling an async condition.
+pub async fn eventually<F, Fut>(timeout: Duration, mut ready: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if ready().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
