@@ -4,7 +4,6 @@
 //! tansu broker and is done when its slot's confirmed LSN reaches the end of the workload.
 //! Prints rows/s of each, their ratio, and cdc-source's peak RSS. Rows: PGCDC_BENCH_ROWS.
 
-#[allow(dead_code, unused_imports)]
 #[path = "../tests/support/mod.rs"]
 mod support;
 
