@@ -2,7 +2,8 @@
 //! --bench source_throughput`). Both read a slot created before the workload over loopback
 //! TCP with pgoutput; `pg_recvlogical` writes to /dev/null, cdc-source produces Avro to a
 //! tansu broker and is done when its slot's confirmed LSN reaches the end of the workload.
-//! Prints rows/s of each, their ratio, and cdc-source's peak RSS. Rows: PGCDC_BENCH_ROWS.
+//! Prints rows/s of each, their ratio, and cdc-source's peak RSS. Rows: PGCDC_BENCH_ROWS
+//! (default 200000), rows per transaction: PGCDC_BENCH_TRANSACTION_ROWS (default 1000).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -15,11 +16,16 @@ use support::postgres::{bin_dir, REPLICATOR};
 use support::source::SourceProcess;
 use support::{Broker, PgCluster, SchemaRegistry, TestNames};
 
-const ROWS_PER_TRANSACTION: i64 = 1000;
-
 async fn lsn(client: &tokio_postgres::Client, sql: &str) -> u64 {
     let text: Option<String> = client.query_one(sql, &[]).await.expect(sql).get(0);
     text.map_or(0, |t| parse_lsn(&t))
+}
+
+fn env_number(name: &str, default: i64) -> i64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -36,10 +42,8 @@ fn peak_rss_kib(pid: u32) -> u64 {
 
 #[tokio::main]
 async fn main() {
-    let rows: i64 = std::env::var("PGCDC_BENCH_ROWS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
+    let rows = env_number("PGCDC_BENCH_ROWS", 200_000);
+    let per_transaction = env_number("PGCDC_BENCH_TRANSACTION_ROWS", 1000).max(1);
     let pg = PgCluster::new().await;
     let broker = Broker::start_memory().await;
     let registry = SchemaRegistry::start();
@@ -50,17 +54,24 @@ async fn main() {
             "CREATE TABLE bench (id int PRIMARY KEY, name text NOT NULL, qty int, price numeric(10,2),
                                  created timestamptz, note text);
              ALTER TABLE bench OWNER TO {REPLICATOR};
-             CREATE PUBLICATION {publication} FOR TABLE bench;
-             SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput');
-             SELECT pg_create_logical_replication_slot('{slot}_recv', 'pgoutput');",
+             CREATE PUBLICATION {publication} FOR TABLE bench;",
             publication = names.publication,
-            slot = names.slot
         ))
         .await
         .expect("set up the benchmark database");
+    // A slot cannot be created in a transaction that wrote, so each in a query of its own.
+    for slot in [names.slot.clone(), format!("{}_recv", names.slot)] {
+        client
+            .execute(
+                "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+                &[&slot],
+            )
+            .await
+            .expect("create a slot");
+    }
     let guard = names.guard(&pg);
-    for start in (0..rows).step_by(ROWS_PER_TRANSACTION as usize) {
-        let end = (start + ROWS_PER_TRANSACTION).min(rows) - 1;
+    for start in (0..rows).step_by(per_transaction as usize) {
+        let end = (start + per_transaction).min(rows) - 1;
         client
             .batch_execute(&format!(
                 "INSERT INTO bench SELECT i, 'name ' || i, i % 100, i * 0.01, now(), repeat('x', 200)
@@ -136,7 +147,7 @@ listen = ""
     drop(guard);
 
     let rate = |elapsed: Duration| rows as f64 / elapsed.as_secs_f64();
-    println!("rows: {rows} in transactions of {ROWS_PER_TRANSACTION}");
+    println!("rows: {rows} in transactions of {per_transaction}");
     println!(
         "pg_recvlogical: {:>10.0} rows/s ({:.2?})",
         rate(recvlogical),

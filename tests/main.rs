@@ -9,6 +9,7 @@ mod encode;
 mod idle;
 mod outage;
 mod producer;
+mod reconnect;
 mod replication;
 mod source_ops;
 mod support;

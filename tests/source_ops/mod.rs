@@ -232,3 +232,46 @@ async fn full_identity_operations() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_new_column_registers_a_new_schema_version() {
+    let pg = shared_pg().await;
+    let broker = shared_broker().await;
+    let registry = shared_registry();
+    let mut capture = Capture::new(
+        pg,
+        broker,
+        &registry.url(),
+        "CREATE SCHEMA l1; CREATE TABLE l1.item (id int PRIMARY KEY, name text);",
+    )
+    .await;
+    let config = capture.config(&[TABLE], "", "[kafka.topic]\npartitions = 1");
+    capture.start(&config).await;
+    capture
+        .client
+        .batch_execute(
+            "INSERT INTO l1.item VALUES (1, 'before');
+             ALTER TABLE l1.item ADD COLUMN color text;
+             INSERT INTO l1.item VALUES (2, 'after', 'red');",
+        )
+        .await
+        .unwrap();
+    let records = capture.read(TABLE, 2).await;
+    assert_eq!(
+        records[0].value["after"],
+        json!({"id": 1, "name": "before"})
+    );
+    assert_eq!(
+        records[1].value["after"],
+        json!({"id": 2, "name": "after", "color": "red"})
+    );
+    let subject = format!("{}-value", capture.topic(TABLE));
+    let versions: Value = reqwest::get(format!("{}/subjects/{subject}/versions", registry.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(versions, json!([1, 2]));
+    assert_eq!(capture.stop(), 0);
+}

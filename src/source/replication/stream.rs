@@ -26,7 +26,8 @@ impl ReplicationStream {
         }
     }
 
-    /// Next XLogData or keepalive; None when the server ended the stream (CopyDone).
+    /// Next XLogData or keepalive; None when the server ended the stream (CopyDone, or
+    /// CommandComplete when it shuts down).
     /// Cancel-safe (used inside `tokio::select!`): the only await is the socket read, whose
     /// bytes stay buffered; every message already buffered is handed out before reading again.
     pub async fn next(&mut self) -> Result<Option<ReplicationMessage>, ReplicationError> {
@@ -39,7 +40,9 @@ impl ReplicationStream {
                     Backend::Message(Message::CopyData(body)) => {
                         return parse_replication_message(body.into_bytes()).map(Some);
                     }
-                    Backend::Message(Message::CopyDone) => {
+                    // A walsender shutting down (fast or smart) ends the command with
+                    // CommandComplete "COPY 0" and no CopyDone.
+                    Backend::Message(Message::CopyDone | Message::CommandComplete(_)) => {
                         self.server_done = true;
                         return Ok(None);
                     }
