@@ -20,12 +20,31 @@ as_postgres=()
 [ "$(id -u)" = 0 ] && as_postgres=(runuser -u postgres --)
 
 cleanup() {
-    [ -n "${source_pid:-}" ] && kill -TERM "$source_pid" 2>/dev/null && wait "$source_pid" 2>/dev/null
+    set +e
+    if [ -n "${source_pid:-}" ]; then
+        kill -TERM "$source_pid" 2>/dev/null
+        wait "$source_pid" 2>/dev/null
+    fi
     [ -n "${broker_pid:-}" ] && kill "$broker_pid" 2>/dev/null
-    "${as_postgres[@]}" "$bindir/pg_ctl" -D "$dir/data" stop -m fast >/dev/null 2>&1 || true
+    "${as_postgres[@]}" "$bindir/pg_ctl" -D "$dir/data" stop -m fast >/dev/null 2>&1
     echo "demo: stopped"
 }
+
+# One line per event: op, key and the row images, without the Connect schemas.
+summarize() {
+    python3 -c '
+import json, sys
+for record in json.load(sys.stdin):
+    value = (record.get("value") or {}).get("payload")
+    key = (record.get("key") or {}).get("payload")
+    if value is None:
+        print("  tombstone key=%s" % json.dumps(key))
+    else:
+        print("  %s key=%s before=%s after=%s" % (value["op"], json.dumps(key), json.dumps(value["before"]), json.dumps(value["after"])))
+' 2>/dev/null || cat
+}
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 # A fresh cluster each time: wal_level=logical, loopback only, SCRAM for the connector role.
 "${as_postgres[@]}" "$bindir/pg_ctl" -D "$dir/data" stop -m immediate >/dev/null 2>&1 || true
@@ -74,6 +93,8 @@ snapshot = "never"
 brokers = "127.0.0.1:$BROKER_PORT"
 topic_prefix = "shop"
 format = "json"
+[kafka.topic]
+partitions = 1          # one partition, so the demo's single-partition reader sees every event
 
 [metrics]
 listen = "127.0.0.1:9187"
@@ -98,9 +119,8 @@ SQL
 sleep 2
 for table in customer orders audit_log; do
     echo "== topic shop.l1.$table"
-    tansu cat consume --broker "tcp://127.0.0.1:$BROKER_PORT" --topic "shop.l1.$table" --max-wait-time 2000 2>/dev/null \
-        | head -c 4000 || true
-    echo
+    tansu cat consume --broker "tcp://127.0.0.1:$BROKER_PORT" --max-wait-time-ms 2000 "shop.l1.$table" \
+        2>>"$dir/consume.log" | summarize || true
 done
 cat <<EOF
 demo: cdc-source is streaming shop's l1.* tables to the broker at 127.0.0.1:$BROKER_PORT.
