@@ -7,6 +7,7 @@ mod bad_input;
 mod crash;
 mod encode;
 mod idle;
+mod messages;
 mod outage;
 mod producer;
 mod reconnect;
