@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use crate::support::capture::Capture;
+use crate::support::free_port;
 use crate::support::source::SourceProcess;
-use crate::support::{free_port, shared_broker, shared_pg, shared_registry};
 
 const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -32,13 +32,7 @@ fn assert_fails(config: &str, code: i32, fragments: &[&str]) {
 }
 
 async fn capture() -> Capture<'static> {
-    Capture::new(
-        shared_pg().await,
-        shared_broker().await,
-        &shared_registry().url(),
-        "CREATE SCHEMA l1; CREATE TABLE l1.t (id int PRIMARY KEY);",
-    )
-    .await
+    Capture::on_shared_testbed("CREATE SCHEMA l1; CREATE TABLE l1.t (id int PRIMARY KEY);").await
 }
 
 #[tokio::test]

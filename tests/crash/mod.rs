@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use crate::support::capture::{Capture, Decoded};
 use crate::support::source::SourceProcess;
-use crate::support::{shared_broker, shared_pg, shared_registry};
 
 const KILLS: usize = 3;
 
@@ -61,13 +60,7 @@ fn complete_and_ordered(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_writes_loses_nothing() {
-    let pg = shared_pg().await;
-    let broker = shared_broker().await;
-    let registry = shared_registry();
-    let mut capture = Capture::new(
-        pg,
-        broker,
-        &registry.url(),
+    let mut capture = Capture::on_shared_testbed(
         "CREATE SCHEMA l1; CREATE TABLE l1.t (id int PRIMARY KEY, v int NOT NULL);",
     )
     .await;

@@ -4,17 +4,10 @@
 use std::time::Duration;
 
 use crate::support::capture::{eventually, Capture};
-use crate::support::{shared_broker, shared_pg, shared_registry};
 
 #[tokio::test]
 async fn slot_advances_while_only_unpublished_tables_change() {
-    let pg = shared_pg().await;
-    let broker = shared_broker().await;
-    let registry = shared_registry();
-    let mut capture = Capture::new(
-        pg,
-        broker,
-        &registry.url(),
+    let mut capture = Capture::on_shared_testbed(
         "CREATE SCHEMA l1; CREATE TABLE l1.captured (id int PRIMARY KEY);
          CREATE TABLE public.busy (id serial PRIMARY KEY, payload text);",
     )

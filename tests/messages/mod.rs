@@ -3,16 +3,11 @@
 use serde_json::{json, Value};
 
 use crate::support::capture::{Capture, WAIT};
-use crate::support::{decode_avro, read_topic, shared_broker, shared_pg, shared_registry};
+use crate::support::{decode_avro, read_topic};
 
 async fn capture() -> Capture<'static> {
-    Capture::new(
-        shared_pg().await,
-        shared_broker().await,
-        &shared_registry().url(),
-        "CREATE SCHEMA l1; CREATE TABLE l1.t (id int PRIMARY KEY, v text);",
-    )
-    .await
+    Capture::on_shared_testbed("CREATE SCHEMA l1; CREATE TABLE l1.t (id int PRIMARY KEY, v text);")
+        .await
 }
 
 /// Reads `expected` raw records of `topic`, values only.

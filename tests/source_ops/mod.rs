@@ -4,7 +4,6 @@
 use serde_json::{json, Value};
 
 use crate::support::capture::{Capture, Decoded};
-use crate::support::{shared_broker, shared_pg, shared_registry};
 
 const TABLE: &str = "l1.item";
 
@@ -103,11 +102,8 @@ struct Images {
 }
 
 async fn every_operation(identity_sql: &str, images: Images) {
-    let pg = shared_pg().await;
-    let broker = shared_broker().await;
-    let registry = shared_registry();
     let schema = format!("CREATE SCHEMA l1; CREATE TABLE l1.item (id int NOT NULL, name text NOT NULL, qty int); {identity_sql}");
-    let mut capture = Capture::new(pg, broker, &registry.url(), &schema).await;
+    let mut capture = Capture::on_shared_testbed(&schema).await;
     let config = capture.config(&[TABLE], "", "[kafka.topic]\npartitions = 1");
     capture.start(&config).await;
 
@@ -235,13 +231,7 @@ async fn full_identity_operations() {
 
 #[tokio::test]
 async fn a_new_column_registers_a_new_schema_version() {
-    let pg = shared_pg().await;
-    let broker = shared_broker().await;
-    let registry = shared_registry();
-    let mut capture = Capture::new(
-        pg,
-        broker,
-        &registry.url(),
+    let mut capture = Capture::on_shared_testbed(
         "CREATE SCHEMA l1; CREATE TABLE l1.item (id int PRIMARY KEY, name text);",
     )
     .await;
@@ -266,12 +256,15 @@ async fn a_new_column_registers_a_new_schema_version() {
         json!({"id": 2, "name": "after", "color": "red"})
     );
     let subject = format!("{}-value", capture.topic(TABLE));
-    let versions: Value = reqwest::get(format!("{}/subjects/{subject}/versions", registry.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let versions: Value = reqwest::get(format!(
+        "{}/subjects/{subject}/versions",
+        capture.registry_url
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
     assert_eq!(versions, json!([1, 2]));
     assert_eq!(capture.stop(), 0);
 }

@@ -69,6 +69,18 @@ impl<'a> Capture<'a> {
         }
     }
 
+    /// [`new`](Self::new) on the process's shared cluster, broker and registry.
+    pub async fn on_shared_testbed(schema_sql: &str) -> Capture<'static> {
+        let registry = super::shared_registry().url();
+        Capture::new(
+            super::shared_pg().await,
+            super::shared_broker().await,
+            &registry,
+            schema_sql,
+        )
+        .await
+    }
+
     /// The source configuration for `tables`, with `extra` TOML appended to sections by name.
     pub fn config(&self, tables: &[&str], extra_capture: &str, extra_kafka: &str) -> String {
         let tables: Vec<String> = tables.iter().map(|t| format!("\"{t}\"")).collect();

@@ -4,7 +4,6 @@
 use serde_json::{json, Value};
 
 use crate::support::capture::Capture;
-use crate::support::{shared_broker, shared_pg, shared_registry};
 
 /// Stored out of line and uncompressed (STORAGE EXTERNAL), so the server really TOASTs it.
 const SCHEMA: &str = "CREATE SCHEMA l1;
@@ -12,11 +11,8 @@ const SCHEMA: &str = "CREATE SCHEMA l1;
     ALTER TABLE l1.doc ALTER COLUMN body SET STORAGE EXTERNAL;";
 
 async fn update_leaving_body_alone(identity_sql: &str) -> (String, Value) {
-    let pg = shared_pg().await;
-    let broker = shared_broker().await;
-    let registry = shared_registry();
     let schema = format!("{SCHEMA} {identity_sql}");
-    let mut capture = Capture::new(pg, broker, &registry.url(), &schema).await;
+    let mut capture = Capture::on_shared_testbed(&schema).await;
     let config = capture.config(&["l1.doc"], "", "[kafka.topic]\npartitions = 1");
     capture.start(&config).await;
 

@@ -4,17 +4,11 @@
 use serde_json::{json, Value};
 
 use crate::support::capture::Capture;
-use crate::support::{decode_avro, read_topic, shared_broker, shared_pg, shared_registry};
+use crate::support::{decode_avro, read_topic};
 
 #[tokio::test]
 async fn multi_table_transaction_shares_one_id_in_commit_order() {
-    let pg = shared_pg().await;
-    let broker = shared_broker().await;
-    let registry = shared_registry();
-    let mut capture = Capture::new(
-        pg,
-        broker,
-        &registry.url(),
+    let mut capture = Capture::on_shared_testbed(
         "CREATE SCHEMA l1;
          CREATE TABLE l1.a (id int PRIMARY KEY, v text);
          CREATE TABLE l1.b (id int PRIMARY KEY, v text);",

@@ -5,7 +5,6 @@
 use serde_json::{json, Value};
 
 use crate::support::capture::Capture;
-use crate::support::{shared_broker, shared_pg, shared_registry};
 
 const SCHEMA: &str = "
     CREATE EXTENSION citext;
@@ -125,10 +124,7 @@ fn assert_row(actual: &Value, expected: &Value) {
 
 #[tokio::test]
 async fn every_type_round_trips() {
-    let pg = shared_pg().await;
-    let broker = shared_broker().await;
-    let registry = shared_registry();
-    let mut capture = Capture::new(pg, broker, &registry.url(), SCHEMA).await;
+    let mut capture = Capture::on_shared_testbed(SCHEMA).await;
     let config = capture.config(&["l1.types"], "", "[kafka.topic]\npartitions = 1");
     capture.start(&config).await;
     for insert in [TYPICAL, EDGES, NULLS] {
