@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::config::{SourceConfig, TableFilter};
+use crate::config::{SnapshotMode, SourceConfig, TableFilter};
 use crate::encode::{EncodeError, Encoder, EncoderSettings};
 use crate::kafka::{KafkaError, Producer, ProducerSettings, SendError, TopicSettings};
 use crate::lsn::Lsn;
@@ -137,6 +137,12 @@ pub async fn run(
         return Err(SourceError::Config(
             "capture.streaming = true is not supported by this version: set it to false".into(),
         ));
+    }
+    if config.capture.snapshot != SnapshotMode::NoData {
+        tracing::warn!(
+            snapshot = ?config.capture.snapshot,
+            "initial snapshots are not implemented yet: existing rows are not read, only changes streamed from the slot (set capture.snapshot = \"never\" to silence this)"
+        );
     }
     let mut options = PgConnectOptions::parse(&config.postgres.url)
         .map_err(|e| SourceError::Config(format!("postgres.url: {e}")))?;
