@@ -72,8 +72,15 @@ fn watch_signals() -> std::io::Result<watch::Receiver<bool>> {
             _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
-        tracing::info!("shutdown requested: flushing and confirming what the broker acknowledged");
+        tracing::info!("shutdown requested: flushing and confirming what the broker acknowledged (signal again to exit at once)");
         let _ = sender.send(true);
+        // A second signal ends the process without waiting: nothing unacknowledged was
+        // confirmed, so the next start replays it.
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        std::process::exit(130);
     });
     Ok(receiver)
 }

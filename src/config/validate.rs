@@ -3,6 +3,9 @@
 
 use super::{ConfigError, Format, SourceConfig, TableFilter, MAX_IDENTIFIER_LEN};
 
+/// The longest status interval: half of PostgreSQL's default wal_sender_timeout.
+const MAX_STATUS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
 const POSTGRES_URL_EXAMPLE: &str = "\"postgresql://replicator@127.0.0.1:5432/shop\"";
 const CLEANUP_POLICIES: &[&str] = &["delete", "compact", "compact,delete", "delete,compact"];
 
@@ -55,6 +58,14 @@ impl SourceConfig {
             return Err(ConfigError::invalid(
                 "capture.status_interval",
                 "must be longer than 0, e.g. \"1s\"",
+            ));
+        }
+        // While back-pressured the status timer is all that keeps the walsender from timing
+        // out (wal_sender_timeout, 60s by default).
+        if capture.status_interval > MAX_STATUS_INTERVAL {
+            return Err(ConfigError::invalid(
+                "capture.status_interval",
+                "must be at most 30s, below the server's wal_sender_timeout, e.g. \"1s\"",
             ));
         }
         Ok(())
@@ -273,7 +284,12 @@ mod tests {
     }
 
     #[test]
-    fn status_interval_must_be_positive() {
+    fn status_interval_must_be_positive_and_below_the_sender_timeout() {
+        assert_eq!(
+            error_with("PGCDC__CAPTURE__STATUS_INTERVAL", "31s"),
+            "`capture.status_interval` (set by PGCDC__CAPTURE__STATUS_INTERVAL): must be at most \
+             30s, below the server's wal_sender_timeout, e.g. \"1s\""
+        );
         assert_eq!(
             error_with("PGCDC__CAPTURE__STATUS_INTERVAL", "0s"),
             "`capture.status_interval` (set by PGCDC__CAPTURE__STATUS_INTERVAL): must be longer \

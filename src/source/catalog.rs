@@ -95,13 +95,17 @@ async fn type_families(
 
 /// Builds the published schema of a relation from its Relation message and the catalog.
 ///
-/// The key is the replica identity index under USING INDEX, else the primary key in
-/// constraint order; a table with neither has none (null keys).
+/// The key is the replica identity (primary key under DEFAULT, index columns under USING
+/// INDEX), and the primary key in constraint order under FULL; else none (null keys).
 pub async fn describe_relation(
     client: &Client,
     relation: &Relation,
     filter: &TableFilter,
 ) -> Result<RelationEntry, CatalogError> {
+    let captured = filter.matches(&relation.namespace, &relation.name);
+    if !captured {
+        return Ok(uncaptured(relation));
+    }
     let qualified = format!("{}.{}", relation.namespace, relation.name);
     let identity = ReplicaIdentity::from_code(relation.replica_identity).ok_or(
         CatalogError::ReplicaIdentity {
@@ -120,7 +124,9 @@ pub async fn describe_relation(
     for message_column in &relation.columns {
         let fact = facts.get(&message_column.name);
         let in_primary_key = fact.and_then(|f| f.primary_key_position);
-        let key_column = in_primary_key.is_some() || message_column.is_key();
+        // Under FULL every column is flagged as identity; only the primary key is the key.
+        let identity_column = message_column.is_key() && identity != ReplicaIdentity::Full;
+        let key_column = in_primary_key.is_some() || identity_column;
         if !key_column
             && filter.excluded_column(&relation.namespace, &relation.name, &message_column.name)
         {
@@ -139,7 +145,7 @@ pub async fn describe_relation(
         if let Some(position) = in_primary_key {
             primary_key.push((position, index));
         }
-        if message_column.is_key() {
+        if identity_column {
             identity_key.push(index);
         }
         columns.push(Column {
@@ -153,12 +159,13 @@ pub async fn describe_relation(
         tuple_columns.push(Some(index));
     }
     primary_key.sort_unstable();
-    // Under USING INDEX the old images carry the index columns only, so only they can key
-    // every event of the table, deletes included.
-    let key = if identity == ReplicaIdentity::Index {
-        identity_key
-    } else {
+    // The flags describe the table as the stream saw it (the catalog may have moved on): under
+    // DEFAULT they are the primary key, under USING INDEX the index columns, which are also
+    // all an old image carries. Only FULL needs the catalog's primary key.
+    let key = if identity == ReplicaIdentity::Full {
         primary_key.into_iter().map(|(_, index)| index).collect()
+    } else {
+        identity_key
     };
     Ok(RelationEntry {
         schema: Arc::new(TableSchema {
@@ -170,8 +177,26 @@ pub async fn describe_relation(
             identity,
         }),
         tuple_columns,
-        captured: filter.matches(&relation.namespace, &relation.name),
+        captured,
     })
+}
+
+/// A table the publication covers but `capture.tables` does not select: its changes are
+/// skipped, so it needs no catalog lookups (its types may not even exist any more).
+fn uncaptured(relation: &Relation) -> RelationEntry {
+    RelationEntry {
+        schema: Arc::new(TableSchema {
+            relation_id: relation.relation_id,
+            schema: relation.namespace.clone(),
+            table: relation.name.clone(),
+            columns: Vec::new(),
+            key: Vec::new(),
+            identity: ReplicaIdentity::from_code(relation.replica_identity)
+                .unwrap_or(ReplicaIdentity::Default),
+        }),
+        tuple_columns: vec![None; relation.columns.len()],
+        captured: false,
+    }
 }
 
 const USER_TABLES_SQL: &str = "

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::config::{SnapshotMode, SourceConfig, TableFilter};
-use crate::encode::{EncodeError, Encoder, EncoderSettings};
+use crate::encode::{EncodeError, Encoder, EncoderSettings, RegistryError};
 use crate::kafka::{KafkaError, Producer, ProducerSettings, SendError, TopicSettings};
 use crate::lsn::Lsn;
 use crate::metrics::SourceMetrics;
@@ -91,6 +91,15 @@ pub enum SourceError {
     /// A message that belongs inside a transaction came outside one.
     #[error("protocol error: {0} outside a transaction")]
     OutsideTransaction(&'static str),
+    /// A second Begin arrived before the first transaction's Commit.
+    #[error("protocol error: Begin inside an open transaction")]
+    NestedBegin,
+    /// librdkafka refuses a record even with an empty queue: it is larger than the queue.
+    #[error("a record for {topic} ({bytes} bytes) is larger than the producer queue: raise kafka.options \"queue.buffering.max.kbytes\" (and the broker's message.max.bytes)")]
+    RecordTooLarge { topic: String, bytes: usize },
+    /// Shutdown was requested while waiting for room in the producer queue.
+    #[error("shutdown requested while waiting for the broker")]
+    Interrupted,
     /// Streamed in-progress transactions arrived although pgcdc did not ask for them.
     #[error(
         "protocol error: the server streamed an in-progress transaction pgcdc did not ask for"
@@ -107,6 +116,15 @@ impl SourceError {
             SourceError::Setup(SetupError::Sql { source, .. }) => source.is_closed(),
             SourceError::Catalog(catalog::CatalogError::Query { source, .. }) => source.is_closed(),
             SourceError::Connect(_) | SourceError::Delivery(_) | SourceError::StreamEnded => true,
+            SourceError::Kafka(error) => matches!(
+                error,
+                KafkaError::Unreachable { .. } | KafkaError::CreateTopic { .. }
+            ),
+            SourceError::Produce(SendError::Kafka(_)) => true,
+            SourceError::Encode(EncodeError::Registry(error)) => matches!(
+                error,
+                RegistryError::Unreachable { .. } | RegistryError::Status { status: 500.., .. }
+            ),
             _ => false,
         }
     }
@@ -257,6 +275,7 @@ impl Runner {
             filter: self.filter.clone(),
             tombstones: self.config.kafka.tombstones,
             status_interval: capture.status_interval,
+            shutdown: self.shutdown.clone(),
         };
         let mut session = Session::new(
             stream,
@@ -267,11 +286,10 @@ impl Runner {
             &self.metrics,
             &settings,
         );
-        let mut shutdown = self.shutdown.clone();
-        let stop = Box::pin(async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        });
-        session.run(stop).await?;
+        match session.run().await {
+            Ok(_) | Err(SourceError::Interrupted) => {}
+            Err(error) => return Err(error),
+        }
         let confirmed = session.finish(SHUTDOWN_FLUSH_TIMEOUT).await?;
         tracing::info!(confirmed = %confirmed, "stopped");
         Ok(())
@@ -314,7 +332,14 @@ async fn heartbeat(
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
         if client.is_none() {
-            client = options.connect_sql().await.ok();
+            match options.connect_sql().await {
+                Ok(connected) => client = Some(connected),
+                Err(error) if !warned => {
+                    tracing::warn!(%error, "heartbeat connection failed; retrying every interval");
+                    warned = true;
+                }
+                Err(_) => {}
+            }
         }
         let Some(connected) = &client else { continue };
         match connected.batch_execute(&sql).await {

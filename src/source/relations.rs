@@ -270,7 +270,9 @@ pub fn update_events(
         .map(|old| old_row(entry, old))
         .transpose()?;
     let mut after = row_of(entry, &update.new)?;
-    if let (Some(OldTuple::Full(_)), Some(before)) = (&update.old, &before) {
+    // A TOASTed key column unchanged by the update comes as `u` in the new row but with its
+    // value in the old key image: fill it, or the key would look changed.
+    if let Some(before) = &before {
         fill_unchanged_toast(&mut after, before);
     }
     let old_key = before
@@ -491,6 +493,25 @@ mod tests {
             update_events(&entry(ReplicaIdentity::Default), &update, Lsn(1), &mut tx).unwrap();
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].before, None);
+    }
+
+    #[test]
+    fn an_unchanged_toasted_key_is_not_a_key_change() {
+        let mut tx = transaction();
+        let update = Update {
+            xid: None,
+            relation_id: 7,
+            old: Some(OldTuple::Key(tuple(&[Some("1"), None, None]))),
+            new: tuple(&[Some("<unchanged>"), Some("b"), None]),
+        };
+        let events =
+            update_events(&entry(ReplicaIdentity::Default), &update, Lsn(1), &mut tx).unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].op, Op::Update);
+        assert_eq!(
+            events[0].after,
+            Some(vec![Value::Int(1), Value::String("b".into())])
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use tokio::sync::watch;
 use tokio_postgres::Client;
 
 use crate::config::TableFilter;
@@ -31,6 +32,9 @@ use crate::source::SourceError;
 /// The prefix of the logical messages pgcdc emits as heartbeats.
 pub const HEARTBEAT_PREFIX: &str = "pgcdc-heartbeat";
 
+/// How long shutdown waits for the server to end the replication stream.
+const STREAM_END_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long to wait between attempts to enqueue into a full producer queue.
 const BACKPRESSURE_PAUSE: Duration = Duration::from_millis(5);
 
@@ -42,6 +46,8 @@ pub struct SessionSettings {
     pub tombstones: bool,
     /// How often a standby status update goes to the server.
     pub status_interval: Duration,
+    /// Becomes true when shutdown is requested.
+    pub shutdown: watch::Receiver<bool>,
 }
 
 /// A transaction being streamed: its event counters and its progress ticket.
@@ -106,17 +112,15 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Streams until `shutdown` resolves or an error ends the session.
-    pub async fn run(
-        &mut self,
-        mut shutdown: impl std::future::Future<Output = ()> + Unpin,
-    ) -> Result<SessionEnd, SourceError> {
+    /// Streams until shutdown is requested or an error ends the session.
+    pub async fn run(&mut self) -> Result<SessionEnd, SourceError> {
+        let mut shutdown = self.settings.shutdown.clone();
         let mut status_timer = tokio::time::interval(self.settings.status_interval);
         status_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
-                () = &mut shutdown => return Ok(SessionEnd::Shutdown),
+                _ = shutdown.wait_for(|stop| *stop) => return Ok(SessionEnd::Shutdown),
                 _ = status_timer.tick() => self.send_status(false).await?,
                 message = self.stream.next() => match message? {
                     Some(message) => self.handle(message).await?,
@@ -134,7 +138,16 @@ impl<'a> Session<'a> {
         }
         self.send_status(false).await?;
         let confirmed = self.confirmable();
-        self.stream.finish().await?;
+        // Ending the stream drains what the server still sends; a large transaction in flight
+        // must not hold up the exit. Dropping the connection is as safe: the slot was updated.
+        if tokio::time::timeout(STREAM_END_TIMEOUT, self.stream.finish())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the server did not end the replication stream in time; closing the connection"
+            );
+        }
         Ok(confirmed)
     }
 
@@ -200,6 +213,9 @@ impl<'a> Session<'a> {
     async fn handle_xlog(&mut self, lsn: Lsn, data: Bytes) -> Result<(), SourceError> {
         match self.decoder.decode(&data)? {
             Message::Begin(begin) => {
+                if self.transaction.is_some() {
+                    return Err(SourceError::NestedBegin);
+                }
                 let ticket = self.progress.lock().expect("progress lock").begin();
                 self.transaction = Some(StreamedTransaction {
                     events: OpenTransaction::new(begin.xid, begin.final_lsn, begin.commit_ts_us),
@@ -294,6 +310,9 @@ impl<'a> Session<'a> {
     }
 
     async fn publish_changes(&mut self, events: Vec<ChangeEvent>) -> Result<(), SourceError> {
+        if events.is_empty() {
+            return Ok(());
+        }
         let ticket = self.publish_begin_once().await?;
         let processed_at = now_us();
         for event in &events {
@@ -369,6 +388,9 @@ impl<'a> Session<'a> {
                 let ticket = transaction.ticket;
                 self.send(&record, ticket).await
             }
+            None if message.transactional => {
+                Err(SourceError::OutsideTransaction("transactional Message"))
+            }
             _ => {
                 let ticket = self.progress.lock().expect("progress lock").begin();
                 self.send(&record, ticket).await?;
@@ -405,6 +427,16 @@ impl<'a> Session<'a> {
                 Ok(()) => return Ok(()),
                 Err(SendError::Backpressure) => {
                     self.check_delivery()?;
+                    // The broker may be gone for good: a shutdown must not wait for it here.
+                    if *self.settings.shutdown.borrow() {
+                        return Err(SourceError::Interrupted);
+                    }
+                    if self.producer.queue_len() == 0 {
+                        return Err(SourceError::RecordTooLarge {
+                            topic: record.topic.clone(),
+                            bytes: record.value.as_ref().map_or(0, Vec::len),
+                        });
+                    }
                     if self.last_status.elapsed() >= self.settings.status_interval {
                         self.send_status(false).await?;
                     }

@@ -200,7 +200,13 @@ async fn existing_slot(client: &Client, slot: &str) -> Result<Option<SlotState>,
     }
     let confirmed: Option<String> = row.get(2);
     let confirmed_flush = confirmed
+        .as_deref()
         .and_then(|text| text.parse().ok())
-        .unwrap_or(Lsn::ZERO);
+        .ok_or_else(|| {
+            SetupError::Prerequisite(format!(
+                "replication slot {slot} has no usable confirmed_flush_lsn ({confirmed:?}); \
+             drop it (SELECT pg_drop_replication_slot('{slot}');) and let pgcdc create it again"
+            ))
+        })?;
     Ok(Some(SlotState { confirmed_flush }))
 }

@@ -268,3 +268,33 @@ async fn a_new_column_registers_a_new_schema_version() {
     assert_eq!(versions, json!([1, 2]));
     assert_eq!(capture.stop(), 0);
 }
+
+#[tokio::test]
+async fn excluded_columns_stay_out_under_full_identity() {
+    let mut capture = Capture::on_shared_testbed(
+        "CREATE SCHEMA l1;
+         CREATE TABLE l1.item (id int PRIMARY KEY, name text, secret text);
+         ALTER TABLE l1.item REPLICA IDENTITY FULL;",
+    )
+    .await;
+    let config = capture.config(
+        &[TABLE],
+        "exclude_columns = [\"l1.item.secret\"]",
+        "[kafka.topic]\npartitions = 1",
+    );
+    capture.start(&config).await;
+    capture
+        .client
+        .batch_execute(
+            "INSERT INTO l1.item VALUES (1, 'a', 'hunter2');
+             UPDATE l1.item SET name = 'b' WHERE id = 1;",
+        )
+        .await
+        .unwrap();
+    let records = capture.read(TABLE, 2).await;
+    assert_eq!(records[0].value["after"], json!({"id": 1, "name": "a"}));
+    assert_eq!(records[1].value["before"], json!({"id": 1, "name": "a"}));
+    assert_eq!(records[1].value["after"], json!({"id": 1, "name": "b"}));
+    assert_eq!(records[1].key, json!({"id": 1}));
+    assert_eq!(capture.stop(), 0);
+}
