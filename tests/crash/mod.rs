@@ -32,7 +32,15 @@ fn complete_and_ordered(
     last: i64,
 ) -> Result<(), String> {
     for id in 1..=last {
-        let changes = keys.get(&id).ok_or(format!("row {id} never arrived"))?;
+        let changes = keys.get(&id).ok_or_else(|| {
+            let missing: Vec<i64> = (1..=last).filter(|id| !keys.contains_key(id)).collect();
+            format!(
+                "row {id} never arrived: {} of {last} rows arrived; missing {} rows, first {:?}",
+                keys.len(),
+                missing.len(),
+                &missing[..missing.len().min(20)]
+            )
+        })?;
         let distinct: Vec<u64> = changes
             .iter()
             .map(|c| c.0)
