@@ -537,7 +537,11 @@ mod tests {
         ));
 
         producer.wait_for_room(Duration::from_millis(200));
-        assert_eq!(producer.queue_len(), 5, "nothing drains while the broker is down");
+        assert_eq!(
+            producer.queue_len(),
+            5,
+            "nothing drains while the broker is down"
+        );
 
         mock.broker_up(1).expect("broker up");
         producer.wait_for_room(WAIT);

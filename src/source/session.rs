@@ -225,12 +225,13 @@ impl<'a> Session<'a> {
             }
             Message::Commit(commit) => self.commit(commit.end_lsn).await?,
             Message::Relation(relation) => {
+                tracing::debug!(namespace = %relation.namespace, name = %relation.name, id = relation.relation_id, "relation message");
                 let entry = describe_relation(self.sql, &relation, &self.settings.filter).await?;
                 if entry.captured {
                     self.encoder.register_table(&entry.schema).await?;
-                    self.producer
-                        .ensure_topic(&self.encoder.topic(&entry.schema))
-                        .await?;
+                    let topic = self.encoder.topic(&entry.schema);
+                    self.producer.ensure_topic(&topic).await?;
+                    tracing::debug!(topic, "schemas registered and topic ready");
                 }
                 self.relations.insert(entry);
             }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::capture::{Capture, Decoded};
+use crate::support::describe_partitions;
 use crate::support::source::SourceProcess;
 
 const KILLS: usize = 3;
@@ -122,7 +123,13 @@ async fn kill_9_during_writes_loses_nothing() {
         let records = capture
             .read_within("l1.t", usize::MAX, Duration::from_secs(8))
             .await;
-        outcome = complete_and_ordered(&by_key(&records), last);
+        outcome = complete_and_ordered(&by_key(&records), last).map_err(|problem| {
+            let read: Vec<(i32, i64)> = records.iter().map(|r| (r.partition, r.offset)).collect();
+            format!(
+                "{problem}\n{}",
+                describe_partitions(&capture.bootstrap, &capture.topic("l1.t"), &read)
+            )
+        });
         if outcome.is_ok() {
             break;
         }

@@ -137,7 +137,7 @@ listen = ""
             if !process.is_running() {
                 return false;
             }
-            if self.slot_active().await {
+            if self.slot_streaming().await {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -145,11 +145,14 @@ listen = ""
         false
     }
 
-    /// Whether a walsender streams from this test's slot.
-    pub async fn slot_active(&self) -> bool {
+    /// Whether a walsender streams from this test's slot. A slot is already `active` while
+    /// `CREATE_REPLICATION_SLOT` waits for running transactions (other tests') to finish;
+    /// rows committed before it becomes consistent are not streamed, so that does not count.
+    pub async fn slot_streaming(&self) -> bool {
         self.client
             .query_opt(
-                "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active",
+                "SELECT 1 FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid
+                 WHERE s.slot_name = $1 AND r.state IN ('catchup', 'streaming')",
                 &[&self.names.slot],
             )
             .await
@@ -190,7 +193,16 @@ listen = ""
     /// Reads `expected` records of a table's topic (blocking on a helper thread) and decodes
     /// keys and values; a tombstone's value is JSON null.
     pub async fn read(&self, table: &str, expected: usize) -> Vec<Decoded> {
-        self.read_within(table, expected, WAIT).await
+        let records = self.read_within(table, expected, WAIT).await;
+        if records.len() < expected {
+            eprintln!(
+                "only {} of {expected} records arrived on {}; source stderr:\n{}",
+                records.len(),
+                self.topic(table),
+                self.source_log()
+            );
+        }
+        records
     }
 
     /// [`read`](Self::read) that gives up after `timeout`, returning what arrived.
@@ -219,6 +231,7 @@ listen = ""
                         .map_or(Value::Null, |v| decode_avro(&registry, v)),
                     headers: record.headers,
                     partition: record.partition,
+                    offset: record.offset,
                 })
                 .collect()
         })
@@ -249,6 +262,7 @@ pub struct Decoded {
     pub value: Value,
     pub headers: Vec<(String, Vec<u8>)>,
     pub partition: i32,
+    pub offset: i64,
 }
 
 impl Decoded {

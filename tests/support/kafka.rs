@@ -97,7 +97,38 @@ pub fn read_topic(
             None => {}
         }
     }
+    if records.len() < expected && expected != usize::MAX {
+        let read: Vec<(i32, i64)> = records.iter().map(|r| (r.partition, r.offset)).collect();
+        eprintln!("{}", describe_partitions(bootstrap, topic, &read));
+    }
     records
+}
+
+/// Per partition: the broker's low/high watermarks and the offsets a reader got, for messages
+/// about short reads.
+pub fn describe_partitions(bootstrap: &str, topic: &str, read: &[(i32, i64)]) -> String {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("create watermark reader");
+    let mut text = format!("{topic}:");
+    for partition in 0..16 {
+        let Ok((low, high)) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(5))
+        else {
+            break;
+        };
+        let offsets: Vec<i64> = read
+            .iter()
+            .filter(|(p, _)| *p == partition)
+            .map(|(_, offset)| *offset)
+            .collect();
+        text.push_str(&format!(
+            "\n  partition {partition}: watermarks {low}..{high}, read {} records, first offsets {:?}",
+            offsets.len(),
+            &offsets[..offsets.len().min(5)]
+        ));
+    }
+    text
 }
 
 /// Decodes a Confluent-framed Avro datum (magic byte 0, big-endian schema id, datum) into

@@ -16,7 +16,7 @@ pub mod registry;
 pub mod source;
 
 pub use broker::{shared_broker, Broker};
-pub use kafka::{decode_avro, read_topic, TestRecord};
+pub use kafka::{decode_avro, describe_partitions, read_topic, TestRecord};
 pub use postgres::{
     fresh_database, shared_pg, ClusterSetup, PgCluster, ReplicationGuard, TestNames,
 };
