@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
-use pgcdc::config::SourceConfig;
+use pgcdc::config::{ConfigFile, SourceConfig};
 use pgcdc::metrics::SourceMetrics;
 
 /// Exit code for a runtime failure (SPEC §1).

@@ -8,43 +8,23 @@ use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use toml::{Table, Value};
 
 use super::overrides::Origins;
-use super::{
-    CaptureSection, ConfigError, KafkaSection, MetricsSection, PostgresSection,
-    SchemaRegistrySection, SourceConfig, TopicSection,
-};
-
-/// Required keys (section, key, a line to add); serde would say only "missing field".
-const REQUIRED: &[(&str, &str, &str)] = &[
-    (
-        "postgres",
-        "url",
-        "url = \"postgresql://replicator@127.0.0.1:5432/shop\"",
-    ),
-    ("capture", "tables", "tables = [\"public.*\"]"),
-    ("kafka", "brokers", "brokers = \"127.0.0.1:9092\""),
-    ("kafka", "topic_prefix", "topic_prefix = \"shop\""),
-    ("kafka", "format", "format = \"avro\" (or \"json\")"),
-];
+use super::{ConfigError, ConfigFile};
 
 /// Rejects keys no section defines and reports the first missing required key.
-pub(super) fn check(document: &Table, origins: &Origins) -> Result<(), ConfigError> {
-    check_table(document, "", field_names::<SourceConfig>(), origins)?;
-    let sections = [
-        ("postgres", field_names::<PostgresSection>()),
-        ("capture", field_names::<CaptureSection>()),
-        ("kafka", field_names::<KafkaSection>()),
-        ("schema_registry", field_names::<SchemaRegistrySection>()),
-        ("metrics", field_names::<MetricsSection>()),
-    ];
-    for (section, fields) in sections {
-        if let Some(Value::Table(table)) = document.get(section) {
+pub(super) fn check<C: ConfigFile>(document: &Table, origins: &Origins) -> Result<(), ConfigError> {
+    check_table(document, "", field_names::<C>(), origins)?;
+    for (section, fields) in C::sections() {
+        let mut found = Some(document);
+        for part in section.split('.') {
+            found = found
+                .and_then(|table| table.get(part))
+                .and_then(Value::as_table);
+        }
+        if let Some(table) = found {
             check_table(table, section, fields, origins)?;
         }
     }
-    if let Some(Value::Table(topic)) = document.get("kafka").and_then(|kafka| kafka.get("topic")) {
-        check_table(topic, "kafka.topic", field_names::<TopicSection>(), origins)?;
-    }
-    for &(section, key, example) in REQUIRED {
+    for &(section, key, example) in C::REQUIRED {
         // A section that is not a table gets serde's type error instead.
         let missing = match document.get(section) {
             None => true,
@@ -127,7 +107,7 @@ impl<'de> Deserializer<'de> for FieldProbe<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::SourceConfig;
+    use super::super::{SourceConfig, TopicSection};
     use super::*;
 
     const MINIMAL: &str = r#"

@@ -1,4 +1,4 @@
-//! cdc-source's configuration (SPEC §2): a TOML file, `PGCDC__<SECTION>__<KEY>` environment
+//! cdc-source's and cdc-sink's configuration (SPEC §2): a TOML file, `PGCDC__<SECTION>__<KEY>` environment
 //! overrides on top of it, then typed deserialization and validation.
 //!
 //! ```text
@@ -13,6 +13,7 @@
 mod de;
 mod keys;
 mod overrides;
+mod sink;
 mod table_filter;
 mod validate;
 
@@ -22,8 +23,13 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+pub use sink::{
+    ApplySection, OnConflict, SinkConfig, SinkKafkaSection, SinkMetricsSection, DEFAULT_BATCH_SIZE,
+    DEFAULT_BATCH_TIMEOUT, DEFAULT_GROUP_ID, DEFAULT_SINK_METRICS_LISTEN,
+};
 pub use table_filter::TableFilter;
 
 /// Replication slot name when none is configured: one pgcdc per database is the common case,
@@ -326,18 +332,28 @@ impl ConfigError {
     }
 }
 
-impl SourceConfig {
+/// A configuration file: its sections' keys, its required keys and its own validation.
+pub trait ConfigFile: DeserializeOwned {
+    /// Required keys as (section, key, a line to add); serde would say only "missing field".
+    const REQUIRED: &'static [(&'static str, &'static str, &'static str)];
+
+    /// Every section (nested ones as `kafka.topic`) with the keys it accepts.
+    fn sections() -> Vec<(&'static str, &'static [&'static str])>;
+
+    /// Checks values and rules between keys that serde cannot express.
+    fn validate(&self) -> Result<(), ConfigError>;
+
     /// Reads FILE, applies `PGCDC__SECTION__KEY` environment overrides, deserializes and validates.
-    pub fn load(path: &Path) -> Result<SourceConfig, ConfigError> {
+    fn load(path: &Path) -> Result<Self, ConfigError> {
         let env = overrides::process_env()?;
-        SourceConfig::load_with_env(path, env)
+        Self::load_with_env(path, env)
     }
 
-    /// Same as [`SourceConfig::load`], with the environment given explicitly (for tests).
-    pub fn load_with_env(
+    /// Same as [`ConfigFile::load`], with the environment given explicitly (for tests).
+    fn load_with_env(
         path: &Path,
         env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<SourceConfig, ConfigError> {
+    ) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
@@ -346,16 +362,50 @@ impl SourceConfig {
     }
 
     /// Parses configuration text, applies the given `PGCDC__` overrides and validates.
-    pub fn from_toml_str(
+    fn from_toml_str(
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<SourceConfig, ConfigError> {
+    ) -> Result<Self, ConfigError> {
         parse(text, "the configuration", env)
     }
+}
 
-    /// The PostgreSQL password from `postgres.password_file`, if set, without trailing newlines.
-    pub fn postgres_password(&self) -> Result<Option<String>, ConfigError> {
-        let Some(path) = &self.postgres.password_file else {
+impl ConfigFile for SourceConfig {
+    const REQUIRED: &'static [(&'static str, &'static str, &'static str)] = &[
+        (
+            "postgres",
+            "url",
+            "url = \"postgresql://replicator@127.0.0.1:5432/shop\"",
+        ),
+        ("capture", "tables", "tables = [\"public.*\"]"),
+        ("kafka", "brokers", "brokers = \"127.0.0.1:9092\""),
+        ("kafka", "topic_prefix", "topic_prefix = \"shop\""),
+        ("kafka", "format", "format = \"avro\" (or \"json\")"),
+    ];
+
+    fn sections() -> Vec<(&'static str, &'static [&'static str])> {
+        vec![
+            ("postgres", keys::field_names::<PostgresSection>()),
+            ("capture", keys::field_names::<CaptureSection>()),
+            ("kafka", keys::field_names::<KafkaSection>()),
+            ("kafka.topic", keys::field_names::<TopicSection>()),
+            (
+                "schema_registry",
+                keys::field_names::<SchemaRegistrySection>(),
+            ),
+            ("metrics", keys::field_names::<MetricsSection>()),
+        ]
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_source()
+    }
+}
+
+impl PostgresSection {
+    /// The password from `password_file`, if set, without trailing newlines.
+    pub fn password(&self) -> Result<Option<String>, ConfigError> {
+        let Some(path) = &self.password_file else {
             return Ok(None);
         };
         let problem = |problem: String| ConfigError::PasswordFile {
@@ -371,9 +421,7 @@ impl SourceConfig {
         }
         Ok(Some(password.to_owned()))
     }
-}
 
-impl PostgresSection {
     /// The URL with any password (in the user info or a `password=` parameter) replaced by `***`.
     pub fn url_redacted(&self) -> String {
         redact_url(&self.url)
@@ -433,20 +481,20 @@ fn redact_url(url: &str) -> String {
     out
 }
 
-fn parse(
+fn parse<C: ConfigFile>(
     text: &str,
     origin: &str,
     env: impl IntoIterator<Item = (String, String)>,
-) -> Result<SourceConfig, ConfigError> {
+) -> Result<C, ConfigError> {
     let mut document: toml::Table =
         toml::from_str(text).map_err(|e: toml::de::Error| ConfigError::Syntax {
             origin: origin.to_owned(),
             message: e.to_string().trim_end().to_owned(),
         })?;
     let origins = overrides::apply(&mut document, env)?;
-    keys::check(&document, &origins)?;
-    let config: SourceConfig = serde_path_to_error::deserialize(toml::Value::Table(document))
-        .map_err(|e| {
+    keys::check::<C>(&document, &origins)?;
+    let config: C =
+        serde_path_to_error::deserialize(toml::Value::Table(document)).map_err(|e| {
             let key = e.path().to_string();
             let var = origins.var_for(&key).map(str::to_owned);
             let mut message = e.inner().message().to_owned();
@@ -681,12 +729,12 @@ mod tests {
         )];
         let config = SourceConfig::from_toml_str(MINIMAL, env).unwrap();
         assert_eq!(
-            config.postgres_password().unwrap().as_deref(),
+            config.postgres.password().unwrap().as_deref(),
             Some("s3cret")
         );
 
         std::fs::write(&file, "\n").unwrap();
-        let err = config.postgres_password().unwrap_err().to_string();
+        let err = config.postgres.password().unwrap_err().to_string();
         assert_eq!(
             err,
             format!(
@@ -696,7 +744,7 @@ mod tests {
         );
 
         std::fs::remove_file(&file).unwrap();
-        let err = config.postgres_password().unwrap_err().to_string();
+        let err = config.postgres.password().unwrap_err().to_string();
         assert!(
             err.starts_with(&format!(
                 "`postgres.password_file`: {} cannot be read: ",
@@ -711,7 +759,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.postgres.password_file, None);
-        assert_eq!(config.postgres_password().unwrap(), None);
+        assert_eq!(config.postgres.password().unwrap(), None);
     }
 
     #[test]

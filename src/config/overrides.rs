@@ -166,7 +166,7 @@ fn walked_var(path: &[String]) -> String {
 mod tests {
     use std::time::Duration;
 
-    use super::super::{Format, SourceConfig};
+    use super::super::{ConfigFile, Format, SourceConfig};
     use super::*;
 
     const MINIMAL: &str = r#"

@@ -165,7 +165,7 @@ impl Glob {
 mod tests {
     use std::time::Duration;
 
-    use super::super::{SnapshotMode, SourceConfig};
+    use super::super::{ConfigFile, SnapshotMode, SourceConfig};
     use super::*;
 
     fn capture(tables: &[&str], exclude: &[&str], columns: &[&str]) -> CaptureSection {

@@ -11,7 +11,7 @@ const CLEANUP_POLICIES: &[&str] = &["delete", "compact", "compact,delete", "dele
 
 impl SourceConfig {
     /// Checks every value's shape and the rules between keys (e.g. Avro needs a registry URL).
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(super) fn validate_source(&self) -> Result<(), ConfigError> {
         check_postgres_url(&self.postgres.url)
             .map_err(|message| ConfigError::invalid("postgres.url", message))?;
         self.validate_capture()?;
@@ -136,7 +136,7 @@ impl SourceConfig {
 
 /// Checks the shape of a libpq URL: the scheme and a host, in the authority or as `?host=`
 /// (a socket directory); libpq itself parses the rest when connecting.
-fn check_postgres_url(url: &str) -> Result<(), String> {
+pub(super) fn check_postgres_url(url: &str) -> Result<(), String> {
     let Some(rest) = url
         .strip_prefix("postgresql://")
         .or_else(|| url.strip_prefix("postgres://"))
@@ -165,7 +165,7 @@ fn check_postgres_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_http_url(text: &str) -> Result<(), String> {
+pub(super) fn check_http_url(text: &str) -> Result<(), String> {
     const EXAMPLE: &str = "\"http://127.0.0.1:8081\"";
     let url = url::Url::parse(text)
         .map_err(|e| format!("\"{text}\" is not a URL ({e}): write it like {EXAMPLE}"))?;
@@ -182,6 +182,7 @@ fn check_http_url(text: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::ConfigFile;
     use super::*;
 
     const MINIMAL: &str = r#"

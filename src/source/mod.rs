@@ -165,7 +165,8 @@ pub async fn run(
     let mut options = PgConnectOptions::parse(&config.postgres.url)
         .map_err(|e| SourceError::Config(format!("postgres.url: {e}")))?;
     if let Some(password) = config
-        .postgres_password()
+        .postgres
+        .password()
         .map_err(|e| SourceError::Config(e.to_string()))?
     {
         options = options.with_password(password);
