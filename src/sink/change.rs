@@ -34,7 +34,7 @@ pub struct SinkTable {
 }
 
 /// A column value in PostgreSQL's text input form.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Cell {
     /// SQL NULL.
     Null,
