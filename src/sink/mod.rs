@@ -1,4 +1,13 @@
 //! The sink: consumes change topics and applies them to a target PostgreSQL.
+//!
+//! ```text
+//! kafka::consumer ──▶ encode::decode ──SinkChange──▶ batch ──Segment──▶ apply (one txn + offsets) ──▶ next batch
+//! ```
 
+pub mod apply;
 pub mod batch;
 pub mod change;
+pub mod ddl;
+mod error;
+
+pub use error::SinkError;

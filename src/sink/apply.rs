@@ -1,0 +1,467 @@
+//! Applying segments inside one target transaction: multi-row upserts and deletes from
+//! `unnest` over text arrays (one round trip per statement, whatever the batch size), truncates,
+//! and change-by-change statements for tables without a key.
+//!
+//! Values travel as text and are cast to the target column's own type, so a target table made
+//! by hand with other but compatible types (varchar(40) for text, bigint for integer) works.
+
+use std::collections::HashMap;
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Statement, Transaction};
+
+use super::batch::{KeyedAction, Segment};
+use super::change::{Cell, SinkChange, SinkOp, SinkTable};
+use super::ddl::{quote_ident, TargetTable};
+use super::SinkError;
+use crate::config::OnConflict;
+
+/// Applies segments; keeps prepared statements of the current target connection.
+#[derive(Default)]
+pub struct Applier {
+    statements: HashMap<String, Statement>,
+}
+
+/// The rows of one upsert statement: same target columns, same conflict handling.
+struct UpsertGroup<'a> {
+    /// Indexes into the source table's columns that the statement writes.
+    columns: Vec<usize>,
+    conflict: OnConflict,
+    rows: Vec<&'a [Cell]>,
+}
+
+impl Applier {
+    /// Forgets prepared statements (they belong to a connection that is gone).
+    pub fn reset(&mut self) {
+        self.statements.clear();
+    }
+
+    /// Applies one segment to `target`.
+    pub async fn apply(
+        &mut self,
+        tx: &Transaction<'_>,
+        target: &TargetTable,
+        segment: &Segment,
+        on_conflict: OnConflict,
+    ) -> Result<(), SinkError> {
+        match segment {
+            Segment::Truncate { .. } => {
+                let sql = format!("TRUNCATE {}", target.quoted_name());
+                tx.batch_execute(&sql)
+                    .await
+                    .map_err(|e| SinkError::target(format!("truncate {}", target.quoted_name()), e))
+            }
+            Segment::Keyed { table, actions } => {
+                self.apply_keyed(tx, target, table, actions, on_conflict)
+                    .await
+            }
+            Segment::Keyless { table, changes } => {
+                self.apply_keyless(tx, target, table, changes).await
+            }
+        }
+    }
+
+    async fn apply_keyed(
+        &mut self,
+        tx: &Transaction<'_>,
+        target: &TargetTable,
+        table: &SinkTable,
+        actions: &[KeyedAction],
+        on_conflict: OnConflict,
+    ) -> Result<(), SinkError> {
+        let deletes: Vec<&[Cell]> = actions
+            .iter()
+            .filter_map(|action| match action {
+                KeyedAction::Delete { key } => Some(key.as_slice()),
+                KeyedAction::Upsert { .. } => None,
+            })
+            .collect();
+        if !deletes.is_empty() {
+            let key_columns: Vec<usize> = (0..table.key.len()).collect();
+            let key_names: Vec<&str> = table
+                .key
+                .iter()
+                .map(|&i| table.columns[i].name.as_str())
+                .collect();
+            let sql = delete_sql(target, &key_names)?;
+            self.run(tx, &sql, &key_columns, &deletes, target).await?;
+        }
+        for group in upsert_groups(table, actions, on_conflict) {
+            let sql = upsert_sql(target, table, &group.columns, group.conflict)?;
+            self.run(tx, &sql, &group.columns, &group.rows, target)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn apply_keyless(
+        &mut self,
+        tx: &Transaction<'_>,
+        target: &TargetTable,
+        table: &SinkTable,
+        changes: &[SinkChange],
+    ) -> Result<(), SinkError> {
+        let all: Vec<usize> = (0..table.columns.len()).collect();
+        let mut inserts: Vec<&[Cell]> = Vec::new();
+        for change in changes {
+            match (change.op, &change.before, &change.after) {
+                (SinkOp::Create | SinkOp::Read, _, Some(after)) => inserts.push(after),
+                (SinkOp::Update | SinkOp::Delete, Some(before), after) => {
+                    self.flush_inserts(tx, target, table, &all, &mut inserts)
+                        .await?;
+                    let sql = match (change.op, after) {
+                        (SinkOp::Update, Some(_)) => keyless_update_sql(target, table)?,
+                        _ => keyless_delete_sql(target, table)?,
+                    };
+                    let mut row: Vec<&[Cell]> = vec![before];
+                    let mut columns = all.clone();
+                    if let (SinkOp::Update, Some(after)) = (change.op, after) {
+                        row.push(after);
+                        columns.extend(all.iter().map(|i| i + all.len()));
+                    }
+                    let joined: Vec<Cell> = row.concat();
+                    self.run(tx, &sql, &columns, &[&joined], target).await?;
+                }
+                _ => {}
+            }
+        }
+        self.flush_inserts(tx, target, table, &all, &mut inserts)
+            .await
+    }
+
+    async fn flush_inserts(
+        &mut self,
+        tx: &Transaction<'_>,
+        target: &TargetTable,
+        table: &SinkTable,
+        columns: &[usize],
+        inserts: &mut Vec<&[Cell]>,
+    ) -> Result<(), SinkError> {
+        if inserts.is_empty() {
+            return Ok(());
+        }
+        let sql = upsert_sql(target, table, columns, OnConflict::Error)?;
+        self.run(tx, &sql, columns, inserts, target).await?;
+        inserts.clear();
+        Ok(())
+    }
+
+    /// Runs `sql` with one text array per entry of `columns`, each holding that cell of every row.
+    async fn run(
+        &mut self,
+        tx: &Transaction<'_>,
+        sql: &str,
+        columns: &[usize],
+        rows: &[&[Cell]],
+        target: &TargetTable,
+    ) -> Result<(), SinkError> {
+        let what = || format!("apply changes to {}", target.quoted_name());
+        let statement = match self.statements.get(sql) {
+            Some(statement) => statement.clone(),
+            None => {
+                let statement = tx
+                    .prepare(sql)
+                    .await
+                    .map_err(|e| SinkError::target(what(), e))?;
+                self.statements.insert(sql.to_owned(), statement.clone());
+                statement
+            }
+        };
+        let arrays: Vec<Vec<Option<&str>>> = columns
+            .iter()
+            .map(|&column| rows.iter().map(|row| text_of(row.get(column))).collect())
+            .collect();
+        let params: Vec<&(dyn ToSql + Sync)> =
+            arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+        tx.execute(&statement, &params)
+            .await
+            .map_err(|e| SinkError::target(what(), e))?;
+        Ok(())
+    }
+}
+
+fn text_of(cell: Option<&Cell>) -> Option<&str> {
+    match cell {
+        Some(Cell::Text(text)) => Some(text),
+        _ => None,
+    }
+}
+
+/// Splits upserts by the columns they can write (unchanged-TOAST cells are left out, so the
+/// target keeps its value) and by conflict handling (`on_conflict` applies to inserts only;
+/// updates and snapshot reads always overwrite).
+fn upsert_groups<'a>(
+    table: &SinkTable,
+    actions: &'a [KeyedAction],
+    on_conflict: OnConflict,
+) -> Vec<UpsertGroup<'a>> {
+    let mut groups: Vec<UpsertGroup<'a>> = Vec::new();
+    for action in actions {
+        let KeyedAction::Upsert { row, insert_only } = action else {
+            continue;
+        };
+        let columns: Vec<usize> = (0..table.columns.len())
+            .filter(|&i| row.get(i) != Some(&Cell::Unavailable))
+            .collect();
+        let conflict = if *insert_only {
+            on_conflict
+        } else {
+            OnConflict::Update
+        };
+        match groups
+            .iter_mut()
+            .find(|g| g.columns == columns && g.conflict == conflict)
+        {
+            Some(group) => group.rows.push(row),
+            None => groups.push(UpsertGroup {
+                columns,
+                conflict,
+                rows: vec![row],
+            }),
+        }
+    }
+    groups
+}
+
+/// The target type of a source column, or an error naming the missing column.
+fn target_type<'a>(target: &'a TargetTable, column: &str) -> Result<&'a str, SinkError> {
+    target
+        .column_type(column)
+        .ok_or_else(|| SinkError::MissingColumn {
+            table: format!("{}.{}", target.schema, target.table),
+            column: column.to_owned(),
+        })
+}
+
+/// `SELECT u."c"::type, … FROM unnest($1::text[], …) AS u("c", …)` over the given columns,
+/// parameters numbered from `first`.
+fn unnest_select(
+    target: &TargetTable,
+    names: &[&str],
+    first: usize,
+) -> Result<(String, String), SinkError> {
+    let mut casts = Vec::with_capacity(names.len());
+    let mut arrays = Vec::with_capacity(names.len());
+    let mut aliases = Vec::with_capacity(names.len());
+    for (offset, name) in names.iter().enumerate() {
+        let quoted = quote_ident(name);
+        casts.push(format!("u.{quoted}::{}", target_type(target, name)?));
+        arrays.push(format!("${}::text[]", first + offset));
+        aliases.push(quoted);
+    }
+    Ok((
+        casts.join(", "),
+        format!("unnest({}) AS u({})", arrays.join(", "), aliases.join(", ")),
+    ))
+}
+
+fn upsert_sql(
+    target: &TargetTable,
+    table: &SinkTable,
+    columns: &[usize],
+    conflict: OnConflict,
+) -> Result<String, SinkError> {
+    let names: Vec<&str> = columns
+        .iter()
+        .map(|&i| table.columns[i].name.as_str())
+        .collect();
+    let (select, from) = unnest_select(target, &names, 1)?;
+    let quoted: Vec<String> = names.iter().map(|n| quote_ident(n)).collect();
+    let mut sql = format!(
+        "INSERT INTO {} ({}) SELECT {select} FROM {from}",
+        target.quoted_name(),
+        quoted.join(", ")
+    );
+    let key: Vec<String> = target.primary_key.iter().map(|k| quote_ident(k)).collect();
+    let updates: Vec<String> = names
+        .iter()
+        .filter(|name| !target.primary_key.iter().any(|k| k == *name))
+        .map(|name| format!("{q} = EXCLUDED.{q}", q = quote_ident(name)))
+        .collect();
+    match conflict {
+        OnConflict::Error => {}
+        _ if key.is_empty() => {}
+        OnConflict::Update if !updates.is_empty() => sql.push_str(&format!(
+            " ON CONFLICT ({}) DO UPDATE SET {}",
+            key.join(", "),
+            updates.join(", ")
+        )),
+        OnConflict::Update | OnConflict::Nothing => {
+            sql.push_str(&format!(" ON CONFLICT ({}) DO NOTHING", key.join(", ")))
+        }
+    }
+    Ok(sql)
+}
+
+fn delete_sql(target: &TargetTable, key_names: &[&str]) -> Result<String, SinkError> {
+    let (_, from) = unnest_select(target, key_names, 1)?;
+    let matches: Result<Vec<String>, SinkError> = key_names
+        .iter()
+        .map(|name| {
+            let q = quote_ident(name);
+            Ok(format!("t.{q} = u.{q}::{}", target_type(target, name)?))
+        })
+        .collect();
+    Ok(format!(
+        "DELETE FROM {} AS t USING {from} WHERE {}",
+        target.quoted_name(),
+        matches?.join(" AND ")
+    ))
+}
+
+/// Matches one row of a table without a key by every column's text (json has no equality
+/// operator, and NULLs must match NULLs), parameters numbered from `first`.
+fn keyless_match(table: &SinkTable, first: usize) -> String {
+    let conditions: Vec<String> = table
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, column)| {
+            format!(
+                "t.{}::text IS NOT DISTINCT FROM ${}::text",
+                quote_ident(&column.name),
+                first + i
+            )
+        })
+        .collect();
+    conditions.join(" AND ")
+}
+
+fn keyless_delete_sql(target: &TargetTable, table: &SinkTable) -> Result<String, SinkError> {
+    for column in &table.columns {
+        target_type(target, &column.name)?;
+    }
+    Ok(format!(
+        "DELETE FROM {name} WHERE ctid = (SELECT t.ctid FROM {name} AS t WHERE {} LIMIT 1)",
+        keyless_match(table, 1),
+        name = target.quoted_name()
+    ))
+}
+
+fn keyless_update_sql(target: &TargetTable, table: &SinkTable) -> Result<String, SinkError> {
+    let count = table.columns.len();
+    let sets: Result<Vec<String>, SinkError> = table
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, column)| {
+            Ok(format!(
+                "{} = (${}::text)::{}",
+                quote_ident(&column.name),
+                count + i + 1,
+                target_type(target, &column.name)?
+            ))
+        })
+        .collect();
+    Ok(format!(
+        "UPDATE {name} SET {} WHERE ctid = (SELECT t.ctid FROM {name} AS t WHERE {} LIMIT 1)",
+        sets?.join(", "),
+        keyless_match(table, 1),
+        name = target.quoted_name()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::change::SinkColumn;
+
+    fn table() -> SinkTable {
+        SinkTable {
+            schema: "l1".into(),
+            table: "t".into(),
+            columns: ["id", "v", "doc"]
+                .iter()
+                .map(|name| SinkColumn {
+                    name: (*name).into(),
+                    sql_type: "text".into(),
+                    optional: true,
+                })
+                .collect(),
+            key: vec![0],
+        }
+    }
+
+    fn target() -> TargetTable {
+        TargetTable {
+            schema: "r".into(),
+            table: "t".into(),
+            columns: vec![
+                ("id".into(), "integer".into()),
+                ("v".into(), "character varying(10)".into()),
+                ("doc".into(), "text".into()),
+            ],
+            primary_key: vec!["id".into()],
+        }
+    }
+
+    #[test]
+    fn upserts_cast_text_arrays_to_the_target_types() {
+        assert_eq!(
+            upsert_sql(&target(), &table(), &[0, 1, 2], OnConflict::Update).unwrap(),
+            "INSERT INTO \"r\".\"t\" (\"id\", \"v\", \"doc\") SELECT u.\"id\"::integer, \
+             u.\"v\"::character varying(10), u.\"doc\"::text FROM unnest($1::text[], $2::text[], \
+             $3::text[]) AS u(\"id\", \"v\", \"doc\") ON CONFLICT (\"id\") DO UPDATE SET \
+             \"v\" = EXCLUDED.\"v\", \"doc\" = EXCLUDED.\"doc\""
+        );
+        assert!(
+            upsert_sql(&target(), &table(), &[0, 1], OnConflict::Nothing)
+                .unwrap()
+                .ends_with("ON CONFLICT (\"id\") DO NOTHING")
+        );
+        assert!(upsert_sql(&target(), &table(), &[0], OnConflict::Error)
+            .unwrap()
+            .ends_with("AS u(\"id\")"));
+    }
+
+    #[test]
+    fn deletes_join_on_the_key() {
+        assert_eq!(
+            delete_sql(&target(), &["id"]).unwrap(),
+            "DELETE FROM \"r\".\"t\" AS t USING unnest($1::text[]) AS u(\"id\") WHERE t.\"id\" = u.\"id\"::integer"
+        );
+    }
+
+    #[test]
+    fn unavailable_cells_leave_their_column_out() {
+        let text = |s: &str| Cell::Text(s.into());
+        let actions = vec![
+            KeyedAction::Upsert {
+                row: vec![text("1"), text("a"), Cell::Unavailable],
+                insert_only: false,
+            },
+            KeyedAction::Upsert {
+                row: vec![text("2"), text("b"), text("d")],
+                insert_only: false,
+            },
+            KeyedAction::Upsert {
+                row: vec![text("3"), text("c"), text("e")],
+                insert_only: true,
+            },
+        ];
+        let groups = upsert_groups(&table(), &actions, OnConflict::Error);
+        let shapes: Vec<(Vec<usize>, OnConflict, usize)> = groups
+            .iter()
+            .map(|g| (g.columns.clone(), g.conflict, g.rows.len()))
+            .collect();
+        assert_eq!(
+            shapes,
+            vec![
+                (vec![0, 1], OnConflict::Update, 1),
+                (vec![0, 1, 2], OnConflict::Update, 1),
+                (vec![0, 1, 2], OnConflict::Error, 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_column_the_target_lacks_is_named() {
+        let mut narrow = target();
+        narrow.columns.pop();
+        let error = upsert_sql(&narrow, &table(), &[0, 1, 2], OnConflict::Update).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "target table r.t has no column \"doc\": add it, or set apply.create_tables = true"
+        );
+    }
+}

@@ -1,0 +1,199 @@
+//! Target tables: what the target has (columns and their types, primary key), and the DDL that
+//! creates a missing table or adds a column a newer schema brought.
+
+use tokio_postgres::Transaction;
+
+use super::change::SinkTable;
+use super::SinkError;
+
+/// A target table as the catalog describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetTable {
+    /// Target schema name.
+    pub schema: String,
+    /// Target table name.
+    pub table: String,
+    /// Columns as (name, `format_type` of the column's type), in table order.
+    pub columns: Vec<(String, String)>,
+    /// Primary-key column names, in key order; empty when the table has none.
+    pub primary_key: Vec<String>,
+}
+
+impl TargetTable {
+    /// `"schema"."table"`, quoted for SQL.
+    pub fn quoted_name(&self) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.table))
+    }
+
+    /// The SQL type of a column, if the table has it.
+    pub fn column_type(&self, name: &str) -> Option<&str> {
+        self.columns
+            .iter()
+            .find(|(column, _)| column == name)
+            .map(|(_, ty)| ty.as_str())
+    }
+}
+
+/// Quotes an identifier: double quotes around it, inner double quotes doubled.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Reads the target table, or `None` when it does not exist.
+pub async fn describe(
+    tx: &Transaction<'_>,
+    schema: &str,
+    table: &str,
+) -> Result<Option<TargetTable>, SinkError> {
+    let rows = tx
+        .query(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
+                    coalesce(array_position(i.indkey::int2[], a.attnum), 0)
+             FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+             LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
+             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')
+             ORDER BY a.attnum",
+            &[&schema, &table],
+        )
+        .await
+        .map_err(|source| SinkError::target("describe the target table", source))?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let mut key: Vec<(i32, String)> = Vec::new();
+    let mut columns = Vec::with_capacity(rows.len());
+    for row in rows {
+        let name: String = row.get(0);
+        let position: i32 = row.get(2);
+        if position > 0 {
+            key.push((position, name.clone()));
+        }
+        columns.push((name, row.get(1)));
+    }
+    key.sort();
+    Ok(Some(TargetTable {
+        schema: schema.to_owned(),
+        table: table.to_owned(),
+        columns,
+        primary_key: key.into_iter().map(|(_, name)| name).collect(),
+    }))
+}
+
+/// `CREATE TABLE` for `source` under the target name: its columns with their SQL types, and the
+/// key schema's columns as primary key.
+pub fn create_table_sql(schema: &str, table: &str, source: &SinkTable) -> String {
+    let mut columns: Vec<String> = source
+        .columns
+        .iter()
+        .map(|column| {
+            let not_null = if column.optional { "" } else { " NOT NULL" };
+            format!(
+                "{} {}{not_null}",
+                quote_ident(&column.name),
+                column.sql_type
+            )
+        })
+        .collect();
+    if !source.key.is_empty() {
+        let key: Vec<String> = source
+            .key
+            .iter()
+            .filter_map(|&i| source.columns.get(i))
+            .map(|column| quote_ident(&column.name))
+            .collect();
+        columns.push(format!("PRIMARY KEY ({})", key.join(", ")));
+    }
+    format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema_q}; CREATE TABLE IF NOT EXISTS {schema_q}.{table_q} ({})",
+        columns.join(", "),
+        schema_q = quote_ident(schema),
+        table_q = quote_ident(table),
+    )
+}
+
+/// `ALTER TABLE … ADD COLUMN` for every column of `source` the target lacks; `None` when
+/// nothing is missing. New columns are nullable: existing rows have no value for them.
+pub fn add_columns_sql(target: &TargetTable, source: &SinkTable) -> Option<String> {
+    let missing: Vec<String> = source
+        .columns
+        .iter()
+        .filter(|column| target.column_type(&column.name).is_none())
+        .map(|column| {
+            format!(
+                "ADD COLUMN IF NOT EXISTS {} {}",
+                quote_ident(&column.name),
+                column.sql_type
+            )
+        })
+        .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "ALTER TABLE {} {}",
+            target.quoted_name(),
+            missing.join(", ")
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::change::SinkColumn;
+
+    fn source() -> SinkTable {
+        let column = |name: &str, sql_type: &str, optional: bool| SinkColumn {
+            name: name.into(),
+            sql_type: sql_type.into(),
+            optional,
+        };
+        SinkTable {
+            schema: "l1".into(),
+            table: "orders".into(),
+            columns: vec![
+                column("id", "integer", false),
+                column("region", "text", false),
+                column("total", "numeric(10,2)", true),
+            ],
+            key: vec![1, 0],
+        }
+    }
+
+    #[test]
+    fn create_table_uses_the_key_schema_as_primary_key() {
+        assert_eq!(
+            create_table_sql("replica", "orders", &source()),
+            "CREATE SCHEMA IF NOT EXISTS \"replica\"; CREATE TABLE IF NOT EXISTS \"replica\".\"orders\" \
+             (\"id\" integer NOT NULL, \"region\" text NOT NULL, \"total\" numeric(10,2), \
+             PRIMARY KEY (\"region\", \"id\"))"
+        );
+    }
+
+    #[test]
+    fn only_missing_columns_are_added() {
+        let target = TargetTable {
+            schema: "l1".into(),
+            table: "orders".into(),
+            columns: vec![
+                ("id".into(), "integer".into()),
+                ("region".into(), "text".into()),
+            ],
+            primary_key: vec!["region".into(), "id".into()],
+        };
+        assert_eq!(
+            add_columns_sql(&target, &source()).as_deref(),
+            Some("ALTER TABLE \"l1\".\"orders\" ADD COLUMN IF NOT EXISTS \"total\" numeric(10,2)")
+        );
+        let mut complete = target;
+        complete
+            .columns
+            .push(("total".into(), "numeric(10,2)".into()));
+        assert_eq!(add_columns_sql(&complete, &source()), None);
+    }
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
+    }
+}

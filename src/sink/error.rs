@@ -1,0 +1,107 @@
+//! Why the sink stopped or must retry, split by what the caller does about it: transient target
+//! errors are retried, data errors make a record poison, the rest stop the sink.
+
+use tokio_postgres::error::SqlState;
+
+/// An error of the sink.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The configuration is unusable; the message names the key.
+    #[error("{0}")]
+    Config(String),
+    /// A statement on the target failed.
+    #[error("target database: could not {what}: {source}")]
+    Target {
+        /// What was being done, e.g. "apply a batch to l1.orders".
+        what: String,
+        /// The server's or the connection's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// Connecting to the target failed.
+    #[error(transparent)]
+    Connect(#[from] crate::pg::PgConnectError),
+    /// A table is missing in the target and `apply.create_tables` is off.
+    #[error("target table {table} does not exist: create it, or set apply.create_tables = true")]
+    MissingTable {
+        /// `schema.table` in the target.
+        table: String,
+    },
+    /// The target table lacks a column the changes carry and `apply.create_tables` is off.
+    #[error("target table {table} has no column \"{column}\": add it, or set apply.create_tables = true")]
+    MissingColumn {
+        /// `schema.table` in the target.
+        table: String,
+        /// The column.
+        column: String,
+    },
+    /// A record that cannot be applied (undecodable, or rejected by the target for its data),
+    /// with no dead-letter topic to put it in.
+    #[error("poison record at {topic} partition {partition} offset {offset}: {reason}; fix or remove it, or set apply.dead_letter_topic to route such records there")]
+    Poison {
+        /// The record's topic.
+        topic: String,
+        /// Its partition.
+        partition: i32,
+        /// Its offset.
+        offset: i64,
+        /// Why it cannot be applied.
+        reason: String,
+    },
+    /// The broker could not be used.
+    #[error("kafka: could not {what}: {source}")]
+    Kafka {
+        /// What was being done.
+        what: String,
+        /// librdkafka's error.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+}
+
+impl SinkError {
+    /// A failed target statement.
+    pub fn target(what: impl Into<String>, source: tokio_postgres::Error) -> SinkError {
+        SinkError::Target {
+            what: what.into(),
+            source,
+        }
+    }
+
+    /// Whether retrying the same work on a fresh connection may succeed: the connection was
+    /// lost, the server is restarting, or a concurrency conflict rolled the transaction back.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SinkError::Connect(_) => true,
+            SinkError::Target { source, .. } => is_transient_pg(source),
+            _ => false,
+        }
+    }
+
+    /// Whether the target refused the data itself (constraint, type, value), so the record
+    /// that caused it is poison rather than the sink broken.
+    pub fn is_data_error(&self) -> bool {
+        let SinkError::Target { source, .. } = self else {
+            return false;
+        };
+        source.code().is_some_and(|code| {
+            let class = &code.code()[..2];
+            // 22: data exception; 23: integrity constraint violation.
+            class == "22" || class == "23"
+        })
+    }
+}
+
+fn is_transient_pg(error: &tokio_postgres::Error) -> bool {
+    if error.is_closed() {
+        return true;
+    }
+    let Some(code) = error.code() else {
+        // No SQLSTATE: an I/O error on the connection.
+        return true;
+    };
+    let class = &code.code()[..2];
+    // 08: connection exception; 40: transaction rollback (serialization, deadlock);
+    // 53: insufficient resources; 57: operator intervention (shutdown, crash recovery).
+    matches!(class, "08" | "40" | "53" | "57") || *code == SqlState::LOCK_NOT_AVAILABLE
+}
