@@ -9,5 +9,6 @@ pub mod batch;
 pub mod change;
 pub mod ddl;
 mod error;
+pub mod offsets;
 
 pub use error::SinkError;

@@ -1,0 +1,164 @@
+//! The sink's progress, kept in the target (`pgcdc.sink_offsets`) and written in the same
+//! transaction as the changes it stands for, so a crash can never separate the two. Each row
+//! holds a partition's next offset to consume and the source position of the last change
+//! applied from it; the latter makes a source replay (same changes at new offsets) harmless.
+//! `pgcdc.sink_tables` records which source table each target table comes from, for `verify`.
+
+use std::collections::HashMap;
+
+use tokio_postgres::{Client, Transaction};
+
+use super::change::Position;
+use super::SinkError;
+
+/// Creates the bookkeeping tables when missing.
+const SETUP_SQL: &str = "
+    CREATE SCHEMA IF NOT EXISTS pgcdc;
+    CREATE TABLE IF NOT EXISTS pgcdc.sink_offsets (
+        group_id text NOT NULL,
+        topic text NOT NULL,
+        kafka_partition integer NOT NULL,
+        next_offset bigint NOT NULL,
+        commit_lsn bigint NOT NULL,
+        lsn bigint NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (group_id, topic, kafka_partition));
+    CREATE TABLE IF NOT EXISTS pgcdc.sink_tables (
+        group_id text NOT NULL,
+        source_schema text NOT NULL,
+        source_table text NOT NULL,
+        target_schema text NOT NULL,
+        target_table text NOT NULL,
+        PRIMARY KEY (group_id, target_schema, target_table));";
+
+/// A topic partition.
+pub type Partition = (String, i32);
+
+/// Where a partition stands: the next offset to consume and the last source position applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PartitionProgress {
+    /// The offset of the first record not yet applied.
+    pub next_offset: i64,
+    /// The source position of the last change applied from this partition.
+    pub position: Position,
+}
+
+/// Creates `pgcdc.sink_offsets` and `pgcdc.sink_tables` if needed.
+pub async fn setup(client: &Client) -> Result<(), SinkError> {
+    client.batch_execute(SETUP_SQL).await.map_err(|e| {
+        SinkError::target(
+            "create pgcdc.sink_offsets (the role needs CREATE on the database, or create the pgcdc schema for it)",
+            e,
+        )
+    })
+}
+
+/// Every partition's stored progress for `group_id`.
+pub async fn load(
+    client: &Client,
+    group_id: &str,
+) -> Result<HashMap<Partition, PartitionProgress>, SinkError> {
+    let rows = client
+        .query(
+            "SELECT topic, kafka_partition, next_offset, commit_lsn, lsn FROM pgcdc.sink_offsets WHERE group_id = $1",
+            &[&group_id],
+        )
+        .await
+        .map_err(|e| SinkError::target("read pgcdc.sink_offsets", e))?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let progress = PartitionProgress {
+                next_offset: row.get(2),
+                position: Position {
+                    commit_lsn: row.get::<_, i64>(3) as u64,
+                    lsn: row.get::<_, i64>(4) as u64,
+                },
+            };
+            ((row.get(0), row.get(1)), progress)
+        })
+        .collect())
+}
+
+/// Stores the progress of the partitions a batch touched, inside the batch's transaction.
+pub async fn store(
+    tx: &Transaction<'_>,
+    group_id: &str,
+    progress: &HashMap<Partition, PartitionProgress>,
+) -> Result<(), SinkError> {
+    if progress.is_empty() {
+        return Ok(());
+    }
+    let mut topics = Vec::with_capacity(progress.len());
+    let mut partitions = Vec::with_capacity(progress.len());
+    let mut offsets = Vec::with_capacity(progress.len());
+    let mut commit_lsns = Vec::with_capacity(progress.len());
+    let mut lsns = Vec::with_capacity(progress.len());
+    for ((topic, partition), p) in progress {
+        topics.push(topic.as_str());
+        partitions.push(*partition);
+        offsets.push(p.next_offset);
+        // LSNs stay far below 2^63; the cast keeps their order.
+        commit_lsns.push(p.position.commit_lsn as i64);
+        lsns.push(p.position.lsn as i64);
+    }
+    tx.execute(
+        "INSERT INTO pgcdc.sink_offsets (group_id, topic, kafka_partition, next_offset, commit_lsn, lsn)
+         SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[], $5::bigint[], $6::bigint[])
+         ON CONFLICT (group_id, topic, kafka_partition) DO UPDATE SET
+             next_offset = EXCLUDED.next_offset, commit_lsn = EXCLUDED.commit_lsn,
+             lsn = EXCLUDED.lsn, updated_at = now()",
+        &[&group_id, &topics, &partitions, &offsets, &commit_lsns, &lsns],
+    )
+    .await
+    .map_err(|e| SinkError::target("store the batch's offsets in pgcdc.sink_offsets", e))?;
+    Ok(())
+}
+
+/// Records that `target` is written from `source` (for `verify`).
+pub async fn record_table(
+    tx: &Transaction<'_>,
+    group_id: &str,
+    source: (&str, &str),
+    target: (&str, &str),
+) -> Result<(), SinkError> {
+    tx.execute(
+        "INSERT INTO pgcdc.sink_tables VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (group_id, target_schema, target_table) DO UPDATE
+         SET source_schema = EXCLUDED.source_schema, source_table = EXCLUDED.source_table",
+        &[&group_id, &source.0, &source.1, &target.0, &target.1],
+    )
+    .await
+    .map_err(|e| SinkError::target("record the table in pgcdc.sink_tables", e))?;
+    Ok(())
+}
+
+/// Whether a change at `position` was already applied from its partition. Changes without a
+/// position (zero) are never skipped: nothing orders them.
+pub fn already_applied(stored: Option<&PartitionProgress>, position: Position) -> bool {
+    position != Position::default() && stored.is_some_and(|p| position <= p.position)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(commit_lsn: u64, lsn: u64) -> Position {
+        Position { commit_lsn, lsn }
+    }
+
+    #[test]
+    fn replays_at_or_below_the_stored_position_are_skipped() {
+        let stored = PartitionProgress {
+            next_offset: 10,
+            position: at(200, 150),
+        };
+        assert!(already_applied(Some(&stored), at(200, 150)));
+        assert!(already_applied(Some(&stored), at(200, 120)));
+        assert!(already_applied(Some(&stored), at(100, 190)));
+        assert!(!already_applied(Some(&stored), at(200, 160)));
+        assert!(!already_applied(Some(&stored), at(300, 10)));
+        assert!(!already_applied(None, at(1, 1)));
+        assert!(!already_applied(Some(&stored), Position::default()));
+    }
+}
