@@ -6,7 +6,7 @@ use rdkafka::error::KafkaError as RdKafkaError;
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaError {
     /// librdkafka refused a configuration property (unknown key or invalid value).
-    #[error("create the Kafka producer: option {key:?} is invalid: {reason}")]
+    #[error("create the Kafka client: option {key:?} is invalid: {reason}")]
     InvalidOption {
         /// The property's key, as given in `[kafka.options]` or set by pgcdc.
         key: String,
@@ -16,6 +16,12 @@ pub enum KafkaError {
     /// librdkafka could not create the client (for example conflicting options).
     #[error("create the Kafka producer: {0}")]
     CreateProducer(#[source] RdKafkaError),
+    /// librdkafka could not create or subscribe the consumer.
+    #[error("create the Kafka consumer: {0}")]
+    CreateConsumer(#[source] RdKafkaError),
+    /// The consumer failed for good while polling.
+    #[error("consume: {0}")]
+    Consume(#[source] RdKafkaError),
     /// No broker answered a metadata request in time.
     #[error("broker unreachable at {brokers}: {source}")]
     Unreachable {

@@ -1,10 +1,12 @@
-//! Kafka I/O for the source: the producer that reports deliveries to the acknowledged-LSN
-//! tracker ([`crate::source::progress`]), and topic creation.
+//! Kafka I/O: the source's producer that reports deliveries to the acknowledged-LSN tracker
+//! ([`crate::source::progress`]), topic creation, and the sink's consumer.
 
+mod consumer;
 mod error;
 mod producer;
 mod topic;
 
+pub use consumer::{ChangeConsumer, Consumed, ConsumedRecord, StartOffsets};
 pub use error::{KafkaError, SendError};
 pub use producer::{Producer, ProducerSettings};
 pub use topic::TopicSettings;

@@ -599,7 +599,7 @@ mod tests {
         );
         assert!(error
             .to_string()
-            .starts_with("create the Kafka producer: option \"no.such.option\" is invalid: "));
+            .starts_with("create the Kafka client: option \"no.such.option\" is invalid: "));
     }
 
     #[test]

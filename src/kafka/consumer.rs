@@ -1,0 +1,268 @@
+//! The sink's consumer: subscribes to topic patterns in a consumer group, starts each assigned
+//! partition at the offset the target says is next (never the group's committed offset), and
+//! hands records to the async side in chunks through a bounded channel, so memory stays
+//! bounded and no await happens per record.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError as RdKafkaError;
+use rdkafka::message::Message;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+
+use super::KafkaError;
+
+/// Records per chunk handed to the async side.
+const CHUNK: usize = 1024;
+/// Chunks the channel holds: with [`CHUNK`], bounds the records read ahead of the applier.
+const CHANNEL_CHUNKS: usize = 8;
+/// How long one poll waits when nothing arrives; also how fast a stop request is noticed.
+const POLL_WAIT: Duration = Duration::from_millis(100);
+
+/// Options pgcdc sets unless `[kafka.options]` overrides them.
+const DEFAULT_OPTIONS: &[(&str, &str)] = &[
+    // Progress lives in the target; the group's offsets are only committed for monitoring.
+    ("enable.auto.commit", "false"),
+    ("enable.auto.offset.store", "false"),
+    // A partition the target knows nothing of starts at its first record.
+    ("auto.offset.reset", "earliest"),
+    // New topics matching a pattern are found within this time, not librdkafka's 5 minutes.
+    ("topic.metadata.refresh.interval.ms", "10000"),
+];
+
+/// One record, owned, as the consumer thread hands it over.
+#[derive(Debug, Clone)]
+pub struct ConsumedRecord {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key bytes, if any.
+    pub key: Option<Vec<u8>>,
+    /// Value bytes; `None` for a tombstone.
+    pub value: Option<Vec<u8>>,
+}
+
+/// What the consumer thread hands over.
+pub enum Consumed {
+    /// Records in partition order.
+    Records(Vec<ConsumedRecord>),
+    /// The consumer failed for good (the session restarts).
+    Failed(KafkaError),
+}
+
+/// Where each partition starts when it is assigned: the offset after the last applied record.
+pub type StartOffsets = Arc<Mutex<HashMap<(String, i32), i64>>>;
+
+/// Rebalance handling: assigned partitions start at [`StartOffsets`] (offset 0 when unknown, the
+/// first record of a new topic).
+pub struct SinkContext {
+    start: StartOffsets,
+}
+
+impl ClientContext for SinkContext {}
+
+impl ConsumerContext for SinkContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let start = self.start.lock().expect("start offsets lock");
+                let assigned: Vec<(String, i32)> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition()))
+                    .collect();
+                for (topic, partition) in &assigned {
+                    let offset = start
+                        .get(&(topic.clone(), *partition))
+                        .copied()
+                        .unwrap_or(0);
+                    if let Err(error) =
+                        tpl.set_partition_offset(topic, *partition, Offset::Offset(offset))
+                    {
+                        tracing::error!(topic, partition, %error, "cannot set a start offset");
+                    }
+                }
+                tracing::info!(partitions = assigned.len(), "partitions assigned");
+                if let Err(error) = consumer.assign(tpl) {
+                    tracing::error!(%error, "assigning partitions failed");
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                tracing::info!(partitions = tpl.count(), "partitions revoked");
+                if let Err(error) = consumer.unassign() {
+                    tracing::error!(%error, "unassigning partitions failed");
+                }
+            }
+            other => tracing::error!(error = ?other, "rebalance failed"),
+        }
+    }
+}
+
+/// A subscribed consumer and the thread that polls it.
+pub struct ChangeConsumer {
+    consumer: Arc<BaseConsumer<SinkContext>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ChangeConsumer {
+    /// Subscribes to `patterns` (`*` wildcards) in `group_id` and starts polling; records
+    /// arrive on the returned channel.
+    pub fn start(
+        brokers: &str,
+        group_id: &str,
+        patterns: &[String],
+        options: &BTreeMap<String, String>,
+        start: StartOffsets,
+    ) -> Result<(ChangeConsumer, mpsc::Receiver<Consumed>), KafkaError> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", brokers)
+            .set("group.id", group_id);
+        for (key, value) in DEFAULT_OPTIONS {
+            config.set(*key, *value);
+        }
+        for (key, value) in options {
+            config.set(key, value);
+        }
+        let consumer: BaseConsumer<SinkContext> = config
+            .create_with_context(SinkContext { start })
+            .map_err(|error| match error {
+                RdKafkaError::ClientConfig(_, reason, key, _) => {
+                    KafkaError::InvalidOption { key, reason }
+                }
+                other => KafkaError::CreateConsumer(other),
+            })?;
+        let subscriptions: Vec<String> = patterns.iter().map(|p| subscription(p)).collect();
+        let names: Vec<&str> = subscriptions.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&names)
+            .map_err(KafkaError::CreateConsumer)?;
+        let consumer = Arc::new(consumer);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (sender, receiver) = mpsc::channel(CHANNEL_CHUNKS);
+        let thread = {
+            let (consumer, stop) = (Arc::clone(&consumer), Arc::clone(&stop));
+            std::thread::Builder::new()
+                .name("sink consumer".into())
+                .spawn(move || poll_loop(&consumer, &stop, &sender))
+                .map_err(|e| KafkaError::CreateConsumer(RdKafkaError::Subscription(e.to_string())))?
+        };
+        Ok((
+            ChangeConsumer {
+                consumer,
+                stop,
+                thread: Some(thread),
+            },
+            receiver,
+        ))
+    }
+
+    /// Commits `next offsets` to the group, for monitoring tools; failures are only logged,
+    /// since progress lives in the target.
+    pub fn commit(&self, next_offsets: &HashMap<(String, i32), i64>) {
+        let mut list = TopicPartitionList::new();
+        for ((topic, partition), offset) in next_offsets {
+            if let Err(error) = list.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
+                tracing::debug!(%error, "cannot list an offset to commit");
+            }
+        }
+        if let Err(error) = self.consumer.commit(&list, CommitMode::Async) {
+            tracing::debug!(%error, "committing offsets to the group failed");
+        }
+    }
+}
+
+impl Drop for ChangeConsumer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Polls until stopped or the receiver is gone, sending records in chunks.
+fn poll_loop(
+    consumer: &BaseConsumer<SinkContext>,
+    stop: &AtomicBool,
+    sender: &mpsc::Sender<Consumed>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        let mut chunk = Vec::new();
+        let mut wait = POLL_WAIT;
+        while chunk.len() < CHUNK {
+            match consumer.poll(wait) {
+                None => break,
+                Some(Ok(message)) => chunk.push(ConsumedRecord {
+                    topic: message.topic().to_owned(),
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    key: message.key().map(<[u8]>::to_vec),
+                    value: message.payload().map(<[u8]>::to_vec),
+                }),
+                Some(Err(error)) if is_fatal(&error) => {
+                    let _ = sender.blocking_send(Consumed::Failed(KafkaError::Consume(error)));
+                    return;
+                }
+                Some(Err(error)) => tracing::warn!(%error, "consumer error; retrying"),
+            }
+            // Once records flow, take what is already buffered without waiting.
+            wait = Duration::ZERO;
+        }
+        if !chunk.is_empty() && sender.blocking_send(Consumed::Records(chunk)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Errors after which the consumer cannot go on (the rest are retried by librdkafka).
+fn is_fatal(error: &RdKafkaError) -> bool {
+    matches!(
+        error,
+        RdKafkaError::MessageConsumptionFatal(_) | RdKafkaError::Subscription(_)
+    )
+}
+
+/// librdkafka's subscription for a pattern: a regex (`^…$`) when it has `*`, else the name.
+pub fn subscription(pattern: &str) -> String {
+    if !pattern.contains('*') {
+        return pattern.to_owned();
+    }
+    let mut regex = String::from("^");
+    for c in pattern.chars() {
+        match c {
+            '*' => regex.push_str(".*"),
+            '.' => regex.push_str("\\."),
+            other => regex.push(other),
+        }
+    }
+    regex.push('$');
+    regex
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_become_anchored_regexes() {
+        assert_eq!(subscription("shop.l1.orders"), "shop.l1.orders");
+        assert_eq!(subscription("shop.l1.*"), "^shop\\.l1\\..*$");
+        assert_eq!(subscription("*.orders"), "^.*\\.orders$");
+    }
+}
