@@ -18,3 +18,4 @@ mod testbed;
 mod toast;
 mod transactions;
 mod types;
+mod verify;

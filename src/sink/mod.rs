@@ -1,4 +1,5 @@
-//! The sink: consumes change topics and applies them to a target PostgreSQL.
+//! The sink: consumes change topics and applies them to a target PostgreSQL, and verifies the
+//! result.
 //!
 //! ```text
 //! kafka::consumer ──▶ encode::decode ──SinkChange──▶ batch ──Segment──▶ apply (one txn + offsets) ──▶ next batch
@@ -10,5 +11,6 @@ pub mod change;
 pub mod ddl;
 mod error;
 pub mod offsets;
+pub mod verify;
 
 pub use error::SinkError;
