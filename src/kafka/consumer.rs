@@ -160,7 +160,9 @@ impl ChangeConsumer {
             std::thread::Builder::new()
                 .name("sink consumer".into())
                 .spawn(move || poll_loop(&consumer, &stop, &sender))
-                .map_err(|e| KafkaError::CreateConsumer(RdKafkaError::Subscription(e.to_string())))?
+                .map_err(|e| {
+                    KafkaError::CreateConsumer(RdKafkaError::Subscription(e.to_string()))
+                })?
         };
         Ok((
             ChangeConsumer {
@@ -177,7 +179,9 @@ impl ChangeConsumer {
     pub fn commit(&self, next_offsets: &HashMap<(String, i32), i64>) {
         let mut list = TopicPartitionList::new();
         for ((topic, partition), offset) in next_offsets {
-            if let Err(error) = list.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
+            if let Err(error) =
+                list.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+            {
                 tracing::debug!(%error, "cannot list an offset to commit");
             }
         }

@@ -39,6 +39,17 @@ pub enum Segment {
     Truncate { table: Arc<SinkTable> },
 }
 
+impl Segment {
+    /// The table the segment changes, as the schemas that carried its changes describe it.
+    pub fn table(&self) -> &SinkTable {
+        match self {
+            Segment::Keyed { table, .. }
+            | Segment::Keyless { table, .. }
+            | Segment::Truncate { table } => table,
+        }
+    }
+}
+
 /// A table's pending changes.
 #[derive(Debug, Default)]
 pub struct TableBatch {
@@ -77,8 +88,8 @@ impl TableBatch {
     }
 
     /// The segments to apply, in order.
-    pub fn into_segments(self) -> Vec<Segment> {
-        self.segments
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
     }
 
     fn push_keyless(&mut self, change: SinkChange) {
@@ -228,7 +239,7 @@ mod tests {
     }
 
     fn actions(batch: TableBatch) -> Vec<KeyedAction> {
-        match batch.into_segments().as_slice() {
+        match batch.segments().to_vec().as_slice() {
             [Segment::Keyed { actions, .. }] => actions.clone(),
             other => panic!("expected one keyed segment: {other:?}"),
         }
@@ -345,7 +356,7 @@ mod tests {
         batch.push(change(&t, SinkOp::Create, None, Some(row("1", "a"))));
         batch.push(change(&t, SinkOp::Truncate, None, None));
         batch.push(change(&t, SinkOp::Create, None, Some(row("1", "b"))));
-        let segments = batch.into_segments();
+        let segments = batch.segments().to_vec();
         assert_eq!(segments.len(), 3);
         assert!(matches!(&segments[1], Segment::Truncate { .. }));
         let Segment::Keyed { actions, .. } = &segments[2] else {
@@ -378,7 +389,7 @@ mod tests {
             None,
             Some(vec![text("1"), text("b"), text("x")]),
         ));
-        assert_eq!(batch.into_segments().len(), 2);
+        assert_eq!(batch.segments().to_vec().len(), 2);
     }
 
     #[test]
@@ -388,7 +399,7 @@ mod tests {
         batch.push(change(&t, SinkOp::Create, None, Some(row("1", "a"))));
         batch.push(change(&t, SinkOp::Create, None, Some(row("1", "a"))));
         batch.push(change(&t, SinkOp::Delete, Some(row("1", "a")), None));
-        let segments = batch.into_segments();
+        let segments = batch.segments().to_vec();
         let [Segment::Keyless { changes, .. }] = segments.as_slice() else {
             panic!("{segments:?}");
         };

@@ -48,6 +48,31 @@ pub enum SinkError {
         /// Why it cannot be applied.
         reason: String,
     },
+    /// The target table has no primary key, but the changes are keyed (upserts need one).
+    #[error("target table {table} has no primary key: add one on the source's key columns (see the key schema), or let cdc-sink create the table")]
+    NoPrimaryKey {
+        /// `schema.table` in the target.
+        table: String,
+    },
+    /// Another sink of the group applied a partition meanwhile; the session restarts from
+    /// the offsets stored in the target.
+    #[error("{topic} partition {partition}: the target already holds offsets up to {stored}, this batch starts at {consumed}; another cdc-sink of the group applied them")]
+    Fenced {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The next offset stored in the target.
+        stored: i64,
+        /// The first offset of the batch.
+        consumed: i64,
+    },
+    /// The consumer failed.
+    #[error(transparent)]
+    Consumer(#[from] crate::kafka::KafkaError),
+    /// The consumer's poll thread ended.
+    #[error("the Kafka consumer thread stopped")]
+    ConsumerStopped,
     /// The broker could not be used.
     #[error("kafka: could not {what}: {source}")]
     Kafka {
@@ -72,9 +97,28 @@ impl SinkError {
     /// lost, the server is restarting, or a concurrency conflict rolled the transaction back.
     pub fn is_transient(&self) -> bool {
         match self {
-            SinkError::Connect(_) => true,
+            SinkError::Connect(_)
+            | SinkError::Fenced { .. }
+            | SinkError::ConsumerStopped
+            | SinkError::Kafka { .. } => true,
+            SinkError::Consumer(error) => {
+                !matches!(error, crate::kafka::KafkaError::InvalidOption { .. })
+            }
             SinkError::Target { source, .. } => is_transient_pg(source),
             _ => false,
+        }
+    }
+
+    /// A label for the errors metric.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkError::Target { .. } | SinkError::Connect(_) => "target",
+            SinkError::Consumer(_) | SinkError::ConsumerStopped | SinkError::Kafka { .. } => {
+                "kafka"
+            }
+            SinkError::Fenced { .. } => "fenced",
+            SinkError::Poison { .. } => "poison",
+            _ => "other",
         }
     }
 

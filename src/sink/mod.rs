@@ -9,8 +9,10 @@ pub mod apply;
 pub mod batch;
 pub mod change;
 pub mod ddl;
+pub mod dead_letter;
 mod error;
 pub mod offsets;
+
 pub mod verify;
 
 pub use error::SinkError;

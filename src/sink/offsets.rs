@@ -65,19 +65,7 @@ pub async fn load(
         )
         .await
         .map_err(|e| SinkError::target("read pgcdc.sink_offsets", e))?;
-    Ok(rows
-        .into_iter()
-        .map(|row| {
-            let progress = PartitionProgress {
-                next_offset: row.get(2),
-                position: Position {
-                    commit_lsn: row.get::<_, i64>(3) as u64,
-                    lsn: row.get::<_, i64>(4) as u64,
-                },
-            };
-            ((row.get(0), row.get(1)), progress)
-        })
-        .collect())
+    Ok(rows.iter().map(progress_row).collect())
 }
 
 /// Stores the progress of the partitions a batch touched, inside the batch's transaction.
@@ -113,6 +101,42 @@ pub async fn store(
     .await
     .map_err(|e| SinkError::target("store the batch's offsets in pgcdc.sink_offsets", e))?;
     Ok(())
+}
+
+/// Locks and reads the stored progress of `partitions` for the rest of the transaction, so
+/// two sinks of one group cannot both apply the same records.
+pub async fn lock<'a>(
+    tx: &Transaction<'_>,
+    group_id: &str,
+    partitions: impl Iterator<Item = &'a Partition>,
+) -> Result<HashMap<Partition, PartitionProgress>, SinkError> {
+    let (topics, numbers): (Vec<&str>, Vec<i32>) = partitions
+        .map(|(topic, partition)| (topic.as_str(), *partition))
+        .unzip();
+    let rows = tx
+        .query(
+            "SELECT o.topic, o.kafka_partition, o.next_offset, o.commit_lsn, o.lsn
+             FROM pgcdc.sink_offsets o
+             JOIN unnest($2::text[], $3::int[]) AS p(topic, kafka_partition)
+               ON o.topic = p.topic AND o.kafka_partition = p.kafka_partition
+             WHERE o.group_id = $1
+             FOR UPDATE OF o",
+            &[&group_id, &topics, &numbers],
+        )
+        .await
+        .map_err(|e| SinkError::target("lock the batch's rows in pgcdc.sink_offsets", e))?;
+    Ok(rows.iter().map(progress_row).collect())
+}
+
+fn progress_row(row: &tokio_postgres::Row) -> (Partition, PartitionProgress) {
+    let progress = PartitionProgress {
+        next_offset: row.get(2),
+        position: Position {
+            commit_lsn: row.get::<_, i64>(3) as u64,
+            lsn: row.get::<_, i64>(4) as u64,
+        },
+    };
+    ((row.get(0), row.get(1)), progress)
 }
 
 /// Records that `target` is written from `source` (for `verify`).

@@ -1,19 +1,21 @@
-//! Prometheus metrics (SPEC §7) and the `/metrics` + `/healthz` endpoint.
+//! Prometheus metrics (SPEC §7) and the `/metrics` + `/healthz` endpoint both binaries serve.
 //!
 //! The endpoint is a few lines over a TCP listener rather than an HTTP framework: it answers
-//! two GET paths for a scraper, and keeps the binary small.
+//! two GET paths for a scraper, and keeps the binaries small.
 
-use std::collections::HashMap;
+mod sink;
+mod source;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use prometheus::{Encoder as _, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{Encoder as _, Registry, TextEncoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::event::{Op, TableSchema};
-use crate::lsn::Lsn;
+pub use sink::SinkMetrics;
+pub use source::SourceMetrics;
 
 /// Metric names (SPEC §7), in one place.
 pub mod names {
@@ -27,6 +29,18 @@ pub mod names {
     pub const SOURCE_INFLIGHT: &str = "pgcdc_source_inflight_events";
     /// Errors that interrupted streaming, by kind.
     pub const SOURCE_ERRORS: &str = "pgcdc_source_errors_total";
+    /// Rows written or deleted in the target, by table and op.
+    pub const SINK_APPLIED: &str = "pgcdc_sink_applied_total";
+    /// Seconds per applied batch (one target transaction).
+    pub const SINK_BATCH_SECONDS: &str = "pgcdc_sink_batch_seconds";
+    /// Records between a partition's high watermark and the next offset to apply.
+    pub const SINK_CONSUMER_LAG: &str = "pgcdc_sink_consumer_lag";
+    /// Records routed to the dead-letter topic, by source topic.
+    pub const SINK_DEAD_LETTERS: &str = "pgcdc_sink_dead_letters_total";
+    /// Changes skipped as replays of what the target already has, by table.
+    pub const SINK_SKIPPED: &str = "pgcdc_sink_skipped_total";
+    /// Errors that interrupted applying, by kind.
+    pub const SINK_ERRORS: &str = "pgcdc_sink_errors_total";
 }
 
 /// A metric could not be registered or the endpoint could not listen.
@@ -43,94 +57,28 @@ pub enum MetricsError {
     },
 }
 
-/// cdc-source's metrics, cheap to update from the streaming loop.
+/// A registry and the health flag behind `/metrics` and `/healthz`.
 #[derive(Clone)]
-pub struct SourceMetrics {
+struct Endpoint {
     registry: Registry,
-    events: IntCounterVec,
-    event_counters: Arc<Mutex<HashMap<(u32, Op), IntCounter>>>,
-    lag_bytes: IntGauge,
-    confirmed_lsn: IntGauge,
-    inflight: IntGauge,
-    errors: IntCounterVec,
     healthy: Arc<AtomicBool>,
 }
 
-impl SourceMetrics {
-    /// Registers the source's collectors and the process collector.
-    pub fn new() -> Result<Self, MetricsError> {
-        let registry = Registry::new();
-        let events = IntCounterVec::new(
-            Opts::new(
-                names::SOURCE_EVENTS,
-                "Change events published, by table and op",
-            ),
-            &["table", "op"],
-        )?;
-        let lag_bytes = IntGauge::new(
-            names::SOURCE_LAG_BYTES,
-            "WAL received from the server but not yet confirmed, in bytes",
-        )?;
-        let confirmed_lsn = IntGauge::new(
-            names::SOURCE_CONFIRMED_LSN,
-            "The LSN last confirmed to the slot",
-        )?;
-        let inflight = IntGauge::new(
-            names::SOURCE_INFLIGHT,
-            "Records enqueued but not yet acknowledged by the broker",
-        )?;
-        let errors = IntCounterVec::new(
-            Opts::new(
-                names::SOURCE_ERRORS,
-                "Errors that interrupted streaming, by kind",
-            ),
-            &["kind"],
-        )?;
-        registry.register(Box::new(events.clone()))?;
-        registry.register(Box::new(lag_bytes.clone()))?;
-        registry.register(Box::new(confirmed_lsn.clone()))?;
-        registry.register(Box::new(inflight.clone()))?;
-        registry.register(Box::new(errors.clone()))?;
-        registry.register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ))?;
-        Ok(SourceMetrics {
+impl Endpoint {
+    /// Adds the process collector (RSS, CPU, open fds) to `registry`.
+    fn new(registry: Registry) -> Endpoint {
+        let process = prometheus::process_collector::ProcessCollector::for_self();
+        if let Err(error) = registry.register(Box::new(process)) {
+            tracing::warn!(%error, "process metrics unavailable");
+        }
+        Endpoint {
             registry,
-            events,
-            event_counters: Arc::default(),
-            lag_bytes,
-            confirmed_lsn,
-            inflight,
-            errors,
             healthy: Arc::default(),
-        })
+        }
     }
 
-    /// One change event published.
-    pub fn count_event(&self, table: &TableSchema, op: Op) {
-        let mut counters = self.event_counters.lock().expect("metrics lock");
-        counters
-            .entry((table.relation_id, op))
-            .or_insert_with(|| {
-                self.events
-                    .with_label_values(&[&table.qualified_name(), op.code()])
-            })
-            .inc();
-    }
-
-    /// What was confirmed, received and is still in flight, after a status update.
-    pub fn observe_progress(&self, confirmed: Lsn, received: Lsn, inflight: u64) {
-        self.confirmed_lsn.set(confirmed.0 as i64);
-        self.lag_bytes
-            .set(received.0.saturating_sub(confirmed.0) as i64);
-        self.inflight.set(inflight as i64);
-        self.healthy.store(true, Ordering::Relaxed);
-    }
-
-    /// An error interrupted streaming.
-    pub fn count_error(&self, kind: &str) {
-        self.errors.with_label_values(&[kind]).inc();
-        self.healthy.store(false, Ordering::Relaxed);
+    fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::Relaxed);
     }
 
     /// Serves `/metrics` and `/healthz` on `addr` until the process ends.
@@ -138,10 +86,10 @@ impl SourceMetrics {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| MetricsError::Listen { addr, source })?;
-        let metrics = self.clone();
+        let endpoint = self.clone();
         tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
-                let metrics = metrics.clone();
+                let metrics = endpoint.clone();
                 tokio::spawn(async move {
                     let response = metrics.respond(&read_request_path(&mut socket).await);
                     let _ = socket.write_all(&response).await;

@@ -1,0 +1,139 @@
+//! cdc-sink's metrics (SPEC §7).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
+
+use super::{names, Endpoint, MetricsError};
+use crate::sink::batch::{KeyedAction, Segment};
+use crate::sink::change::{SinkOp, SinkTable};
+
+/// cdc-sink's metrics, cheap to update per batch.
+#[derive(Clone)]
+pub struct SinkMetrics {
+    endpoint: Endpoint,
+    applied: IntCounterVec,
+    batch_seconds: Histogram,
+    dead_letters: IntCounterVec,
+    skipped: IntCounterVec,
+    errors: IntCounterVec,
+}
+
+impl SinkMetrics {
+    /// Registers the sink's collectors and the process collector.
+    pub fn new() -> Result<Self, MetricsError> {
+        let registry = Registry::new();
+        let applied = IntCounterVec::new(
+            Opts::new(
+                names::SINK_APPLIED,
+                "Rows written or deleted in the target, by table and op",
+            ),
+            &["table", "op"],
+        )?;
+        let batch_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                names::SINK_BATCH_SECONDS,
+                "Seconds per applied batch (one target transaction)",
+            )
+            .buckets(prometheus::exponential_buckets(0.001, 2.0, 16)?),
+        )?;
+        let dead_letters = IntCounterVec::new(
+            Opts::new(
+                names::SINK_DEAD_LETTERS,
+                "Records routed to the dead-letter topic, by source topic",
+            ),
+            &["topic"],
+        )?;
+        let skipped = IntCounterVec::new(
+            Opts::new(
+                names::SINK_SKIPPED,
+                "Changes skipped as replays of what the target already has, by table",
+            ),
+            &["table"],
+        )?;
+        let errors = IntCounterVec::new(
+            Opts::new(
+                names::SINK_ERRORS,
+                "Errors that interrupted applying, by kind",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(applied.clone()))?;
+        registry.register(Box::new(batch_seconds.clone()))?;
+        registry.register(Box::new(dead_letters.clone()))?;
+        registry.register(Box::new(skipped.clone()))?;
+        registry.register(Box::new(errors.clone()))?;
+        Ok(SinkMetrics {
+            endpoint: Endpoint::new(registry),
+            applied,
+            batch_seconds,
+            dead_letters,
+            skipped,
+            errors,
+        })
+    }
+
+    /// A segment was applied: rows upserted, deleted or truncated.
+    pub fn count_applied(&self, segment: &Segment) {
+        let table = segment.table();
+        let name = format!("{}.{}", table.schema, table.table);
+        let count = |op: &str, n: usize| {
+            if n > 0 {
+                self.applied
+                    .with_label_values(&[&name, op])
+                    .inc_by(n as u64);
+            }
+        };
+        match segment {
+            Segment::Truncate { .. } => count("truncate", 1),
+            Segment::Keyed { actions, .. } => {
+                let deletes = actions
+                    .iter()
+                    .filter(|a| matches!(a, KeyedAction::Delete { .. }))
+                    .count();
+                count("delete", deletes);
+                count("upsert", actions.len() - deletes);
+            }
+            Segment::Keyless { changes, .. } => {
+                let deletes = changes.iter().filter(|c| c.op == SinkOp::Delete).count();
+                count("delete", deletes);
+                count("upsert", changes.len() - deletes);
+            }
+        }
+    }
+
+    /// A batch committed after `elapsed`.
+    pub fn observe_batch(&self, elapsed: Duration) {
+        self.batch_seconds.observe(elapsed.as_secs_f64());
+        self.endpoint.set_healthy(true);
+    }
+
+    /// A change was skipped as a replay.
+    pub fn count_skipped(&self, table: &SinkTable) {
+        self.skipped
+            .with_label_values(&[&format!("{}.{}", table.schema, table.table)])
+            .inc();
+    }
+
+    /// A record went to the dead-letter topic.
+    pub fn count_dead_letter(&self, topic: &str) {
+        self.dead_letters.with_label_values(&[topic]).inc();
+    }
+
+    /// An error interrupted applying.
+    pub fn count_error(&self, kind: &str) {
+        self.errors.with_label_values(&[kind]).inc();
+        self.endpoint.set_healthy(false);
+    }
+
+    /// Connected and consuming (or not).
+    pub fn set_healthy(&self, healthy: bool) {
+        self.endpoint.set_healthy(healthy);
+    }
+
+    /// Serves `/metrics` and `/healthz` on `addr` until the process ends.
+    pub async fn serve(&self, addr: SocketAddr) -> Result<(), MetricsError> {
+        self.endpoint.serve(addr).await
+    }
+}

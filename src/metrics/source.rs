@@ -1,0 +1,102 @@
+//! cdc-source's metrics (SPEC §7).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+use super::{names, Endpoint, MetricsError};
+use crate::event::{Op, TableSchema};
+use crate::lsn::Lsn;
+
+/// cdc-source's metrics, cheap to update from the streaming loop.
+#[derive(Clone)]
+pub struct SourceMetrics {
+    endpoint: Endpoint,
+    events: IntCounterVec,
+    event_counters: Arc<Mutex<HashMap<(u32, Op), IntCounter>>>,
+    lag_bytes: IntGauge,
+    confirmed_lsn: IntGauge,
+    inflight: IntGauge,
+    errors: IntCounterVec,
+}
+
+impl SourceMetrics {
+    /// Registers the source's collectors and the process collector.
+    pub fn new() -> Result<Self, MetricsError> {
+        let registry = Registry::new();
+        let events = IntCounterVec::new(
+            Opts::new(
+                names::SOURCE_EVENTS,
+                "Change events published, by table and op",
+            ),
+            &["table", "op"],
+        )?;
+        let lag_bytes = IntGauge::new(
+            names::SOURCE_LAG_BYTES,
+            "WAL received from the server but not yet confirmed, in bytes",
+        )?;
+        let confirmed_lsn = IntGauge::new(
+            names::SOURCE_CONFIRMED_LSN,
+            "The LSN last confirmed to the slot",
+        )?;
+        let inflight = IntGauge::new(
+            names::SOURCE_INFLIGHT,
+            "Records enqueued but not yet acknowledged by the broker",
+        )?;
+        let errors = IntCounterVec::new(
+            Opts::new(
+                names::SOURCE_ERRORS,
+                "Errors that interrupted streaming, by kind",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(events.clone()))?;
+        registry.register(Box::new(lag_bytes.clone()))?;
+        registry.register(Box::new(confirmed_lsn.clone()))?;
+        registry.register(Box::new(inflight.clone()))?;
+        registry.register(Box::new(errors.clone()))?;
+        Ok(SourceMetrics {
+            endpoint: Endpoint::new(registry),
+            events,
+            event_counters: Arc::default(),
+            lag_bytes,
+            confirmed_lsn,
+            inflight,
+            errors,
+        })
+    }
+
+    /// One change event published.
+    pub fn count_event(&self, table: &TableSchema, op: Op) {
+        let mut counters = self.event_counters.lock().expect("metrics lock");
+        counters
+            .entry((table.relation_id, op))
+            .or_insert_with(|| {
+                self.events
+                    .with_label_values(&[&table.qualified_name(), op.code()])
+            })
+            .inc();
+    }
+
+    /// What was confirmed, received and is still in flight, after a status update.
+    pub fn observe_progress(&self, confirmed: Lsn, received: Lsn, inflight: u64) {
+        self.confirmed_lsn.set(confirmed.0 as i64);
+        self.lag_bytes
+            .set(received.0.saturating_sub(confirmed.0) as i64);
+        self.inflight.set(inflight as i64);
+        self.endpoint.set_healthy(true);
+    }
+
+    /// An error interrupted streaming.
+    pub fn count_error(&self, kind: &str) {
+        self.errors.with_label_values(&[kind]).inc();
+        self.endpoint.set_healthy(false);
+    }
+
+    /// Serves `/metrics` and `/healthz` on `addr` until the process ends.
+    pub async fn serve(&self, addr: SocketAddr) -> Result<(), MetricsError> {
+        self.endpoint.serve(addr).await
+    }
+}

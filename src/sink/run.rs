@@ -1,0 +1,543 @@
+//! `cdc-sink run`: sessions of consume → decode → batch → apply, each batch one target
+//! transaction that also stores the offsets it consumed.
+//!
+//! A session starts from the offsets stored in the target. Any failure of the target or the
+//! broker ends the session without committing anything of the pending batch; the next session
+//! (after a backoff) starts again from the stored offsets, so nothing is skipped and nothing
+//! applied twice. A record the target rejects for its data is found by applying the batch again
+//! change by change, each in a savepoint, and is dead-lettered or stops the sink by name.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio_postgres::{Client, Transaction};
+
+use super::apply::Applier;
+use super::batch::{Segment, TableBatch};
+use super::change::{SinkChange, SinkTable};
+use super::dead_letter::DeadLetters;
+use super::ddl::{self, TargetTable};
+use super::offsets::{self, Partition, PartitionProgress};
+use super::SinkError;
+use crate::config::{Format, SinkConfig};
+use crate::encode::decode::RecordDecoder;
+use crate::encode::registry::RegistryClient;
+use crate::kafka::{ChangeConsumer, Consumed, ConsumedRecord, StartOffsets};
+use crate::metrics::SinkMetrics;
+use crate::pg::PgConnectOptions;
+
+/// First and longest pause between sessions.
+const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Runs the sink until `shutdown` becomes true or an error that retrying cannot fix.
+pub async fn run(
+    config: SinkConfig,
+    metrics: SinkMetrics,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), SinkError> {
+    let mut options = PgConnectOptions::parse(&config.postgres.url)
+        .map_err(|e| SinkError::Config(format!("postgres.url: {e}")))?;
+    if let Some(password) = config
+        .postgres
+        .password()
+        .map_err(|e| SinkError::Config(e.to_string()))?
+    {
+        options = options.with_password(password);
+    }
+    let registry = match &config.schema_registry.url {
+        Some(url) => Some(Arc::new(
+            RegistryClient::new(url).map_err(|e| SinkError::Config(format!("schema_registry.url: {e}")))?,
+        )),
+        None => None,
+    };
+    let mut decoders = Decoders {
+        avro: RecordDecoder::new(Format::Avro, registry.clone()),
+        json: RecordDecoder::new(Format::Json, None),
+        has_registry: registry.is_some(),
+    };
+    let mut backoff = BACKOFF_INITIAL;
+    loop {
+        let started = Instant::now();
+        let error = match session(&config, &options, &mut decoders, &metrics, shutdown.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(error) => error,
+        };
+        if !error.is_transient() || *shutdown.borrow() {
+            return Err(error);
+        }
+        metrics.count_error(error.kind());
+        if started.elapsed() > Duration::from_secs(60) {
+            backoff = BACKOFF_INITIAL;
+        }
+        tracing::warn!(%error, retry_in = ?backoff, "applying interrupted; resuming from the offsets stored in the target");
+        let mut stop = shutdown.clone();
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            _ = stop.wait_for(|stop| *stop) => return Ok(()),
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// One decoder per wire format; a record's first byte tells which it is.
+struct Decoders {
+    avro: RecordDecoder,
+    json: RecordDecoder,
+    has_registry: bool,
+}
+
+impl Decoders {
+    async fn decode(&mut self, record: &ConsumedRecord) -> Result<Option<SinkChange>, String> {
+        let (key, value) = (record.key.as_deref(), record.value.as_deref());
+        let avro = value.or(key).is_some_and(|bytes| bytes.first() == Some(&0));
+        let decoder = if avro {
+            if !self.has_registry {
+                return Err("an Avro record, but schema_registry.url is not set".to_owned());
+            }
+            &mut self.avro
+        } else {
+            &mut self.json
+        };
+        decoder.decode(key, value).await.map_err(|e| e.to_string())
+    }
+}
+
+/// A batch being gathered: per-table changes, and the progress each partition reaches with it.
+#[derive(Default)]
+struct Pending {
+    tables: Vec<TableBatch>,
+    table_index: HashMap<(String, String), usize>,
+    progress: HashMap<Partition, PartitionProgress>,
+    first_offsets: HashMap<Partition, i64>,
+    /// The batch's records, kept to find a poison record by applying them one by one.
+    records: Vec<ConsumedRecord>,
+    changes: usize,
+}
+
+/// Everything one session holds.
+struct Session<'a> {
+    config: &'a SinkConfig,
+    metrics: &'a SinkMetrics,
+    client: Client,
+    consumer: ChangeConsumer,
+    start: StartOffsets,
+    decoders: &'a mut Decoders,
+    dead_letters: Option<DeadLetters>,
+    applied: HashMap<Partition, PartitionProgress>,
+    writer: Writer<'a>,
+    pending: Pending,
+}
+
+/// Target tables and statements of a session.
+struct Writer<'a> {
+    config: &'a SinkConfig,
+    metrics: &'a SinkMetrics,
+    targets: HashMap<(String, String), TargetTable>,
+    applier: Applier,
+}
+
+async fn session(
+    config: &SinkConfig,
+    options: &PgConnectOptions,
+    decoders: &mut Decoders,
+    metrics: &SinkMetrics,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), SinkError> {
+    let client = options.connect_sql().await?;
+    offsets::setup(&client).await?;
+    let applied = offsets::load(&client, &config.apply.group_id).await?;
+    let start: StartOffsets = Arc::new(Mutex::new(
+        applied
+            .iter()
+            .map(|(p, progress)| (p.clone(), progress.next_offset))
+            .collect(),
+    ));
+    let (consumer, mut records) = ChangeConsumer::start(
+        &config.kafka.brokers,
+        &config.apply.group_id,
+        &config.apply.topics,
+        &config.kafka.options,
+        Arc::clone(&start),
+    )?;
+    let dead_letters = match config.apply.dead_letter_topic.as_str() {
+        "" => None,
+        topic => Some(DeadLetters::new(
+            &config.kafka.brokers,
+            topic,
+            &config.kafka.options,
+        )?),
+    };
+    tracing::info!(topics = ?config.apply.topics, group = %config.apply.group_id, "applying");
+    metrics.set_healthy(true);
+    let mut session = Session {
+        config,
+        metrics,
+        client,
+        consumer,
+        start,
+        decoders,
+        dead_letters,
+        applied,
+        writer: Writer {
+            config,
+            metrics,
+            targets: HashMap::new(),
+            applier: Applier::default(),
+        },
+        pending: Pending::default(),
+    };
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let wake = deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stop| *stop) => {
+                session.flush().await?;
+                tracing::info!("stopped");
+                return Ok(());
+            }
+            () = tokio::time::sleep_until(wake), if deadline.is_some() => {
+                session.flush().await?;
+                deadline = None;
+            }
+            consumed = records.recv() => match consumed {
+                Some(Consumed::Records(chunk)) => {
+                    for record in chunk {
+                        session.take(record).await?;
+                        if session.pending.changes >= config.apply.batch_size {
+                            session.flush().await?;
+                        }
+                    }
+                    if session.pending.records.is_empty() {
+                        deadline = None;
+                    } else if deadline.is_none() {
+                        deadline = Some(tokio::time::Instant::now() + config.apply.batch_timeout);
+                    }
+                }
+                Some(Consumed::Failed(error)) => return Err(error.into()),
+                None => return Err(SinkError::ConsumerStopped),
+            },
+        }
+    }
+}
+
+impl Session<'_> {
+    /// Adds one record to the pending batch.
+    async fn take(&mut self, record: ConsumedRecord) -> Result<(), SinkError> {
+        let partition: Partition = (record.topic.clone(), record.partition);
+        let stored = self
+            .pending
+            .progress
+            .get(&partition)
+            .or_else(|| self.applied.get(&partition))
+            .copied();
+        if stored.is_some_and(|p| record.offset < p.next_offset) {
+            return Ok(());
+        }
+        let mut progress = stored.unwrap_or_default();
+        progress.next_offset = record.offset + 1;
+        match self.decoders.decode(&record).await {
+            Ok(None) => {}
+            Ok(Some(change)) if offsets::already_applied(stored.as_ref(), change.position) => {
+                self.metrics.count_skipped(&change.table);
+            }
+            Ok(Some(change)) => {
+                progress.position = progress.position.max(change.position);
+                self.pending.push(self.config, change);
+            }
+            Err(reason) => poison(&mut self.dead_letters, self.metrics, &record, &reason)?,
+        }
+        self.pending
+            .first_offsets
+            .entry(partition.clone())
+            .or_insert(record.offset);
+        self.pending.progress.insert(partition, progress);
+        self.pending.records.push(record);
+        Ok(())
+    }
+
+    /// Applies the pending batch in one transaction with its offsets.
+    async fn flush(&mut self) -> Result<(), SinkError> {
+        if self.pending.records.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let pending = std::mem::take(&mut self.pending);
+        match self.apply_batch(&pending).await {
+            Ok(()) => {}
+            Err(error) if error.is_data_error() => {
+                tracing::warn!(%error, "the target rejected a batch; applying it change by change to find the record");
+                self.writer.targets.clear();
+                self.reapply_one_by_one(&pending).await?;
+            }
+            Err(error) => return Err(error),
+        }
+        self.committed(&pending);
+        self.metrics.observe_batch(started.elapsed());
+        Ok(())
+    }
+
+    async fn apply_batch(&mut self, pending: &Pending) -> Result<(), SinkError> {
+        let tx = begin(&mut self.client, self.config.apply.disable_triggers).await?;
+        check_fence(&tx, &self.config.apply.group_id, pending).await?;
+        for batch in &pending.tables {
+            for segment in batch.segments() {
+                self.writer.apply(&tx, segment).await?;
+            }
+        }
+        finish(tx, &self.config.apply.group_id, pending, &mut self.dead_letters).await
+    }
+
+    /// Applies the batch's records one at a time, each in a savepoint, routing the ones the
+    /// target rejects to the dead-letter topic (or stopping with the first one's offset).
+    async fn reapply_one_by_one(&mut self, pending: &Pending) -> Result<(), SinkError> {
+        let mut tx = begin(&mut self.client, self.config.apply.disable_triggers).await?;
+        check_fence(&tx, &self.config.apply.group_id, pending).await?;
+        let mut progress = self.applied.clone();
+        for record in &pending.records {
+            let partition = (record.topic.clone(), record.partition);
+            let Ok(Some(change)) = self.decoders.decode(record).await else {
+                continue;
+            };
+            let stored = progress.entry(partition).or_default();
+            if offsets::already_applied(Some(stored), change.position) {
+                continue;
+            }
+            stored.position = stored.position.max(change.position);
+            let mut batch = TableBatch::default();
+            batch.push(change);
+            let savepoint = tx
+                .savepoint("pgcdc_change")
+                .await
+                .map_err(|e| SinkError::target("create a savepoint", e))?;
+            let mut outcome = Ok(());
+            for segment in batch.segments() {
+                outcome = self.writer.apply(&savepoint, segment).await;
+                if outcome.is_err() {
+                    break;
+                }
+            }
+            match outcome {
+                Ok(()) => savepoint
+                    .commit()
+                    .await
+                    .map_err(|e| SinkError::target("release a savepoint", e))?,
+                Err(error) if error.is_data_error() => {
+                    savepoint
+                        .rollback()
+                        .await
+                        .map_err(|e| SinkError::target("roll back a savepoint", e))?;
+                    self.writer.targets.clear();
+                    poison(&mut self.dead_letters, self.metrics, record, &error.to_string())?;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        finish(tx, &self.config.apply.group_id, pending, &mut self.dead_letters).await
+    }
+
+    /// The batch is durable in the target: remember its progress and tell the group.
+    fn committed(&mut self, pending: &Pending) {
+        let mut start = self.start.lock().expect("start offsets lock");
+        for (partition, progress) in &pending.progress {
+            self.applied.insert(partition.clone(), *progress);
+            start.insert(partition.clone(), progress.next_offset);
+        }
+        drop(start);
+        let next: HashMap<Partition, i64> = pending
+            .progress
+            .iter()
+            .map(|(p, progress)| (p.clone(), progress.next_offset))
+            .collect();
+        self.consumer.commit(&next);
+    }
+}
+
+impl Pending {
+    fn push(&mut self, config: &SinkConfig, change: SinkChange) {
+        let key = target_name(config, &change.table);
+        let tables = &mut self.tables;
+        let index = *self.table_index.entry(key).or_insert_with(|| {
+            tables.push(TableBatch::default());
+            tables.len() - 1
+        });
+        self.tables[index].push(change);
+        self.changes += 1;
+    }
+}
+
+impl Writer<'_> {
+    /// Applies one segment to its target table.
+    async fn apply(&mut self, tx: &Transaction<'_>, segment: &Segment) -> Result<(), SinkError> {
+        let target = self.resolve(tx, segment.table()).await?;
+        self.applier
+            .apply(tx, &target, segment, self.config.apply.on_conflict)
+            .await?;
+        self.metrics.count_applied(segment);
+        Ok(())
+    }
+
+    /// The target table for `table`: created or widened when allowed, recorded for `verify`.
+    async fn resolve(
+        &mut self,
+        tx: &Transaction<'_>,
+        table: &SinkTable,
+    ) -> Result<TargetTable, SinkError> {
+        let (schema, name) = target_name(self.config, table);
+        if let Some(target) = self.targets.get(&(schema.clone(), name.clone())) {
+            if table
+                .columns
+                .iter()
+                .all(|c| target.column_type(&c.name).is_some())
+            {
+                return Ok(target.clone());
+            }
+        }
+        let create = self.config.apply.create_tables;
+        let qualified = format!("{schema}.{name}");
+        let mut target = match ddl::describe(tx, &schema, &name).await? {
+            Some(target) => target,
+            None if create => {
+                run_ddl(tx, &ddl::create_table_sql(&schema, &name, table), &qualified).await?;
+                tracing::info!(table = qualified, "created the target table");
+                described(tx, &schema, &name).await?
+            }
+            None => return Err(SinkError::MissingTable { table: qualified }),
+        };
+        if let Some(sql) = ddl::add_columns_sql(&target, table).filter(|_| create) {
+            run_ddl(tx, &sql, &qualified).await?;
+            tracing::info!(table = qualified, "added new columns to the target table");
+            target = described(tx, &schema, &name).await?;
+        }
+        if !table.key.is_empty() && target.primary_key.is_empty() {
+            return Err(SinkError::NoPrimaryKey { table: qualified });
+        }
+        offsets::record_table(
+            tx,
+            &self.config.apply.group_id,
+            (&table.schema, &table.table),
+            (&schema, &name),
+        )
+        .await?;
+        self.targets.insert((schema, name), target.clone());
+        Ok(target)
+    }
+}
+
+/// The target (schema, table) of a source table.
+fn target_name(config: &SinkConfig, table: &SinkTable) -> (String, String) {
+    (
+        config.target_schema(&table.schema).to_owned(),
+        table.table.clone(),
+    )
+}
+
+async fn run_ddl(tx: &Transaction<'_>, sql: &str, table: &str) -> Result<(), SinkError> {
+    tx.batch_execute(sql)
+        .await
+        .map_err(|e| SinkError::target(format!("create or alter table {table}"), e))
+}
+
+async fn described(
+    tx: &Transaction<'_>,
+    schema: &str,
+    name: &str,
+) -> Result<TargetTable, SinkError> {
+    ddl::describe(tx, schema, name)
+        .await?
+        .ok_or_else(|| SinkError::MissingTable {
+            table: format!("{schema}.{name}"),
+        })
+}
+
+async fn begin(client: &mut Client, disable_triggers: bool) -> Result<Transaction<'_>, SinkError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| SinkError::target("begin a transaction", e))?;
+    if disable_triggers {
+        tx.batch_execute("SET LOCAL session_replication_role = replica")
+            .await
+            .map_err(|e| {
+                SinkError::target(
+                    "set session_replication_role = replica (needs superuser, or on PostgreSQL 15+ GRANT SET ON PARAMETER session_replication_role)",
+                    e,
+                )
+            })?;
+    }
+    Ok(tx)
+}
+
+/// Stores the offsets, makes sure dead letters are delivered, and commits.
+async fn finish(
+    tx: Transaction<'_>,
+    group_id: &str,
+    pending: &Pending,
+    dead_letters: &mut Option<DeadLetters>,
+) -> Result<(), SinkError> {
+    offsets::store(&tx, group_id, &pending.progress).await?;
+    if let Some(dead_letters) = dead_letters {
+        dead_letters.flush()?;
+    }
+    tx.commit()
+        .await
+        .map_err(|e| SinkError::target("commit a batch", e))
+}
+
+/// Another sink of the group applied these partitions meanwhile: the session restarts from
+/// the stored offsets rather than apply records twice.
+async fn check_fence(
+    tx: &Transaction<'_>,
+    group_id: &str,
+    pending: &Pending,
+) -> Result<(), SinkError> {
+    let stored = offsets::lock(tx, group_id, pending.first_offsets.keys()).await?;
+    for (partition, first) in &pending.first_offsets {
+        let Some(progress) = stored.get(partition) else {
+            continue;
+        };
+        if *first < progress.next_offset {
+            return Err(SinkError::Fenced {
+                topic: partition.0.clone(),
+                partition: partition.1,
+                stored: progress.next_offset,
+                consumed: *first,
+            });
+        }
+        if *first > progress.next_offset {
+            tracing::warn!(
+                topic = partition.0,
+                partition = partition.1,
+                from = progress.next_offset,
+                to = first,
+                "records are gone from the broker (retention?) and were never applied"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A record that cannot be applied: to the dead-letter topic, or the end of the sink.
+fn poison(
+    dead_letters: &mut Option<DeadLetters>,
+    metrics: &SinkMetrics,
+    record: &ConsumedRecord,
+    reason: &str,
+) -> Result<(), SinkError> {
+    match dead_letters {
+        Some(dead_letters) => {
+            dead_letters.send(record, reason)?;
+            metrics.count_dead_letter(&record.topic);
+            Ok(())
+        }
+        None => Err(SinkError::Poison {
+            topic: record.topic.clone(),
+            partition: record.partition,
+            offset: record.offset,
+            reason: reason.to_owned(),
+        }),
+    }
+}
