@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use support::capture::parse_lsn;
 use support::postgres::{bin_dir, REPLICATOR};
-use support::source::SourceProcess;
+use support::process::CdcProcess;
 use support::{Broker, PgCluster, SchemaRegistry, TestNames};
 
 async fn lsn(client: &tokio_postgres::Client, sql: &str) -> u64 {
@@ -128,7 +128,7 @@ listen = ""
         registry = registry.url(),
     );
     let started = Instant::now();
-    let source = SourceProcess::run(&config);
+    let source = CdcProcess::run(&config);
     let confirmed_sql = format!(
         "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = '{}'",
         names.slot

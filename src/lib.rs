@@ -8,6 +8,7 @@
 //!
 //! `cdc-source` (`src/bin/cdc-source.rs`) runs [`source::run`].
 
+pub mod cli;
 pub mod config;
 pub mod encode;
 pub mod event;

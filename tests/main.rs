@@ -12,6 +12,7 @@ mod outage;
 mod producer;
 mod reconnect;
 mod replication;
+mod sink;
 mod source_ops;
 mod support;
 mod testbed;

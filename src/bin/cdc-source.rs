@@ -1,20 +1,13 @@
 //! `cdc-source`: streams committed changes from a PostgreSQL pgoutput slot to Kafka topics.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
-use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::watch;
+use clap::{Parser, Subcommand};
 
-use pgcdc::config::{ConfigFile, SourceConfig};
+use pgcdc::cli::{self, LogFormat, EXIT_CONFIG, EXIT_RUNTIME};
+use pgcdc::config::SourceConfig;
 use pgcdc::metrics::SourceMetrics;
-
-/// Exit code for a runtime failure (SPEC §1).
-const EXIT_RUNTIME: u8 = 1;
-/// Exit code for bad configuration or usage (SPEC §1).
-const EXIT_CONFIG: u8 = 2;
 
 #[derive(Parser)]
 #[command(
@@ -42,55 +35,14 @@ enum Command {
     Run,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
-fn init_logging(format: LogFormat, level: &str) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .map_err(|e| format!("--log-level {level:?}: {e}"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-    Ok(())
-}
-
-/// Flips the shutdown flag on SIGINT or SIGTERM.
-fn watch_signals() -> std::io::Result<watch::Receiver<bool>> {
-    let (sender, receiver) = watch::channel(false);
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-        tracing::info!("shutdown requested: flushing and confirming what the broker acknowledged (signal again to exit at once)");
-        let _ = sender.send(true);
-        // A second signal ends the process without waiting: nothing unacknowledged was
-        // confirmed, so the next start replays it.
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-        std::process::exit(130);
-    });
-    Ok(receiver)
-}
-
 async fn run(config: SourceConfig) -> anyhow::Result<ExitCode> {
     let metrics = SourceMetrics::new()?;
     if let Some(addr) = config.metrics.listen {
         metrics.serve(addr).await?;
     }
-    let shutdown = watch_signals()?;
+    let shutdown = cli::watch_signals(
+        "flushing and confirming what the broker acknowledged",
+    )?;
     match pgcdc::source::run(config, metrics, shutdown).await {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(error) => {
@@ -106,34 +58,19 @@ async fn run(config: SourceConfig) -> anyhow::Result<ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(message) = init_logging(cli.log_format, &cli.log_level) {
+    if let Err(message) = cli::init_logging(cli.log_format, &cli.log_level) {
         eprintln!("error: {message}");
         return ExitCode::from(EXIT_CONFIG);
     }
-    let Some(path) = cli.config else {
-        eprintln!("error: --config FILE is required (see config/source.example.toml)");
-        return ExitCode::from(EXIT_CONFIG);
-    };
-    let config = match SourceConfig::load(&path) {
+    let config: SourceConfig = match cli::load_config(cli.config, "config/source.example.toml") {
         Ok(config) => config,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
-    let command = cli.command.unwrap_or(Command::Run);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match cli::runtime() {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: start the async runtime: {error}");
-            return ExitCode::from(EXIT_RUNTIME);
-        }
+        Err(code) => return code,
     };
-    let result = match command {
+    let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => runtime.block_on(run(config)),
     };
     result.unwrap_or_else(|error| {

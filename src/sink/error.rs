@@ -70,6 +70,12 @@ pub enum SinkError {
     /// The consumer failed.
     #[error(transparent)]
     Consumer(#[from] crate::kafka::KafkaError),
+    /// The schema registry could not be asked for a record's schema.
+    #[error(transparent)]
+    Registry(Box<crate::encode::decode::DecodeError>),
+    /// A comparison query of `verify` failed.
+    #[error(transparent)]
+    Verify(Box<super::verify::VerifyError>),
     /// The consumer's poll thread ended.
     #[error("the Kafka consumer thread stopped")]
     ConsumerStopped,
@@ -100,6 +106,7 @@ impl SinkError {
             SinkError::Connect(_)
             | SinkError::Fenced { .. }
             | SinkError::ConsumerStopped
+            | SinkError::Registry(_)
             | SinkError::Kafka { .. } => true,
             SinkError::Consumer(error) => {
                 !matches!(error, crate::kafka::KafkaError::InvalidOption { .. })
@@ -107,6 +114,11 @@ impl SinkError {
             SinkError::Target { source, .. } => is_transient_pg(source),
             _ => false,
         }
+    }
+
+    /// Whether the configuration is at fault (exit code 2).
+    pub fn is_config(&self) -> bool {
+        matches!(self, SinkError::Config(_))
     }
 
     /// A label for the errors metric.

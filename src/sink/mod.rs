@@ -14,5 +14,6 @@ mod error;
 pub mod offsets;
 
 pub mod verify;
+pub mod verify_all;
 
 pub use error::SinkError;

@@ -22,7 +22,7 @@ use super::ddl::{self, TargetTable};
 use super::offsets::{self, Partition, PartitionProgress};
 use super::SinkError;
 use crate::config::{Format, SinkConfig};
-use crate::encode::decode::RecordDecoder;
+use crate::encode::decode::{DecodeError, RecordDecoder};
 use crate::encode::registry::RegistryClient;
 use crate::kafka::{ChangeConsumer, Consumed, ConsumedRecord, StartOffsets};
 use crate::metrics::SinkMetrics;
@@ -31,6 +31,9 @@ use crate::pg::PgConnectOptions;
 /// First and longest pause between sessions.
 const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Before the first session got going, transient errors are retried this long, so a typo'd
+/// host fails the start instead of retrying forever.
+const STARTUP_RETRY_WINDOW: Duration = Duration::from_secs(60);
 
 /// Runs the sink until `shutdown` becomes true or an error that retrying cannot fix.
 pub async fn run(
@@ -54,18 +57,30 @@ pub async fn run(
         None => None,
     };
     let mut decoders = Decoders {
-        avro: RecordDecoder::new(Format::Avro, registry.clone()),
+        avro: RecordDecoder::new(Format::Avro, registry),
         json: RecordDecoder::new(Format::Json, None),
-        has_registry: registry.is_some(),
     };
     let mut backoff = BACKOFF_INITIAL;
+    let first_start = Instant::now();
+    let mut applying = false;
     loop {
         let started = Instant::now();
-        let error = match session(&config, &options, &mut decoders, &metrics, shutdown.clone()).await {
+        let outcome = session(
+            &config,
+            &options,
+            &mut decoders,
+            &metrics,
+            shutdown.clone(),
+            &mut applying,
+        )
+        .await;
+        let error = match outcome {
             Ok(()) => return Ok(()),
             Err(error) => error,
         };
-        if !error.is_transient() || *shutdown.borrow() {
+        let retry =
+            error.is_transient() && (applying || first_start.elapsed() < STARTUP_RETRY_WINDOW);
+        if !retry || *shutdown.borrow() {
             return Err(error);
         }
         metrics.count_error(error.kind());
@@ -82,26 +97,19 @@ pub async fn run(
     }
 }
 
-/// One decoder per wire format; a record's first byte tells which it is.
+/// One decoder per wire format; a record's first byte tells which it is (Avro's Confluent
+/// framing starts with a zero byte, a JSON envelope with `{`).
 struct Decoders {
     avro: RecordDecoder,
     json: RecordDecoder,
-    has_registry: bool,
 }
 
 impl Decoders {
-    async fn decode(&mut self, record: &ConsumedRecord) -> Result<Option<SinkChange>, String> {
+    async fn decode(&mut self, record: &ConsumedRecord) -> Result<Option<SinkChange>, DecodeError> {
         let (key, value) = (record.key.as_deref(), record.value.as_deref());
         let avro = value.or(key).is_some_and(|bytes| bytes.first() == Some(&0));
-        let decoder = if avro {
-            if !self.has_registry {
-                return Err("an Avro record, but schema_registry.url is not set".to_owned());
-            }
-            &mut self.avro
-        } else {
-            &mut self.json
-        };
-        decoder.decode(key, value).await.map_err(|e| e.to_string())
+        let decoder = if avro { &mut self.avro } else { &mut self.json };
+        decoder.decode(key, value).await
     }
 }
 
@@ -145,6 +153,7 @@ async fn session(
     decoders: &mut Decoders,
     metrics: &SinkMetrics,
     mut shutdown: watch::Receiver<bool>,
+    applying: &mut bool,
 ) -> Result<(), SinkError> {
     let client = options.connect_sql().await?;
     offsets::setup(&client).await?;
@@ -172,6 +181,7 @@ async fn session(
     };
     tracing::info!(topics = ?config.apply.topics, group = %config.apply.group_id, "applying");
     metrics.set_healthy(true);
+    *applying = true;
     let mut session = Session {
         config,
         metrics,
@@ -248,7 +258,13 @@ impl Session<'_> {
                 progress.position = progress.position.max(change.position);
                 self.pending.push(self.config, change);
             }
-            Err(reason) => poison(&mut self.dead_letters, self.metrics, &record, &reason)?,
+            Err(DecodeError::NoRegistry) => {
+                return Err(SinkError::Config(
+                    "schema_registry.url: the topics carry Avro records; set the registry's URL, e.g. \"http://127.0.0.1:8081\"".into(),
+                ))
+            }
+            Err(error) if error.is_transient() => return Err(SinkError::Registry(Box::new(error))),
+            Err(error) => poison(&mut self.dead_letters, self.metrics, &record, &error.to_string())?,
         }
         self.pending
             .first_offsets

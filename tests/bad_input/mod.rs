@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::support::capture::Capture;
 use crate::support::free_port;
-use crate::support::source::SourceProcess;
+use crate::support::process::CdcProcess;
 
 const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -18,7 +18,7 @@ fn error_lines(stderr: &str) -> Vec<&str> {
 
 /// Runs the source to completion and checks its exit code and its single error line.
 fn assert_fails(config: &str, code: i32, fragments: &[&str]) {
-    let (exit, stderr) = SourceProcess::complete("run", config, EXIT_TIMEOUT);
+    let (exit, stderr) = CdcProcess::complete("run", config, EXIT_TIMEOUT);
     assert_eq!(exit, code, "stderr:\n{stderr}");
     let errors = error_lines(&stderr);
     assert_eq!(errors.len(), 1, "expected one error line:\n{stderr}");

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::support::capture::{Capture, Decoded};
 use crate::support::describe_partitions;
-use crate::support::source::SourceProcess;
+use crate::support::process::CdcProcess;
 
 const KILLS: usize = 3;
 
@@ -104,7 +104,7 @@ async fn kill_9_during_writes_loses_nothing() {
         source.kill9();
         drop(source);
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let mut restarted = SourceProcess::run(&config);
+        let mut restarted = CdcProcess::run(&config);
         assert!(
             restarted.is_running(),
             "restart failed: {}",

@@ -8,7 +8,7 @@ use serde_json::Value;
 use tokio_postgres::Client;
 
 use super::postgres::REPLICATOR;
-use super::source::SourceProcess;
+use super::process::CdcProcess;
 use super::{decode_avro, read_topic, Broker, PgCluster, ReplicationGuard, TestNames};
 
 /// How long a test waits for records or for the source to become ready.
@@ -21,7 +21,7 @@ pub struct Capture<'a> {
     pub client: Client,
     pub bootstrap: String,
     pub registry_url: String,
-    pub source: Option<SourceProcess>,
+    pub source: Option<CdcProcess>,
     _guard: ReplicationGuard,
 }
 
@@ -121,7 +121,7 @@ listen = ""
 
     /// Starts `cdc-source run` with `config` and waits until it streams from its slot.
     pub async fn start(&mut self, config: &str) {
-        let mut process = SourceProcess::run(config);
+        let mut process = CdcProcess::run(config);
         let ready = self.wait_streaming(&mut process).await;
         assert!(
             ready,
@@ -131,7 +131,7 @@ listen = ""
         self.source = Some(process);
     }
 
-    async fn wait_streaming(&self, process: &mut SourceProcess) -> bool {
+    async fn wait_streaming(&self, process: &mut CdcProcess) -> bool {
         let deadline = tokio::time::Instant::now() + WAIT;
         while tokio::time::Instant::now() < deadline {
             if !process.is_running() {

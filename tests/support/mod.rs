@@ -13,7 +13,7 @@ pub mod capture;
 pub mod kafka;
 pub mod postgres;
 pub mod registry;
-pub mod source;
+pub mod process;
 
 pub use broker::{shared_broker, Broker};
 pub use kafka::{decode_avro, describe_partitions, read_topic, TestRecord};

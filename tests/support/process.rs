@@ -1,5 +1,5 @@
-//! The `cdc-source` binary as a child process, for tests of the CLI, exit codes, signals and
-//! crash recovery.
+//! The `cdc-source` and `cdc-sink` binaries as child processes, for tests of the CLI, exit
+//! codes, signals and crash recovery.
 
 use std::fs::File;
 use std::os::unix::process::ExitStatusExt;
@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use super::unique_dir;
 
-pub struct SourceProcess {
+pub struct CdcProcess {
     child: Child,
     dir: PathBuf,
 }
 
-impl SourceProcess {
+impl CdcProcess {
     /// `cdc-source <verb> --config <file> <extra_args…>` with `config_toml` written to a file
     /// of its own, extra environment (e.g. `PGCDC__KAFKA__BROKERS`), and stdout and stderr
     /// captured to files.
@@ -23,13 +23,28 @@ impl SourceProcess {
         config_toml: &str,
         extra_args: &[&str],
         env: &[(&str, &str)],
-    ) -> SourceProcess {
-        let dir = unique_dir("source");
-        let config = dir.join("source.toml");
-        std::fs::write(&config, config_toml).expect("write the source config");
+    ) -> CdcProcess {
+        CdcProcess::spawn_program(env!("CARGO_BIN_EXE_cdc-source"), verb, config_toml, extra_args, env)
+    }
+
+    /// `cdc-sink <verb> --config <file>`, as [`spawn`](Self::spawn) does for the source.
+    pub fn sink(verb: &str, config_toml: &str) -> CdcProcess {
+        CdcProcess::spawn_program(env!("CARGO_BIN_EXE_cdc-sink"), verb, config_toml, &[], &[])
+    }
+
+    fn spawn_program(
+        program: &str,
+        verb: &str,
+        config_toml: &str,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> CdcProcess {
+        let dir = unique_dir("process");
+        let config = dir.join("config.toml");
+        std::fs::write(&config, config_toml).expect("write the config");
         let stdout = File::create(dir.join("stdout")).expect("create stdout file");
         let stderr = File::create(dir.join("stderr")).expect("create stderr file");
-        let child = Command::new(env!("CARGO_BIN_EXE_cdc-source"))
+        let child = Command::new(program)
             .arg(verb)
             .arg("--config")
             .arg(&config)
@@ -39,19 +54,19 @@ impl SourceProcess {
             .stdout(stdout)
             .stderr(stderr)
             .spawn()
-            .expect("spawn cdc-source");
-        SourceProcess { child, dir }
+            .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
+        CdcProcess { child, dir }
     }
 
     /// `cdc-source run` with the given configuration.
-    pub fn run(config_toml: &str) -> SourceProcess {
-        SourceProcess::spawn("run", config_toml, &[], &[])
+    pub fn run(config_toml: &str) -> CdcProcess {
+        CdcProcess::spawn("run", config_toml, &[], &[])
     }
 
     /// Runs a verb that is expected to finish (`check`, `init`, `teardown`) and returns its
     /// exit code and stderr.
     pub fn complete(verb: &str, config_toml: &str, timeout: Duration) -> (i32, String) {
-        let mut process = SourceProcess::spawn(verb, config_toml, &[], &[]);
+        let mut process = CdcProcess::spawn(verb, config_toml, &[], &[]);
         let code = process.wait_exit(timeout);
         (code, process.stderr_text())
     }
@@ -61,7 +76,7 @@ impl SourceProcess {
     }
 
     pub fn config_path(&self) -> PathBuf {
-        self.dir.join("source.toml")
+        self.dir.join("config.toml")
     }
 
     pub fn dir(&self) -> &Path {
@@ -88,12 +103,12 @@ impl SourceProcess {
     pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(status) = self.child.try_wait().expect("poll cdc-source") {
+            if let Some(status) = self.child.try_wait().expect("poll the process") {
                 return exit_code(status);
             }
             if Instant::now() >= deadline {
                 panic!(
-                    "cdc-source still running after {timeout:?}; stderr:\n{}",
+                    "process still running after {timeout:?}; stderr:\n{}",
                     self.stderr_text()
                 );
             }
@@ -103,7 +118,7 @@ impl SourceProcess {
 
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
-        self.child.try_wait().expect("poll cdc-source").is_none()
+        self.child.try_wait().expect("poll the process").is_none()
     }
 
     pub fn stderr_text(&self) -> String {
@@ -122,7 +137,7 @@ fn exit_code(status: ExitStatus) -> i32 {
         .expect("an exit code or a signal")
 }
 
-impl Drop for SourceProcess {
+impl Drop for CdcProcess {
     fn drop(&mut self) {
         if self.is_running() {
             self.kill9();

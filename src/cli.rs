@@ -1,0 +1,88 @@
+//! What both binaries' command lines share: exit codes, logging set-up, signal handling and
+//! loading the configuration file.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::ValueEnum;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+use crate::config::ConfigFile;
+
+/// Exit code for a runtime failure (SPEC §1).
+pub const EXIT_RUNTIME: u8 = 1;
+/// Exit code for bad configuration or usage (SPEC §1).
+pub const EXIT_CONFIG: u8 = 2;
+
+/// Log line format (`--log-format`).
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Sets up logging to stderr with a level or tracing filter (`--log-level`).
+pub fn init_logging(format: LogFormat, level: &str) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .map_err(|e| format!("--log-level {level:?}: {e}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}
+
+/// Loads the configuration named by `--config`, or says what is wrong (exit code 2).
+pub fn load_config<C: ConfigFile>(path: Option<PathBuf>, example: &str) -> Result<C, ExitCode> {
+    let Some(path) = path else {
+        eprintln!("error: --config FILE is required (see {example})");
+        return Err(ExitCode::from(EXIT_CONFIG));
+    };
+    C::load(&path).map_err(|error| {
+        eprintln!("error: {error}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+/// Flips the shutdown flag on SIGINT or SIGTERM; a second signal exits at once.
+pub fn watch_signals(what_happens: &'static str) -> std::io::Result<watch::Receiver<bool>> {
+    let (sender, receiver) = watch::channel(false);
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("shutdown requested: {what_happens} (signal again to exit at once)");
+        let _ = sender.send(true);
+        // A second signal ends the process without waiting: nothing unfinished was
+        // recorded as done, so the next start does it again.
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        std::process::exit(130);
+    });
+    Ok(receiver)
+}
+
+/// A runtime for a binary: two workers, enough for its few tasks.
+pub fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|error| {
+            eprintln!("error: start the async runtime: {error}");
+            ExitCode::from(EXIT_RUNTIME)
+        })
+}
