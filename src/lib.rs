@@ -15,4 +15,5 @@ pub mod kafka;
 pub mod lsn;
 pub mod metrics;
 pub mod pg;
+pub mod sink;
 pub mod source;
