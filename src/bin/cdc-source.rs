@@ -40,9 +40,7 @@ async fn run(config: SourceConfig) -> anyhow::Result<ExitCode> {
     if let Some(addr) = config.metrics.listen {
         metrics.serve(addr).await?;
     }
-    let shutdown = cli::watch_signals(
-        "flushing and confirming what the broker acknowledged",
-    )?;
+    let shutdown = cli::watch_signals("flushing and confirming what the broker acknowledged")?;
     match pgcdc::source::run(config, metrics, shutdown).await {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(error) => {

@@ -10,9 +10,9 @@ use crate::event::{PgType, Value, UNAVAILABLE_VALUE_PLACEHOLDER};
 use super::schema::{Field, Kind, Schema, DECIMAL_NAME};
 
 /// `UUID.nameUUIDFromBytes` of the placeholder: what Debezium puts in an unchanged TOASTed uuid[].
-const UNAVAILABLE_UUID_PLACEHOLDER: &str = "b68a35a7-17ad-35b3-af2a-ae46edb4545a";
+pub(crate) const UNAVAILABLE_UUID_PLACEHOLDER: &str = "b68a35a7-17ad-35b3-af2a-ae46edb4545a";
 /// Debezium's `length` parameter for a varbit without a declared length (Java's Integer.MAX_VALUE).
-const UNBOUNDED_BITS_LENGTH: u32 = i32::MAX as u32;
+pub(crate) const UNBOUNDED_BITS_LENGTH: u32 = i32::MAX as u32;
 
 /// Why one value could not be written; the caller adds the table and column.
 #[derive(Debug, Clone, PartialEq, Eq)]

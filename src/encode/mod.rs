@@ -30,6 +30,7 @@
 
 mod avro;
 mod columns;
+pub mod decode;
 mod json;
 pub mod registry;
 mod schema;

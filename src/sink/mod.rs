@@ -12,7 +12,7 @@ pub mod ddl;
 pub mod dead_letter;
 mod error;
 pub mod offsets;
-
+pub mod run;
 pub mod verify;
 pub mod verify_all;
 

@@ -17,8 +17,8 @@ use tokio_postgres::{Client, Transaction};
 use super::apply::Applier;
 use super::batch::{Segment, TableBatch};
 use super::change::{SinkChange, SinkTable};
-use super::dead_letter::DeadLetters;
 use super::ddl::{self, TargetTable};
+use super::dead_letter::DeadLetters;
 use super::offsets::{self, Partition, PartitionProgress};
 use super::SinkError;
 use crate::config::{Format, SinkConfig};
@@ -51,9 +51,11 @@ pub async fn run(
         options = options.with_password(password);
     }
     let registry = match &config.schema_registry.url {
-        Some(url) => Some(Arc::new(
-            RegistryClient::new(url).map_err(|e| SinkError::Config(format!("schema_registry.url: {e}")))?,
-        )),
+        Some(url) => {
+            Some(Arc::new(RegistryClient::new(url).map_err(|e| {
+                SinkError::Config(format!("schema_registry.url: {e}"))
+            })?))
+        }
         None => None,
     };
     let mut decoders = Decoders {
@@ -201,7 +203,8 @@ async fn session(
     };
     let mut deadline: Option<tokio::time::Instant> = None;
     loop {
-        let wake = deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        let wake =
+            deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             biased;
             _ = shutdown.wait_for(|stop| *stop) => {
@@ -304,7 +307,13 @@ impl Session<'_> {
                 self.writer.apply(&tx, segment).await?;
             }
         }
-        finish(tx, &self.config.apply.group_id, pending, &mut self.dead_letters).await
+        finish(
+            tx,
+            &self.config.apply.group_id,
+            pending,
+            &mut self.dead_letters,
+        )
+        .await
     }
 
     /// Applies the batch's records one at a time, each in a savepoint, routing the ones the
@@ -347,12 +356,23 @@ impl Session<'_> {
                         .await
                         .map_err(|e| SinkError::target("roll back a savepoint", e))?;
                     self.writer.targets.clear();
-                    poison(&mut self.dead_letters, self.metrics, record, &error.to_string())?;
+                    poison(
+                        &mut self.dead_letters,
+                        self.metrics,
+                        record,
+                        &error.to_string(),
+                    )?;
                 }
                 Err(error) => return Err(error),
             }
         }
-        finish(tx, &self.config.apply.group_id, pending, &mut self.dead_letters).await
+        finish(
+            tx,
+            &self.config.apply.group_id,
+            pending,
+            &mut self.dead_letters,
+        )
+        .await
     }
 
     /// The batch is durable in the target: remember its progress and tell the group.
@@ -388,6 +408,14 @@ impl Pending {
 impl Writer<'_> {
     /// Applies one segment to its target table.
     async fn apply(&mut self, tx: &Transaction<'_>, segment: &Segment) -> Result<(), SinkError> {
+        if let Segment::Truncate { table } = segment {
+            // A truncate carries no key schema: it must not create the table, and a table the
+            // target does not have yet has nothing to truncate.
+            let (schema, name) = target_name(self.config, table);
+            if ddl::describe(tx, &schema, &name).await?.is_none() {
+                return Ok(());
+            }
+        }
         let target = self.resolve(tx, segment.table()).await?;
         self.applier
             .apply(tx, &target, segment, self.config.apply.on_conflict)
@@ -417,7 +445,12 @@ impl Writer<'_> {
         let mut target = match ddl::describe(tx, &schema, &name).await? {
             Some(target) => target,
             None if create => {
-                run_ddl(tx, &ddl::create_table_sql(&schema, &name, table), &qualified).await?;
+                run_ddl(
+                    tx,
+                    &ddl::create_table_sql(&schema, &name, table),
+                    &qualified,
+                )
+                .await?;
                 tracing::info!(table = qualified, "created the target table");
                 described(tx, &schema, &name).await?
             }

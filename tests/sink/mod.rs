@@ -80,7 +80,10 @@ listen = ""
                 Instant::now() < deadline,
                 "verify never passed; last exit {code}:\n{output}{}\nsink stderr:\n{}",
                 verify.stderr_text(),
-                self.sink.as_ref().map(CdcProcess::stderr_text).unwrap_or_default()
+                self.sink
+                    .as_ref()
+                    .map(CdcProcess::stderr_text)
+                    .unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(500));
         }
@@ -129,7 +132,11 @@ async fn a_mixed_workload_arrives_equal() {
     capture.start(&config).await;
     let mut target = Target::new(&capture, "").await;
     target.start();
-    capture.client.batch_execute(WORKLOAD).await.expect("workload");
+    capture
+        .client
+        .batch_execute(WORKLOAD)
+        .await
+        .expect("workload");
 
     let report = target.settle();
     let mut lines: Vec<&str> = report.lines().collect();
@@ -152,6 +159,11 @@ async fn a_mixed_workload_arrives_equal() {
     );
     let sink = target.sink.as_mut().expect("sink running");
     sink.terminate();
-    assert_eq!(sink.wait_exit(Duration::from_secs(30)), 0, "{}", sink.stderr_text());
+    assert_eq!(
+        sink.wait_exit(Duration::from_secs(30)),
+        0,
+        "{}",
+        sink.stderr_text()
+    );
     assert_eq!(capture.stop(), 0);
 }

@@ -12,8 +12,8 @@ pub mod broker;
 pub mod capture;
 pub mod kafka;
 pub mod postgres;
-pub mod registry;
 pub mod process;
+pub mod registry;
 
 pub use broker::{shared_broker, Broker};
 pub use kafka::{decode_avro, describe_partitions, read_topic, TestRecord};

@@ -24,7 +24,13 @@ impl CdcProcess {
         extra_args: &[&str],
         env: &[(&str, &str)],
     ) -> CdcProcess {
-        CdcProcess::spawn_program(env!("CARGO_BIN_EXE_cdc-source"), verb, config_toml, extra_args, env)
+        CdcProcess::spawn_program(
+            env!("CARGO_BIN_EXE_cdc-source"),
+            verb,
+            config_toml,
+            extra_args,
+            env,
+        )
     }
 
     /// `cdc-sink <verb> --config <file>`, as [`spawn`](Self::spawn) does for the source.
