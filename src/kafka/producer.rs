@@ -70,9 +70,10 @@ const DEFAULT_OPTIONS: &[(&str, &str)] = &[
     ("batch.num.messages", "10000"),
     ("batch.size", "1000000"),
     ("compression.type", "lz4"),
-    // The Java client's key hashing, so a row lands on the partition Debezium would choose;
-    // null keys go to a random partition.
-    ("partitioner", "murmur2_random"),
+    // The Java client's key hashing, so a row lands on the partition Debezium would choose.
+    // Null keys (tables without a key, truncates) all go to one partition rather than a random
+    // one, so a consumer sees a keyless table's changes in commit order.
+    ("partitioner", "murmur2"),
 ];
 
 /// How often [`Producer::wait_for_room`] looks at the queue again.

@@ -113,14 +113,12 @@ impl Applier {
                         (SinkOp::Update, Some(_)) => keyless_update_sql(target, table)?,
                         _ => keyless_delete_sql(target, table)?,
                     };
-                    let mut row: Vec<&[Cell]> = vec![before];
-                    let mut columns = all.clone();
+                    let mut values: Vec<Option<&str>> =
+                        before.iter().map(|cell| text_of(Some(cell))).collect();
                     if let (SinkOp::Update, Some(after)) = (change.op, after) {
-                        row.push(after);
-                        columns.extend(all.iter().map(|i| i + all.len()));
+                        values.extend(after.iter().map(|cell| text_of(Some(cell))));
                     }
-                    let joined: Vec<Cell> = row.concat();
-                    self.run(tx, &sql, &columns, &[&joined], target).await?;
+                    self.run_one(tx, &sql, &values, target).await?;
                 }
                 _ => {}
             }
@@ -156,17 +154,7 @@ impl Applier {
         target: &TargetTable,
     ) -> Result<(), SinkError> {
         let what = || format!("apply changes to {}", target.quoted_name());
-        let statement = match self.statements.get(sql) {
-            Some(statement) => statement.clone(),
-            None => {
-                let statement = tx
-                    .prepare(sql)
-                    .await
-                    .map_err(|e| SinkError::target(what(), e))?;
-                self.statements.insert(sql.to_owned(), statement.clone());
-                statement
-            }
-        };
+        let statement = self.prepared(tx, sql, target).await?;
         let arrays: Vec<Vec<Option<&str>>> = columns
             .iter()
             .map(|&column| rows.iter().map(|row| text_of(row.get(column))).collect())
@@ -177,6 +165,44 @@ impl Applier {
             .await
             .map_err(|e| SinkError::target(what(), e))?;
         Ok(())
+    }
+}
+
+impl Applier {
+    /// Runs `sql` with one text parameter per value (a single-row statement).
+    async fn run_one(
+        &mut self,
+        tx: &Transaction<'_>,
+        sql: &str,
+        values: &[Option<&str>],
+        target: &TargetTable,
+    ) -> Result<(), SinkError> {
+        let statement = self.prepared(tx, sql, target).await?;
+        let params: Vec<&(dyn ToSql + Sync)> =
+            values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+        tx.execute(&statement, &params).await.map_err(|e| {
+            SinkError::target(format!("apply changes to {}", target.quoted_name()), e)
+        })?;
+        Ok(())
+    }
+
+    async fn prepared(
+        &mut self,
+        tx: &Transaction<'_>,
+        sql: &str,
+        target: &TargetTable,
+    ) -> Result<Statement, SinkError> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = tx.prepare(sql).await.map_err(|e| {
+            SinkError::target(
+                format!("prepare a statement for {}", target.quoted_name()),
+                e,
+            )
+        })?;
+        self.statements.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
     }
 }
 
@@ -309,31 +335,34 @@ fn delete_sql(target: &TargetTable, key_names: &[&str]) -> Result<String, SinkEr
     ))
 }
 
-/// Matches one row of a table without a key by every column's text (json has no equality
-/// operator, and NULLs must match NULLs), parameters numbered from `first`.
-fn keyless_match(table: &SinkTable, first: usize) -> String {
-    let conditions: Vec<String> = table
+/// Matches one row of a table without a key by every column's text as the column's type
+/// prints it (json has no equality operator, NULLs must match NULLs, and the topic's text of a
+/// value, e.g. an ISO timestamp, need not be the type's output text), parameters from `first`.
+fn keyless_match(
+    target: &TargetTable,
+    table: &SinkTable,
+    first: usize,
+) -> Result<String, SinkError> {
+    let conditions: Result<Vec<String>, SinkError> = table
         .columns
         .iter()
         .enumerate()
         .map(|(i, column)| {
-            format!(
-                "t.{}::text IS NOT DISTINCT FROM ${}::text",
+            Ok(format!(
+                "t.{}::text IS NOT DISTINCT FROM (${}::text)::{}::text",
                 quote_ident(&column.name),
-                first + i
-            )
+                first + i,
+                target_type(target, &column.name)?
+            ))
         })
         .collect();
-    conditions.join(" AND ")
+    Ok(conditions?.join(" AND "))
 }
 
 fn keyless_delete_sql(target: &TargetTable, table: &SinkTable) -> Result<String, SinkError> {
-    for column in &table.columns {
-        target_type(target, &column.name)?;
-    }
     Ok(format!(
         "DELETE FROM {name} WHERE ctid = (SELECT t.ctid FROM {name} AS t WHERE {} LIMIT 1)",
-        keyless_match(table, 1),
+        keyless_match(target, table, 1)?,
         name = target.quoted_name()
     ))
 }
@@ -356,7 +385,7 @@ fn keyless_update_sql(target: &TargetTable, table: &SinkTable) -> Result<String,
     Ok(format!(
         "UPDATE {name} SET {} WHERE ctid = (SELECT t.ctid FROM {name} AS t WHERE {} LIMIT 1)",
         sets?.join(", "),
-        keyless_match(table, 1),
+        keyless_match(target, table, 1)?,
         name = target.quoted_name()
     ))
 }

@@ -48,7 +48,8 @@ pub async fn describe(
     let rows = tx
         .query(
             "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
-                    coalesce(array_position(i.indkey::int2[], a.attnum), 0)
+                    coalesce((SELECT k.n::int FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
+                              WHERE k.attnum = a.attnum), 0)
              FROM pg_class c
              JOIN pg_namespace n ON n.oid = c.relnamespace
              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped

@@ -153,8 +153,9 @@ fn is_transient_pg(error: &tokio_postgres::Error) -> bool {
         return true;
     }
     let Some(code) = error.code() else {
-        // No SQLSTATE: an I/O error on the connection.
-        return true;
+        // No SQLSTATE: an I/O error on the connection is worth retrying; a value that could
+        // not be serialized (or any other client-side error) is not.
+        return std::error::Error::source(error).is_some_and(|s| s.is::<std::io::Error>());
     };
     let class = &code.code()[..2];
     // 08: connection exception; 40: transaction rollback (serialization, deadlock);

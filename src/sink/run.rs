@@ -118,7 +118,9 @@ impl Decoders {
 /// A batch being gathered: per-table changes, and the progress each partition reaches with it.
 #[derive(Default)]
 struct Pending {
-    tables: Vec<TableBatch>,
+    /// Each table's changes in arrival order; sorted by source position before applying,
+    /// since one table's changes may come from several partitions.
+    tables: Vec<Vec<SinkChange>>,
     table_index: HashMap<(String, String), usize>,
     progress: HashMap<Partition, PartitionProgress>,
     first_offsets: HashMap<Partition, i64>,
@@ -284,8 +286,8 @@ impl Session<'_> {
             return Ok(());
         }
         let started = Instant::now();
-        let pending = std::mem::take(&mut self.pending);
-        match self.apply_batch(&pending).await {
+        let mut pending = std::mem::take(&mut self.pending);
+        match self.apply_batch(&mut pending).await {
             Ok(()) => {}
             Err(error) if error.is_data_error() => {
                 tracing::warn!(%error, "the target rejected a batch; applying it change by change to find the record");
@@ -299,10 +301,16 @@ impl Session<'_> {
         Ok(())
     }
 
-    async fn apply_batch(&mut self, pending: &Pending) -> Result<(), SinkError> {
+    async fn apply_batch(&mut self, pending: &mut Pending) -> Result<(), SinkError> {
         let tx = begin(&mut self.client, self.config.apply.disable_triggers).await?;
         check_fence(&tx, &self.config.apply.group_id, pending).await?;
-        for batch in &pending.tables {
+        for mut changes in std::mem::take(&mut pending.tables) {
+            // Stable: changes without a position keep their arrival order.
+            changes.sort_by_key(|change| change.position);
+            let mut batch = TableBatch::default();
+            for change in changes {
+                batch.push(change);
+            }
             for segment in batch.segments() {
                 self.writer.apply(&tx, segment).await?;
             }
@@ -397,7 +405,7 @@ impl Pending {
         let key = target_name(config, &change.table);
         let tables = &mut self.tables;
         let index = *self.table_index.entry(key).or_insert_with(|| {
-            tables.push(TableBatch::default());
+            tables.push(Vec::new());
             tables.len() - 1
         });
         self.tables[index].push(change);
