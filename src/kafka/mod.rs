@@ -9,4 +9,4 @@ mod topic;
 pub use consumer::{ChangeConsumer, Consumed, ConsumedRecord, StartOffsets};
 pub use error::{KafkaError, SendError};
 pub use producer::{Producer, ProducerSettings};
-pub use topic::TopicSettings;
+pub use topic::{ensure_topic, TopicSettings};

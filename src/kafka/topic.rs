@@ -29,6 +29,29 @@ const FALLBACK: i32 = 1;
 /// How long the broker may take to answer, and to finish creating the topic.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Creates `topic` on `brokers` with a short-lived admin client (for topics a process writes
+/// besides its main ones, like the sink's dead-letter topic); that it exists is success.
+pub async fn ensure_topic(
+    brokers: &str,
+    options: &std::collections::BTreeMap<String, String>,
+    topic: &str,
+    settings: &TopicSettings,
+) -> Result<(), KafkaError> {
+    let mut config = rdkafka::ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    for (key, value) in options {
+        config.set(key, value);
+    }
+    let admin: AdminClient<LogContext> =
+        config
+            .create_with_context(LogContext)
+            .map_err(|source| KafkaError::CreateTopic {
+                topic: topic.to_owned(),
+                source,
+            })?;
+    create_topic(&admin, topic, settings).await
+}
+
 /// Creates `topic`; that it already exists is success.
 pub(super) async fn create_topic(
     admin: &AdminClient<LogContext>,

@@ -11,7 +11,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::{ClientConfig, ClientContext};
 
 use super::SinkError;
-use crate::kafka::ConsumedRecord;
+use crate::kafka::{ConsumedRecord, TopicSettings};
 
 /// Header names, as Kafka Connect's dead-letter queue spells them.
 pub const HEADER_TOPIC: &str = "__connect.errors.topic";
@@ -52,12 +52,14 @@ pub struct DeadLetters {
 }
 
 impl DeadLetters {
-    /// A producer for `topic` on `brokers`, idempotent and acknowledged by all replicas.
-    pub fn new(
+    /// A producer for `topic` on `brokers`, idempotent and acknowledged by all replicas; the
+    /// topic is created (with the broker's defaults) when missing.
+    pub async fn new(
         brokers: &str,
         topic: &str,
         options: &BTreeMap<String, String>,
     ) -> Result<DeadLetters, SinkError> {
+        crate::kafka::ensure_topic(brokers, options, topic, &TopicSettings::default()).await?;
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", brokers)

@@ -177,11 +177,7 @@ async fn session(
     )?;
     let dead_letters = match config.apply.dead_letter_topic.as_str() {
         "" => None,
-        topic => Some(DeadLetters::new(
-            &config.kafka.brokers,
-            topic,
-            &config.kafka.options,
-        )?),
+        topic => Some(DeadLetters::new(&config.kafka.brokers, topic, &config.kafka.options).await?),
     };
     tracing::info!(topics = ?config.apply.topics, group = %config.apply.group_id, "applying");
     metrics.set_healthy(true);

@@ -1,111 +1,14 @@
 //! cdc-sink end to end (SPEC §6): PostgreSQL → cdc-source → broker → cdc-sink → PostgreSQL,
 //! checked with `cdc-sink verify` and with the target's rows themselves.
 
-use std::time::{Duration, Instant};
+mod bad_records;
+mod evolution;
+mod target;
 
-use tokio_postgres::Client;
+use std::time::Duration;
 
 use crate::support::capture::Capture;
-use crate::support::process::CdcProcess;
-use crate::support::TestNames;
-
-/// How long a pipeline may take to settle.
-const SETTLE: Duration = Duration::from_secs(90);
-
-/// A target database and the configuration of a sink applying one capture's topics to it.
-struct Target {
-    client: Client,
-    config: String,
-    sink: Option<CdcProcess>,
-}
-
-impl Target {
-    async fn new(capture: &Capture<'_>, extra_apply: &str) -> Target {
-        let names = TestNames::new();
-        let client = names.create_database(capture.pg).await;
-        let config = format!(
-            r#"
-[postgres]
-url = "{target}"
-
-[apply]
-topics = ["{prefix}.l1.*"]
-group_id = "sink_{db}"
-batch_timeout = "100ms"
-{extra_apply}
-
-[source_postgres]
-url = "{source}"
-
-[kafka]
-brokers = "{brokers}"
-
-[schema_registry]
-url = "{registry}"
-
-[metrics]
-listen = ""
-"#,
-            target = capture.pg.url(&names.db, "postgres"),
-            prefix = capture.names.topic_prefix,
-            db = names.db,
-            source = capture.pg.url(&capture.names.db, "postgres"),
-            brokers = capture.bootstrap,
-            registry = capture.registry_url,
-        );
-        Target {
-            client,
-            config,
-            sink: None,
-        }
-    }
-
-    fn start(&mut self) {
-        let mut sink = CdcProcess::sink("run", &self.config);
-        assert!(sink.is_running(), "cdc-sink exited: {}", sink.stderr_text());
-        self.sink = Some(sink);
-    }
-
-    /// Runs `cdc-sink verify` until it prints exactly `expected` (sorted lines) and exits 0,
-    /// or fails with its last output.
-    fn settle(&mut self, expected: &[&str]) {
-        let deadline = Instant::now() + SETTLE;
-        loop {
-            if let Some(sink) = self.sink.as_mut() {
-                assert!(
-                    sink.is_running(),
-                    "cdc-sink exited:\n{}",
-                    sink.stderr_text()
-                );
-            }
-            let mut verify = CdcProcess::sink("verify", &self.config);
-            let code = verify.wait_exit(Duration::from_secs(60));
-            let output = verify.stdout_text();
-            let mut lines: Vec<&str> = output.lines().collect();
-            lines.sort_unstable();
-            if code == 0 && lines == expected {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "verify never reported {expected:#?}; last exit {code}:\n{output}{}\nsink stderr:\n{}",
-                verify.stderr_text(),
-                self.sink.as_ref().map(CdcProcess::stderr_text).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    }
-
-    async fn rows(&self, sql: &str) -> Vec<String> {
-        self.client
-            .query(sql, &[])
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            .iter()
-            .map(|row| row.get::<_, String>(0))
-            .collect()
-    }
-}
+use target::Target;
 
 const SCHEMA: &str = "
     CREATE SCHEMA l1;

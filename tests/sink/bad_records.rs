@@ -1,0 +1,127 @@
+//! A record the sink cannot decode (SPEC §6, issue: bad input loses nothing): without a
+//! dead-letter topic the sink stops and names topic, partition and offset; with one, the
+//! record lands there with its origin in headers and everything else is applied.
+
+use std::time::Duration;
+
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+
+use super::target::Target;
+use crate::support::capture::Capture;
+use crate::support::read_topic;
+
+const SCHEMA: &str = "CREATE SCHEMA l1; CREATE TABLE l1.t (id int PRIMARY KEY, v text);";
+const GARBAGE: &[u8] = b"\x00\x00\x00\x7f\xffnot avro at all";
+
+/// Produces GARBAGE with key `k` to `topic` and returns (partition, offset).
+async fn produce_garbage(bootstrap: &str, topic: &str) -> (i32, i64) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("create a producer");
+    producer
+        .send(
+            FutureRecord::to(topic)
+                .key(b"k".as_slice())
+                .payload(GARBAGE),
+            Duration::from_secs(30),
+        )
+        .await
+        .map(|delivery| (delivery.partition, delivery.offset))
+        .expect("produce the garbage record")
+}
+
+/// One partition, so the garbage record sits between known changes.
+async fn pipeline(extra_apply: &str) -> (Capture<'static>, Target) {
+    let mut capture = Capture::on_shared_testbed(SCHEMA).await;
+    let config = capture.config(
+        &["l1.*"],
+        "snapshot = \"never\"",
+        "[kafka.topic]\npartitions = 1",
+    );
+    capture.start(&config).await;
+    let mut target = Target::new(&capture, extra_apply).await;
+    capture
+        .client
+        .batch_execute("INSERT INTO l1.t VALUES (1, 'before')")
+        .await
+        .expect("first row");
+    target.start();
+    target.settle(&["l1.t -> l1.t: ok (1 row)"]);
+    (capture, target)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_record_stops_the_sink_naming_its_offset() {
+    let (mut capture, mut target) = pipeline("").await;
+    let topic = capture.topic("l1.t");
+    let (partition, offset) = produce_garbage(&capture.bootstrap, &topic).await;
+    let sink = target.sink.as_mut().expect("sink running");
+    let code = sink.wait_exit(Duration::from_secs(60));
+    let stderr = sink.stderr_text();
+    assert_eq!(code, 1, "{stderr}");
+    let expected =
+        format!("error: poison record at {topic} partition {partition} offset {offset}: ");
+    assert!(
+        stderr.contains(&expected),
+        "expected {expected:?} in:\n{stderr}"
+    );
+    assert!(stderr.contains("set apply.dead_letter_topic"), "{stderr}");
+    assert_eq!(capture.stop(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_record_goes_to_the_dead_letter_topic() {
+    let dead_letters = format!("dlq_{}", crate::support::random_suffix());
+    let (mut capture, mut target) =
+        pipeline(&format!("dead_letter_topic = \"{dead_letters}\"")).await;
+    let topic = capture.topic("l1.t");
+    let (partition, offset) = produce_garbage(&capture.bootstrap, &topic).await;
+    capture
+        .client
+        .batch_execute("INSERT INTO l1.t VALUES (2, 'after')")
+        .await
+        .expect("row after the garbage");
+    target.settle(&["l1.t -> l1.t: ok (2 rows)"]);
+
+    let records = read_topic(
+        &capture.bootstrap,
+        &dead_letters,
+        1,
+        Duration::from_secs(30),
+    );
+    assert_eq!(records.len(), 1, "{records:?}");
+    let record = &records[0];
+    assert_eq!(record.key.as_deref(), Some(b"k".as_slice()));
+    assert_eq!(record.value.as_deref(), Some(GARBAGE));
+    assert_eq!(
+        record.header("__connect.errors.topic"),
+        Some(topic.as_bytes())
+    );
+    assert_eq!(
+        record.header("__connect.errors.partition"),
+        Some(partition.to_string().as_bytes())
+    );
+    assert_eq!(
+        record.header("__connect.errors.offset"),
+        Some(offset.to_string().as_bytes())
+    );
+    let reason = String::from_utf8_lossy(
+        record
+            .header("__connect.errors.exception.message")
+            .expect("an error header"),
+    )
+    .into_owned();
+    assert!(!reason.is_empty());
+    let sink = target.sink.as_mut().expect("sink running");
+    assert!(sink.is_running(), "{}", sink.stderr_text());
+    sink.terminate();
+    assert_eq!(
+        sink.wait_exit(Duration::from_secs(30)),
+        0,
+        "{}",
+        sink.stderr_text()
+    );
+    assert_eq!(capture.stop(), 0);
+}

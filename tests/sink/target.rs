@@ -1,0 +1,123 @@
+//! The sink's side of a pipeline under test: a target database (on the capture's cluster or
+//! a cluster of its own), a `cdc-sink` configuration for it, and helpers to wait for equality.
+
+use std::time::{Duration, Instant};
+
+use tokio_postgres::Client;
+
+use crate::support::capture::Capture;
+use crate::support::process::CdcProcess;
+use crate::support::{PgCluster, TestNames};
+
+/// How long a pipeline may take to settle.
+const SETTLE: Duration = Duration::from_secs(90);
+
+/// A target database and the configuration of a sink applying one capture's topics to it.
+pub struct Target {
+    pub client: Client,
+    pub db: String,
+    pub config: String,
+    pub sink: Option<CdcProcess>,
+}
+
+impl Target {
+    /// A target database on the capture's own cluster.
+    pub async fn new(capture: &Capture<'_>, extra_apply: &str) -> Target {
+        Target::on(capture.pg, capture, extra_apply).await
+    }
+
+    /// A target database on `cluster`.
+    pub async fn on(cluster: &PgCluster, capture: &Capture<'_>, extra_apply: &str) -> Target {
+        let names = TestNames::new();
+        let client = names.create_database(cluster).await;
+        let config = format!(
+            r#"
+[postgres]
+url = "{target}"
+
+[apply]
+topics = ["{prefix}.l1.*"]
+group_id = "sink_{db}"
+batch_timeout = "100ms"
+{extra_apply}
+
+[source_postgres]
+url = "{source}"
+
+[kafka]
+brokers = "{brokers}"
+
+[schema_registry]
+url = "{registry}"
+
+[metrics]
+listen = ""
+"#,
+            target = cluster.url(&names.db, "postgres"),
+            prefix = capture.names.topic_prefix,
+            db = names.db,
+            source = capture.pg.url(&capture.names.db, "postgres"),
+            brokers = capture.bootstrap,
+            registry = capture.registry_url,
+        );
+        Target {
+            client,
+            db: names.db.clone(),
+            config,
+            sink: None,
+        }
+    }
+
+    /// A new client after the target cluster restarted.
+    pub async fn reconnect(&mut self, cluster: &PgCluster) {
+        self.client = cluster.superuser_client(&self.db).await;
+    }
+
+    /// Starts `cdc-sink run`.
+    pub fn start(&mut self) {
+        let mut sink = CdcProcess::sink("run", &self.config);
+        assert!(sink.is_running(), "cdc-sink exited: {}", sink.stderr_text());
+        self.sink = Some(sink);
+    }
+
+    /// Runs `cdc-sink verify` until it prints exactly `expected` (sorted lines) and exits 0,
+    /// or fails with its last output.
+    pub fn settle(&mut self, expected: &[&str]) {
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            if let Some(sink) = self.sink.as_mut() {
+                assert!(
+                    sink.is_running(),
+                    "cdc-sink exited:\n{}",
+                    sink.stderr_text()
+                );
+            }
+            let mut verify = CdcProcess::sink("verify", &self.config);
+            let code = verify.wait_exit(Duration::from_secs(60));
+            let output = verify.stdout_text();
+            let mut lines: Vec<&str> = output.lines().collect();
+            lines.sort_unstable();
+            if code == 0 && lines == expected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "verify never reported {expected:#?}; last exit {code}:\n{output}{}\nsink stderr:\n{}",
+                verify.stderr_text(),
+                self.sink.as_ref().map(CdcProcess::stderr_text).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// The first column of every row `sql` returns, as text.
+    pub async fn rows(&self, sql: &str) -> Vec<String> {
+        self.client
+            .query(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .iter()
+            .map(|row| row.get::<_, String>(0))
+            .collect()
+    }
+}
