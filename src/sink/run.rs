@@ -127,6 +127,8 @@ struct Pending {
     /// The batch's records, kept to find a poison record by applying them one by one.
     records: Vec<ConsumedRecord>,
     changes: usize,
+    /// Changes left out as replays of what the target already has.
+    skipped: usize,
 }
 
 /// Everything one session holds.
@@ -254,6 +256,7 @@ impl Session<'_> {
             Ok(None) => {}
             Ok(Some(change)) if offsets::already_applied(stored.as_ref(), change.position) => {
                 self.metrics.count_skipped(&change.table);
+                self.pending.skipped += 1;
             }
             Ok(Some(change)) => {
                 progress.position = progress.position.max(change.position);
@@ -294,6 +297,12 @@ impl Session<'_> {
         }
         self.committed(&pending);
         self.metrics.observe_batch(started.elapsed());
+        if pending.skipped > 0 {
+            tracing::info!(
+                skipped = pending.skipped,
+                "skipped changes the target already has (a source replay)"
+            );
+        }
         Ok(())
     }
 

@@ -2,6 +2,7 @@
 //! checked with `cdc-sink verify` and with the target's rows themselves.
 
 mod bad_records;
+mod crash;
 mod evolution;
 mod target;
 
