@@ -5,6 +5,7 @@ mod bad_records;
 mod crash;
 mod evolution;
 mod target;
+mod types;
 
 use std::time::Duration;
 
