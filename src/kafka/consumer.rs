@@ -12,6 +12,7 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError as RdKafkaError;
 use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
@@ -34,6 +35,12 @@ const DEFAULT_OPTIONS: &[(&str, &str)] = &[
     ("auto.offset.reset", "earliest"),
     // New topics matching a pattern are found within this time, not librdkafka's 5 minutes.
     ("topic.metadata.refresh.interval.ms", "10000"),
+    // Read-ahead bounds memory: librdkafka's defaults (a 64 MiB queue, 50 MiB fetches) would
+    // make read-ahead most of the sink's footprint while buying no throughput.
+    ("queued.max.messages.kbytes", "8192"),
+    ("fetch.max.bytes", "8388608"),
+    // Statistics carry each partition's high watermark, from which the lag is reported.
+    ("statistics.interval.ms", "5000"),
 ];
 
 /// One record, owned, as the consumer thread hands it over.
@@ -62,13 +69,37 @@ pub enum Consumed {
 /// Where each partition starts when it is assigned: the offset after the last applied record.
 pub type StartOffsets = Arc<Mutex<HashMap<(String, i32), i64>>>;
 
+/// Receives each fetching partition's lag: topic, partition, and the records between its high
+/// watermark and the next offset to apply.
+pub type LagReport = Box<dyn Fn(&str, i32, i64) + Send + Sync>;
+
 /// Rebalance handling: assigned partitions start at [`StartOffsets`] (offset 0 when unknown, the
-/// first record of a new topic).
+/// first record of a new topic). Statistics report the lag behind the applied offsets.
 pub struct SinkContext {
     start: StartOffsets,
+    report_lag: LagReport,
 }
 
-impl ClientContext for SinkContext {}
+impl ClientContext for SinkContext {
+    fn stats(&self, statistics: Statistics) {
+        let start = self.start.lock().expect("start offsets lock");
+        for (topic, stats) in &statistics.topics {
+            for (&partition, stats) in &stats.partitions {
+                // librdkafka lists an internal partition -1, and partitions not yet fetching
+                // have no watermark.
+                if partition < 0 || stats.fetch_state != "active" || stats.hi_offset < 0 {
+                    continue;
+                }
+                let next = start
+                    .get(&(topic.clone(), partition))
+                    .copied()
+                    .unwrap_or(0)
+                    .max(stats.lo_offset);
+                (self.report_lag)(topic, partition, (stats.hi_offset - next).max(0));
+            }
+        }
+    }
+}
 
 impl ConsumerContext for SinkContext {
     fn rebalance(
@@ -121,13 +152,14 @@ pub struct ChangeConsumer {
 
 impl ChangeConsumer {
     /// Subscribes to `patterns` (`*` wildcards) in `group_id` and starts polling; records
-    /// arrive on the returned channel.
+    /// arrive on the returned channel, and each partition's lag goes to `report_lag`.
     pub fn start(
         brokers: &str,
         group_id: &str,
         patterns: &[String],
         options: &BTreeMap<String, String>,
         start: StartOffsets,
+        report_lag: LagReport,
     ) -> Result<(ChangeConsumer, mpsc::Receiver<Consumed>), KafkaError> {
         let mut config = ClientConfig::new();
         config
@@ -140,7 +172,7 @@ impl ChangeConsumer {
             config.set(key, value);
         }
         let consumer: BaseConsumer<SinkContext> = config
-            .create_with_context(SinkContext { start })
+            .create_with_context(SinkContext { start, report_lag })
             .map_err(|error| match error {
                 RdKafkaError::ClientConfig(_, reason, key, _) => {
                     KafkaError::InvalidOption { key, reason }

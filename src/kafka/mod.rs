@@ -6,7 +6,7 @@ mod error;
 mod producer;
 mod topic;
 
-pub use consumer::{ChangeConsumer, Consumed, ConsumedRecord, StartOffsets};
+pub use consumer::{ChangeConsumer, Consumed, ConsumedRecord, LagReport, StartOffsets};
 pub use error::{KafkaError, SendError};
 pub use producer::{Producer, ProducerSettings};
 pub use topic::{ensure_topic, TopicSettings};

@@ -3,9 +3,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use super::{names, Endpoint, MetricsError};
+use crate::kafka::LagReport;
 use crate::sink::batch::{KeyedAction, Segment};
 use crate::sink::change::{SinkOp, SinkTable};
 
@@ -15,6 +16,7 @@ pub struct SinkMetrics {
     endpoint: Endpoint,
     applied: IntCounterVec,
     batch_seconds: Histogram,
+    consumer_lag: IntGaugeVec,
     dead_letters: IntCounterVec,
     skipped: IntCounterVec,
     errors: IntCounterVec,
@@ -37,6 +39,13 @@ impl SinkMetrics {
                 "Seconds per applied batch (one target transaction)",
             )
             .buckets(prometheus::exponential_buckets(0.001, 2.0, 16)?),
+        )?;
+        let consumer_lag = IntGaugeVec::new(
+            Opts::new(
+                names::SINK_CONSUMER_LAG,
+                "Records between a partition's high watermark and the next offset to apply",
+            ),
+            &["topic", "partition"],
         )?;
         let dead_letters = IntCounterVec::new(
             Opts::new(
@@ -61,6 +70,7 @@ impl SinkMetrics {
         )?;
         registry.register(Box::new(applied.clone()))?;
         registry.register(Box::new(batch_seconds.clone()))?;
+        registry.register(Box::new(consumer_lag.clone()))?;
         registry.register(Box::new(dead_letters.clone()))?;
         registry.register(Box::new(skipped.clone()))?;
         registry.register(Box::new(errors.clone()))?;
@@ -68,6 +78,7 @@ impl SinkMetrics {
             endpoint: Endpoint::new(registry),
             applied,
             batch_seconds,
+            consumer_lag,
             dead_letters,
             skipped,
             errors,
@@ -114,6 +125,15 @@ impl SinkMetrics {
         self.skipped
             .with_label_values(&[&format!("{}.{}", table.schema, table.table)])
             .inc();
+    }
+
+    /// Where the consumer reports each partition's lag.
+    pub fn lag_report(&self) -> LagReport {
+        let lag = self.consumer_lag.clone();
+        Box::new(move |topic, partition, records| {
+            lag.with_label_values(&[topic, &partition.to_string()])
+                .set(records);
+        })
     }
 
     /// A record went to the dead-letter topic.

@@ -176,6 +176,7 @@ async fn session(
         &config.apply.topics,
         &config.kafka.options,
         Arc::clone(&start),
+        metrics.lag_report(),
     )?;
     let dead_letters = match config.apply.dead_letter_topic.as_str() {
         "" => None,

@@ -34,7 +34,7 @@ async fn produce_garbage(bootstrap: &str, topic: &str) -> (i32, i64) {
 
 /// One partition, so the garbage record sits between known changes.
 async fn pipeline(extra_apply: &str) -> (Capture<'static>, Target) {
-    let mut capture = Capture::on_shared_testbed(SCHEMA).await;
+    let mut capture = Capture::on_shared_sink_testbed(SCHEMA).await;
     let config = capture.config(
         &["l1.*"],
         "snapshot = \"never\"",

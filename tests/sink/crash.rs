@@ -30,7 +30,7 @@ fn round_sql(round: i64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_sink_and_source_changes_nothing() {
-    let mut capture = Capture::on_shared_testbed(
+    let mut capture = Capture::on_shared_sink_testbed(
         "CREATE SCHEMA l1; CREATE TABLE l1.acct (id bigint PRIMARY KEY, counter int NOT NULL, note text);",
     )
     .await;

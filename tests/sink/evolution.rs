@@ -8,7 +8,7 @@ use crate::support::PgCluster;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_source_column_is_added_to_the_target() {
-    let mut capture = Capture::on_shared_testbed(
+    let mut capture = Capture::on_shared_sink_testbed(
         "CREATE SCHEMA l1; CREATE TABLE l1.t (id int PRIMARY KEY, v text);",
     )
     .await;
@@ -38,7 +38,7 @@ async fn a_new_source_column_is_added_to_the_target() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sink_rides_out_a_target_outage() {
-    let mut capture = Capture::on_shared_testbed(
+    let mut capture = Capture::on_shared_sink_testbed(
         "CREATE SCHEMA l1; CREATE TABLE l1.t (id int PRIMARY KEY, n int NOT NULL);",
     )
     .await;

@@ -10,6 +10,7 @@ mod types;
 use std::time::Duration;
 
 use crate::support::capture::Capture;
+use crate::support::{free_port, http, wait_until};
 use target::Target;
 
 const SCHEMA: &str = "
@@ -38,10 +39,14 @@ const WORKLOAD: &str = "
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mixed_workload_arrives_equal() {
-    let mut capture = Capture::on_shared_testbed(SCHEMA).await;
+    let mut capture = Capture::on_shared_sink_testbed(SCHEMA).await;
     let config = capture.config(&["l1.*"], "snapshot = \"never\"", "");
     capture.start(&config).await;
     let mut target = Target::new(&capture, "").await;
+    let metrics = format!("127.0.0.1:{}", free_port());
+    target.config = target
+        .config
+        .replace("listen = \"\"", &format!("listen = \"{metrics}\""));
     target.start();
     capture
         .client
@@ -61,6 +66,7 @@ async fn a_mixed_workload_arrives_equal() {
             .await,
         ["reborn:-", "c10:again", "c1:n"]
     );
+    assert_metrics_after_settling(&metrics, &capture.topic("l1.orders"));
     let sink = target.sink.as_mut().expect("sink running");
     sink.terminate();
     assert_eq!(
@@ -72,11 +78,44 @@ async fn a_mixed_workload_arrives_equal() {
     assert_eq!(capture.stop(), 0);
 }
 
+/// What a scraper sees once the pipeline settled: healthy, rows applied and deleted, and
+/// every partition of `topic` without lag (statistics refresh every 5 seconds).
+fn assert_metrics_after_settling(addr: &str, topic: &str) {
+    assert_eq!(http::get(addr, "/healthz").expect("GET /healthz").0, 200);
+    let (status, exposition) = http::get(addr, "/metrics").expect("GET /metrics");
+    assert_eq!(status, 200);
+    for op in ["upsert", "delete"] {
+        let labels = format!("op=\"{op}\",table=\"l1.orders\"");
+        assert!(
+            http::samples(&exposition, "pgcdc_sink_applied_total")
+                .iter()
+                .any(|(l, value)| *l == labels && *value > 0.0),
+            "no {labels} in:\n{exposition}"
+        );
+    }
+    let lag_of_topic = || {
+        let (_, exposition) = http::get(addr, "/metrics").expect("GET /metrics");
+        http::samples(&exposition, "pgcdc_sink_consumer_lag")
+            .into_iter()
+            .filter(|(labels, _)| labels.contains(&format!("topic=\"{topic}\"")))
+            .map(|(_, lag)| lag)
+            .collect::<Vec<f64>>()
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let lags = lag_of_topic();
+            !lags.is_empty() && lags.iter().all(|lag| *lag == 0.0)
+        }),
+        "consumer lag of {topic} never reported as 0: {:?}",
+        lag_of_topic()
+    );
+}
+
 /// A truncate and the changes around it. One partition: a truncate has no key, so across
 /// partitions nothing orders it against the table's keyed changes (see the README).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_truncate_empties_the_target_table_between_changes() {
-    let mut capture = Capture::on_shared_testbed(
+    let mut capture = Capture::on_shared_sink_testbed(
         "CREATE SCHEMA l1; CREATE TABLE l1.scratch (id int PRIMARY KEY, v text);",
     )
     .await;

@@ -52,7 +52,7 @@ const ROWS: &str = r#"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_type_arrives_equal() {
-    let mut capture = Capture::on_shared_testbed(SCHEMA).await;
+    let mut capture = Capture::on_shared_sink_testbed(SCHEMA).await;
     let config = capture.config(&["l1.*"], "snapshot = \"never\"", "");
     capture.start(&config).await;
     let mut target = Target::new(&capture, "").await;

@@ -81,6 +81,19 @@ impl<'a> Capture<'a> {
         .await
     }
 
+    /// As [`on_shared_testbed`](Self::on_shared_testbed), on the broker for consumers that
+    /// resume at stored offsets ([`super::broker::shared_record_broker`]).
+    pub async fn on_shared_sink_testbed(schema_sql: &str) -> Capture<'static> {
+        let registry = super::shared_registry().url();
+        Capture::new(
+            super::shared_pg().await,
+            super::broker::shared_record_broker().await,
+            &registry,
+            schema_sql,
+        )
+        .await
+    }
+
     /// The source configuration for `tables`, with `extra` TOML appended to sections by name.
     pub fn config(&self, tables: &[&str], extra_capture: &str, extra_kafka: &str) -> String {
         let tables: Vec<String> = tables.iter().map(|t| format!("\"{t}\"")).collect();

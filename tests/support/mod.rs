@@ -10,6 +10,7 @@
 
 pub mod broker;
 pub mod capture;
+pub mod http;
 pub mod kafka;
 pub mod postgres;
 pub mod process;
