@@ -1,0 +1,363 @@
+//! cdc-sink against PostgreSQL's native logical replication applying the same backlog, in
+//! one run (`cargo bench --bench sink_throughput`). A source cluster takes the workload
+//! (inserts in transactions of PGCDC_BENCH_TRANSACTION_ROWS rows, default 1000; rows:
+//! PGCDC_BENCH_ROWS, default 200000) with two slots already in place. cdc-source drains one
+//! slot into an Avro topic backlog before anything is timed. Then, into two databases of one
+//! target cluster (fsync on, as in production) holding the same empty table:
+//! - native: a subscription on the other slot (`create_slot = false, copy_data = false`),
+//!   enabled once the backlog is complete;
+//! - cdc-sink: `cdc-sink run` on the topic backlog.
+//!
+//! Each is timed from its start until the target holds every row (and from its first row
+//! to its last, which leaves out start-up). Prints rows/s of each, their ratios, cdc-sink's
+//! peak RSS and time in target transactions, and how fast the backlog can merely be read
+//! from the broker (the ceiling the broker sets).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::capture::parse_lsn;
+use support::postgres::{ClusterSetup, REPLICATOR, SUPERUSER};
+use support::process::CdcProcess;
+use support::{free_port, http, Broker, PgCluster, SchemaRegistry, TestNames};
+use tokio_postgres::Client;
+
+const TABLE_SQL: &str = "CREATE TABLE bench (id int PRIMARY KEY, name text NOT NULL, qty int,
+                         price numeric(10,2), created timestamptz, note text)";
+
+/// How long either side may take before the benchmark gives up.
+const LIMIT: Duration = Duration::from_secs(600);
+
+fn env_number(name: &str, default: i64) -> i64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// When the first row arrived and when the last did, measured from `started`.
+struct Applied {
+    first_row: Duration,
+    all_rows: Duration,
+}
+
+impl Applied {
+    fn rate(&self, rows: i64) -> f64 {
+        rows as f64 / self.all_rows.as_secs_f64()
+    }
+
+    fn rate_after_first_row(&self, rows: i64) -> f64 {
+        rows as f64 / (self.all_rows - self.first_row).as_secs_f64()
+    }
+}
+
+/// Polls the target table until it holds `rows` rows. The probes are index lookups, so
+/// polling costs both sides the same little; the count runs only once the last key is in.
+async fn wait_applied(
+    target: &Client,
+    rows: i64,
+    started: Instant,
+    mut alive: impl FnMut() -> bool,
+) -> Applied {
+    let mut first_row = None;
+    loop {
+        assert!(
+            started.elapsed() < LIMIT && alive(),
+            "the apply did not finish"
+        );
+        if first_row.is_none() && exists(target, "SELECT EXISTS (SELECT 1 FROM bench)").await {
+            first_row = Some(started.elapsed());
+        }
+        let last = format!(
+            "SELECT EXISTS (SELECT 1 FROM bench WHERE id = {})",
+            rows - 1
+        );
+        if let Some(first_row) = first_row {
+            if exists(target, &last).await {
+                let count: i64 = target
+                    .query_one("SELECT count(*) FROM bench", &[])
+                    .await
+                    .expect("count rows")
+                    .get(0);
+                if count == rows {
+                    return Applied {
+                        first_row,
+                        all_rows: started.elapsed(),
+                    };
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn exists(client: &Client, sql: &str) -> bool {
+    client.query_one(sql, &[]).await.expect(sql).get(0)
+}
+
+async fn lsn(client: &Client, sql: &str) -> u64 {
+    let text: Option<String> = client.query_one(sql, &[]).await.expect(sql).get(0);
+    text.map_or(0, |t| parse_lsn(&t))
+}
+
+/// The workload on the source, with a slot for cdc-source and one for the subscription
+/// created first, so both hold all of it. Returns the WAL position after it.
+async fn fill_source(source: &Client, names: &TestNames, rows: i64, per_transaction: i64) -> u64 {
+    source
+        .batch_execute(&format!(
+            "{TABLE_SQL};
+             ALTER TABLE bench OWNER TO {REPLICATOR};
+             CREATE PUBLICATION {publication} FOR TABLE bench;",
+            publication = names.publication,
+        ))
+        .await
+        .expect("set up the source database");
+    // A slot cannot be created in a transaction that wrote, so each in a query of its own.
+    for slot in [names.slot.clone(), native_slot(names)] {
+        source
+            .execute(
+                "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+                &[&slot],
+            )
+            .await
+            .expect("create a slot");
+    }
+    for start in (0..rows).step_by(per_transaction as usize) {
+        let end = (start + per_transaction).min(rows) - 1;
+        source
+            .batch_execute(&format!(
+                "INSERT INTO bench SELECT i, 'name ' || i, i % 100, i * 0.01, now(), repeat('x', 200)
+                 FROM generate_series({start}, {end}) i"
+            ))
+            .await
+            .expect("insert the workload");
+    }
+    lsn(source, "SELECT pg_current_wal_lsn()::text").await
+}
+
+fn native_slot(names: &TestNames) -> String {
+    format!("{}_native", names.slot)
+}
+
+/// Runs cdc-source until its slot is confirmed past `end`: the topic then holds every row.
+async fn fill_topic(source: &Client, config: &str, slot: &str, end: u64) {
+    let process = CdcProcess::run(config);
+    let confirmed = format!(
+        "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = '{slot}'"
+    );
+    let started = Instant::now();
+    while lsn(source, &confirmed).await < end {
+        assert!(
+            started.elapsed() < LIMIT,
+            "cdc-source did not finish: {}",
+            process.stderr_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    process.terminate();
+}
+
+fn source_config(pg: &PgCluster, names: &TestNames, broker: &Broker, registry: &str) -> String {
+    format!(
+        r#"
+[postgres]
+url = "{url}"
+[capture]
+slot = "{slot}"
+publication = "{publication}"
+tables = ["public.bench"]
+heartbeat_interval = "0s"
+status_interval = "1s"
+[kafka]
+brokers = "{brokers}"
+topic_prefix = "{prefix}"
+format = "avro"
+[kafka.topic]
+partitions = 3
+[schema_registry]
+url = "{registry}"
+[metrics]
+listen = ""
+"#,
+        url = pg.url(&names.db, REPLICATOR),
+        slot = names.slot,
+        publication = names.publication,
+        brokers = broker.bootstrap(),
+        prefix = names.topic_prefix,
+    )
+}
+
+fn sink_config(
+    target: &PgCluster,
+    db: &str,
+    names: &TestNames,
+    broker: &Broker,
+    registry: &str,
+    metrics: &str,
+) -> String {
+    format!(
+        r#"
+[postgres]
+url = "{url}"
+[apply]
+topics = ["{prefix}.public.bench"]
+group_id = "bench_{db}"
+[kafka]
+brokers = "{brokers}"
+[schema_registry]
+url = "{registry}"
+[metrics]
+listen = "{metrics}"
+"#,
+        url = target.url(db, SUPERUSER),
+        prefix = names.topic_prefix,
+        brokers = broker.bootstrap(),
+    )
+}
+
+async fn run_native(
+    source: &PgCluster,
+    target: &PgCluster,
+    names: &TestNames,
+    rows: i64,
+) -> Applied {
+    let db = TestNames::new();
+    let client = db.create_database(target).await;
+    client
+        .batch_execute(&format!(
+            "{TABLE_SQL};
+             CREATE SUBSCRIPTION {sub} CONNECTION 'host=127.0.0.1 port={port} dbname={source_db} user={SUPERUSER}'
+             PUBLICATION {publication}
+             WITH (create_slot = false, slot_name = '{slot}', copy_data = false, enabled = false);",
+            sub = db.publication,
+            port = source.port(),
+            source_db = names.db,
+            publication = names.publication,
+            slot = native_slot(names),
+        ))
+        .await
+        .expect("create the subscription");
+    let started = Instant::now();
+    client
+        .batch_execute(&format!("ALTER SUBSCRIPTION {} ENABLE", db.publication))
+        .await
+        .expect("enable the subscription");
+    let applied = wait_applied(&client, rows, started, || true).await;
+    client
+        .batch_execute(&format!(
+            "ALTER SUBSCRIPTION {sub} DISABLE;
+             ALTER SUBSCRIPTION {sub} SET (slot_name = NONE);
+             DROP SUBSCRIPTION {sub};",
+            sub = db.publication
+        ))
+        .await
+        .expect("drop the subscription");
+    applied
+}
+
+/// cdc-sink's run: when rows arrived, its peak RSS, and the seconds its batches took.
+async fn run_sink(
+    target: &PgCluster,
+    names: &TestNames,
+    broker: &Broker,
+    registry: &str,
+    rows: i64,
+) -> (Applied, u64, f64) {
+    let db = TestNames::new();
+    let client = db.create_database(target).await;
+    client
+        .batch_execute(TABLE_SQL)
+        .await
+        .expect("create the table");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let config = sink_config(target, &db.db, names, broker, registry, &metrics);
+    let started = Instant::now();
+    let mut sink = CdcProcess::sink("run", &config);
+    let pid = sink.pid();
+    let applied = wait_applied(&client, rows, started, || sink.is_running()).await;
+    let rss = peak_rss_kib(pid);
+    let (_, exposition) = http::get(&metrics, "/metrics").expect("scrape cdc-sink");
+    let in_batches = http::samples(&exposition, "pgcdc_sink_batch_seconds_sum")
+        .first()
+        .map_or(0.0, |(_, seconds)| *seconds);
+    drop(sink);
+    (applied, rss, in_batches)
+}
+
+#[tokio::main]
+async fn main() {
+    let rows = env_number("PGCDC_BENCH_ROWS", 200_000);
+    let per_transaction = env_number("PGCDC_BENCH_TRANSACTION_ROWS", 1000).max(1);
+    let source = PgCluster::new().await;
+    let target = PgCluster::with_setup(ClusterSetup {
+        extra_conf: "fsync = on\nfull_page_writes = on\n".into(),
+        ..ClusterSetup::default()
+    })
+    .await;
+    let broker = Broker::start_memory().await;
+    let registry = SchemaRegistry::start();
+    let names = TestNames::new();
+    let client = names.create_database(&source).await;
+    let guard = names.guard(&source);
+    let end = fill_source(&client, &names, rows, per_transaction).await;
+    let config = source_config(&source, &names, &broker, &registry.url());
+    fill_topic(&client, &config, &names.slot, end).await;
+
+    let topic = format!("{}.public.bench", names.topic_prefix);
+    let bootstrap = broker.bootstrap();
+    let started = Instant::now();
+    let read = tokio::task::spawn_blocking(move || {
+        support::read_topic(&bootstrap, &topic, rows as usize, LIMIT).len()
+    })
+    .await
+    .expect("read the topic");
+    let broker_read = started.elapsed();
+    assert_eq!(read as i64, rows, "the topic holds every row");
+    let native = run_native(&source, &target, &names, rows).await;
+    let (sink, rss, in_batches) = run_sink(&target, &names, &broker, &registry.url(), rows).await;
+    let _ = client
+        .batch_execute(&format!(
+            "SELECT pg_drop_replication_slot('{}')",
+            native_slot(&names)
+        ))
+        .await;
+    drop(guard);
+
+    println!("rows: {rows} in transactions of {per_transaction}, target fsync on");
+    for (name, applied) in [("native logical replication", &native), ("cdc-sink", &sink)] {
+        println!(
+            "{name:<27} {:>9.0} rows/s ({:.2?}; first row after {:.2?}, {:.0} rows/s from there)",
+            applied.rate(rows),
+            applied.all_rows,
+            applied.first_row,
+            applied.rate_after_first_row(rows),
+        );
+    }
+    println!(
+        "reading the topic alone      {:>9.0} rows/s ({broker_read:.2?}; librdkafka, no decoding)",
+        rows as f64 / broker_read.as_secs_f64()
+    );
+    println!(
+        "cdc-sink peak RSS {} MiB, {in_batches:.2}s of its run in target transactions",
+        rss / 1024
+    );
+    println!(
+        "ratio cdc-sink / native: {:.2} (from first row: {:.2})",
+        sink.rate(rows) / native.rate(rows),
+        sink.rate_after_first_row(rows) / native.rate_after_first_row(rows)
+    );
+}
