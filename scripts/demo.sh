@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs a local pipeline on the test bed: a PostgreSQL cluster with a sample schema `l1`, a
-# tansu broker, and cdc-source streaming `l1.*` to topics `shop.l1.<table>` in JSON (no schema
-# registry needed). It makes a few changes, prints the change events from the topics, and
-# keeps streaming until Ctrl-C, when it stops everything it started.
+# Runs a local pipeline on the test bed: a PostgreSQL cluster with a sample schema `l1` in
+# database `shop`, a tansu broker, cdc-source streaming `l1.*` to topics `shop.l1.<table>` in
+# JSON (no schema registry needed), and cdc-sink applying those topics to database `replica`.
+# It makes a few changes, prints the change events and the target's rows, and keeps running
+# until Ctrl-C, when it stops everything it started.
 # Usage: scripts/demo.sh            (installs what is missing first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +11,7 @@ root="$(pwd)"
 
 scripts/install-testbed.sh
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
-cargo build --release --bin cdc-source
+cargo build --release --bin cdc-source --bin cdc-sink
 
 PG_PORT="${PGCDC_DEMO_PG_PORT:-55432}"
 BROKER_PORT="${PGCDC_DEMO_BROKER_PORT:-59092}"
@@ -21,6 +22,10 @@ as_postgres=()
 
 cleanup() {
     set +e
+    if [ -n "${sink_pid:-}" ]; then
+        kill -TERM "$sink_pid" 2>/dev/null
+        wait "$sink_pid" 2>/dev/null
+    fi
     if [ -n "${source_pid:-}" ]; then
         kill -TERM "$source_pid" 2>/dev/null
         wait "$source_pid" 2>/dev/null
@@ -66,7 +71,8 @@ EOF
 "${as_postgres[@]}" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w start >/dev/null
 psql_admin=("$bindir/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres)
 "${psql_admin[@]}" -d postgres -c "CREATE ROLE replicator WITH LOGIN REPLICATION PASSWORD 'demo'" \
-    -c "CREATE DATABASE shop OWNER replicator"
+    -c "CREATE DATABASE shop OWNER replicator" \
+    -c "CREATE ROLE apply WITH LOGIN PASSWORD 'demo'" -c "CREATE DATABASE replica OWNER apply"
 PGPASSWORD=demo "$bindir/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U replicator -d shop <<'SQL'
 CREATE SCHEMA l1;
 CREATE TABLE l1.customer (id int PRIMARY KEY, name text NOT NULL, email text);
@@ -103,11 +109,32 @@ sleep 2
 target/release/cdc-source run --config "$dir/source.toml" 2>"$dir/source.log" &
 source_pid=$!
 for _ in $(seq 1 100); do
-    active=$("${psql_admin[@]}" -d shop -Atc "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgcdc' AND active")
+    active=$("${psql_admin[@]}" -d shop -Atc "SELECT count(*) FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = 'pgcdc' AND r.state IN ('catchup', 'streaming')")
     [ "$active" = 1 ] && break
     kill -0 "$source_pid" 2>/dev/null || { cat "$dir/source.log"; exit 1; }
     sleep 0.2
 done
+
+cat >"$dir/sink.toml" <<EOF
+[postgres]
+url = "postgresql://apply:demo@127.0.0.1:$PG_PORT/replica?sslmode=disable"
+
+[apply]
+topics = ["shop.l1.*"]
+group_id = "pgcdc-demo-sink"
+batch_timeout = "100ms"
+
+[source_postgres]
+url = "postgresql://replicator:demo@127.0.0.1:$PG_PORT/shop?sslmode=disable"
+
+[kafka]
+brokers = "127.0.0.1:$BROKER_PORT"
+
+[metrics]
+listen = "127.0.0.1:9188"
+EOF
+target/release/cdc-sink run --config "$dir/sink.toml" 2>"$dir/sink.log" &
+sink_pid=$!
 
 PGPASSWORD=demo "$bindir/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U replicator -d shop <<'SQL'
 INSERT INTO l1.customer VALUES (1, 'Ada', 'ada@example.com'), (2, 'Grace', NULL);
@@ -122,11 +149,29 @@ for table in customer orders audit_log; do
     tansu cat consume --broker "tcp://127.0.0.1:$BROKER_PORT" --max-wait-time-ms 2000 "shop.l1.$table" \
         2>>"$dir/consume.log" | summarize || true
 done
+echo "== cdc-sink verify (waits until the sink has applied all three tables)"
+for _ in $(seq 1 60); do
+    if target/release/cdc-sink verify --config "$dir/sink.toml" >"$dir/verify.out" 2>>"$dir/sink.log" &&
+        [ "$(grep -c ': ok' "$dir/verify.out")" = 3 ]; then
+        break
+    fi
+    kill -0 "$sink_pid" 2>/dev/null || { cat "$dir/sink.log"; exit 1; }
+    sleep 1
+done
+cat "$dir/verify.out"
+echo "== target database replica (applied by cdc-sink)"
+for table in customer orders audit_log; do
+    PGPASSWORD=demo "$bindir/psql" -X -h 127.0.0.1 -p "$PG_PORT" -U apply -d replica \
+        -c "TABLE l1.$table" 2>>"$dir/sink.log" || true
+done
 cat <<EOF
-demo: cdc-source is streaming shop's l1.* tables to the broker at 127.0.0.1:$BROKER_PORT.
+demo: cdc-source streams shop's l1.* tables to the broker at 127.0.0.1:$BROKER_PORT and
+      cdc-sink applies them to database replica.
       Make changes:  PGPASSWORD=demo psql -h 127.0.0.1 -p $PG_PORT -U replicator shop
-      Metrics:       curl -s 127.0.0.1:9187/metrics | grep pgcdc_
-      Source log:    $dir/source.log
+      See them:      PGPASSWORD=demo psql -h 127.0.0.1 -p $PG_PORT -U apply replica
+      Compare:       target/release/cdc-sink verify --config $dir/sink.toml
+      Metrics:       curl -s 127.0.0.1:9187/metrics 127.0.0.1:9188/metrics | grep pgcdc_
+      Logs:          $dir/source.log $dir/sink.log
       Ctrl-C stops everything.
 EOF
 wait "$source_pid"

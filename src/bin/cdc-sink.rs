@@ -58,6 +58,13 @@ async fn run(config: SinkConfig) -> anyhow::Result<ExitCode> {
 
 async fn verify(config: SinkConfig) -> anyhow::Result<ExitCode> {
     match pgcdc::sink::verify_all::verify_all(&config).await {
+        Ok(reports) if reports.is_empty() => {
+            eprintln!(
+                "error: nothing to verify: group `{}` has applied no table to this target yet",
+                config.apply.group_id
+            );
+            Ok(ExitCode::from(EXIT_RUNTIME))
+        }
         Ok(reports) => {
             for report in &reports {
                 println!("{report}");
