@@ -7,12 +7,14 @@
 //! new keys, then as updates of the same keys. Prints rows/s of each. cdc-sink uses the
 //! direct COPY for rows inserted by the stream and the unnest upsert for the rest.
 
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::env_number;
 use futures_util::SinkExt;
 use support::postgres::ClusterSetup;
 use support::{PgCluster, TestNames};
@@ -27,13 +29,6 @@ const COLUMNS: [(&str, &str); 6] = [
     ("created", "timestamptz"),
     ("note", "text"),
 ];
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// One batch as the sink holds it: text per column, row by row.
 fn batch(first: usize, rows: usize, round: usize) -> Vec<[String; 6]> {
@@ -143,8 +138,8 @@ async fn apply_copy_direct(client: &mut Client, table: &str, rows: &[[String; 6]
 
 #[tokio::main]
 async fn main() {
-    let total = env_number("PGCDC_BENCH_ROWS", 200_000);
-    let batch_rows = env_number("PGCDC_BENCH_BATCH", 5000).max(1);
+    let total = env_number("PGCDC_BENCH_ROWS", 200_000) as usize;
+    let batch_rows = env_number("PGCDC_BENCH_BATCH", 5000).max(1) as usize;
     let pg = PgCluster::with_setup(ClusterSetup {
         extra_conf: "fsync = on\nfull_page_writes = on\n".into(),
         ..ClusterSetup::default()

@@ -13,12 +13,13 @@
 //! peak RSS and time in target transactions, and how fast the backlog can merely be read
 //! from the broker (the ceiling the broker sets).
 
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};
 
-use support::capture::parse_lsn;
+use common::{env_number, lsn, peak_rss_kib, source_config, wait_confirmed};
 use support::postgres::{ClusterSetup, REPLICATOR, SUPERUSER};
 use support::process::CdcProcess;
 use support::{free_port, http, Broker, PgCluster, SchemaRegistry, TestNames};
@@ -29,25 +30,6 @@ const TABLE_SQL: &str = "CREATE TABLE bench (id int PRIMARY KEY, name text NOT N
 
 /// How long either side may take before the benchmark gives up.
 const LIMIT: Duration = Duration::from_secs(600);
-
-fn env_number(name: &str, default: i64) -> i64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 /// When the first row arrived and when the last did, measured from `started`.
 struct Applied {
@@ -109,11 +91,6 @@ async fn exists(client: &Client, sql: &str) -> bool {
     client.query_one(sql, &[]).await.expect(sql).get(0)
 }
 
-async fn lsn(client: &Client, sql: &str) -> u64 {
-    let text: Option<String> = client.query_one(sql, &[]).await.expect(sql).get(0);
-    text.map_or(0, |t| parse_lsn(&t))
-}
-
 /// The workload on the source, with a slot for cdc-source and one for the subscription
 /// created first, so both hold all of it. Returns the WAL position after it.
 async fn fill_source(source: &Client, names: &TestNames, rows: i64, per_transaction: i64) -> u64 {
@@ -156,49 +133,8 @@ fn native_slot(names: &TestNames) -> String {
 /// Runs cdc-source until its slot is confirmed past `end`: the topic then holds every row.
 async fn fill_topic(source: &Client, config: &str, slot: &str, end: u64) {
     let process = CdcProcess::run(config);
-    let confirmed = format!(
-        "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = '{slot}'"
-    );
-    let started = Instant::now();
-    while lsn(source, &confirmed).await < end {
-        assert!(
-            started.elapsed() < LIMIT,
-            "cdc-source did not finish: {}",
-            process.stderr_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_confirmed(source, slot, end, &process).await;
     process.terminate();
-}
-
-fn source_config(pg: &PgCluster, names: &TestNames, broker: &Broker, registry: &str) -> String {
-    format!(
-        r#"
-[postgres]
-url = "{url}"
-[capture]
-slot = "{slot}"
-publication = "{publication}"
-tables = ["public.bench"]
-heartbeat_interval = "0s"
-status_interval = "1s"
-[kafka]
-brokers = "{brokers}"
-topic_prefix = "{prefix}"
-format = "avro"
-[kafka.topic]
-partitions = 3
-[schema_registry]
-url = "{registry}"
-[metrics]
-listen = ""
-"#,
-        url = pg.url(&names.db, REPLICATOR),
-        slot = names.slot,
-        publication = names.publication,
-        brokers = broker.bootstrap(),
-        prefix = names.topic_prefix,
-    )
 }
 
 fn sink_config(
@@ -314,7 +250,13 @@ async fn main() {
     let client = names.create_database(&source).await;
     let guard = names.guard(&source);
     let end = fill_source(&client, &names, rows, per_transaction).await;
-    let config = source_config(&source, &names, &broker, &registry.url());
+    let config = source_config(
+        &source,
+        &names,
+        &broker,
+        &registry.url(),
+        "[kafka.topic]\npartitions = 3",
+    );
     fill_topic(&client, &config, &names.slot, end).await;
 
     let topic = format!("{}.public.bench", names.topic_prefix);

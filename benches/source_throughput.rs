@@ -5,40 +5,17 @@
 //! Prints rows/s of each, their ratio, and cdc-source's peak RSS. Rows: PGCDC_BENCH_ROWS
 //! (default 200000), rows per transaction: PGCDC_BENCH_TRANSACTION_ROWS (default 1000).
 
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::capture::parse_lsn;
+use common::{env_number, lsn, peak_rss_kib, source_config, wait_confirmed};
 use support::postgres::{bin_dir, REPLICATOR};
 use support::process::CdcProcess;
 use support::{Broker, PgCluster, SchemaRegistry, TestNames};
-
-async fn lsn(client: &tokio_postgres::Client, sql: &str) -> u64 {
-    let text: Option<String> = client.query_one(sql, &[]).await.expect(sql).get(0);
-    text.map_or(0, |t| parse_lsn(&t))
-}
-
-fn env_number(name: &str, default: i64) -> i64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 #[tokio::main]
 async fn main() {
@@ -101,46 +78,10 @@ async fn main() {
         ))
         .await;
 
-    let config = format!(
-        r#"
-[postgres]
-url = "{url}"
-[capture]
-slot = "{slot}"
-publication = "{publication}"
-tables = ["public.bench"]
-heartbeat_interval = "0s"
-status_interval = "50ms"
-[kafka]
-brokers = "{brokers}"
-topic_prefix = "{prefix}"
-format = "avro"
-[schema_registry]
-url = "{registry}"
-[metrics]
-listen = ""
-"#,
-        url = pg.url(&names.db, REPLICATOR),
-        slot = names.slot,
-        publication = names.publication,
-        brokers = broker.bootstrap(),
-        prefix = names.topic_prefix,
-        registry = registry.url(),
-    );
+    let config = source_config(&pg, &names, &broker, &registry.url(), "");
     let started = Instant::now();
     let source = CdcProcess::run(&config);
-    let confirmed_sql = format!(
-        "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = '{}'",
-        names.slot
-    );
-    while lsn(&client, &confirmed_sql).await < end {
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "cdc-source did not finish: {}",
-            source.stderr_text()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_confirmed(&client, &names.slot, end, &source).await;
     let pgcdc = started.elapsed();
     let rss = peak_rss_kib(source.pid());
     drop(source);

@@ -1,0 +1,98 @@
+//! What the benchmarks share besides the test bed: settings from the environment, a child's
+//! peak memory, WAL positions, and running cdc-source over a backlog.
+
+// Each benchmark uses its own subset.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use crate::support::capture::parse_lsn;
+use crate::support::postgres::REPLICATOR;
+use crate::support::process::CdcProcess;
+use crate::support::{Broker, PgCluster, TestNames};
+
+/// A whole number from the environment variable `name`, or `default`.
+pub fn env_number(name: &str, default: i64) -> i64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The peak resident set size of process `pid` in KiB (`VmHWM`), 0 when it cannot be read.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The LSN a query returns as text (`pg_current_wal_lsn()::text`), 0 for NULL.
+pub async fn lsn(client: &tokio_postgres::Client, sql: &str) -> u64 {
+    let text: Option<String> = client.query_one(sql, &[]).await.expect(sql).get(0);
+    text.map_or(0, |t| parse_lsn(&t))
+}
+
+/// cdc-source's configuration for a benchmark of table `public.bench`: Avro, no heartbeats,
+/// frequent status updates, `extra` appended (e.g. a `[kafka.topic]` section).
+pub fn source_config(
+    pg: &PgCluster,
+    names: &TestNames,
+    broker: &Broker,
+    registry: &str,
+    extra: &str,
+) -> String {
+    format!(
+        r#"
+[postgres]
+url = "{url}"
+[capture]
+slot = "{slot}"
+publication = "{publication}"
+tables = ["public.bench"]
+heartbeat_interval = "0s"
+status_interval = "50ms"
+[schema_registry]
+url = "{registry}"
+[metrics]
+listen = ""
+[kafka]
+brokers = "{brokers}"
+topic_prefix = "{prefix}"
+format = "avro"
+{extra}
+"#,
+        url = pg.url(&names.db, REPLICATOR),
+        slot = names.slot,
+        publication = names.publication,
+        brokers = broker.bootstrap(),
+        prefix = names.topic_prefix,
+    )
+}
+
+/// Waits until `slot`'s confirmed flush LSN reaches `end`, failing with `source`'s log after
+/// ten minutes.
+pub async fn wait_confirmed(
+    client: &tokio_postgres::Client,
+    slot: &str,
+    end: u64,
+    source: &CdcProcess,
+) {
+    let confirmed = format!(
+        "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = '{slot}'"
+    );
+    let started = Instant::now();
+    while lsn(client, &confirmed).await < end {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "cdc-source did not finish: {}",
+            source.stderr_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
