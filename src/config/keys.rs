@@ -147,7 +147,8 @@ mod tests {
             load(&text, &[]).unwrap_err().to_string(),
             "unknown key `capture.slott`; the valid keys in [capture] are: slot, publication, \
              tables, exclude_tables, exclude_columns, snapshot, heartbeat_interval, streaming, \
-             status_interval"
+             status_interval, snapshot_workers, snapshot_chunk_size, incremental_chunk_size, \
+             signal_table"
         );
     }
 

@@ -37,6 +37,14 @@ pub use table_filter::TableFilter;
 pub const DEFAULT_SLOT: &str = "pgcdc";
 /// Publication name when none is configured: same reason as [`DEFAULT_SLOT`].
 pub const DEFAULT_PUBLICATION: &str = "pgcdc";
+/// Snapshot reader connections when none are configured (one per core on most servers).
+pub const DEFAULT_SNAPSHOT_WORKERS: usize = 4;
+/// Initial-snapshot chunk size: large enough that per-chunk queries cost little, small
+/// enough that a table of a few hundred thousand rows spreads over every worker.
+pub const DEFAULT_SNAPSHOT_CHUNK_SIZE: u64 = 50_000;
+/// Incremental-snapshot chunk size: one chunk is buffered while its window is open.
+pub const DEFAULT_INCREMENTAL_CHUNK_SIZE: u64 = 2048;
+
 /// Snapshot mode when none is configured: Debezium's default, so a new consumer gets the
 /// current rows and then every change.
 pub const DEFAULT_SNAPSHOT: SnapshotMode = SnapshotMode::Initial;
@@ -122,6 +130,19 @@ pub struct CaptureSection {
     /// How often standby status updates (the flushed LSN) go to the server.
     #[serde(default = "default_status_interval", deserialize_with = "de::duration")]
     pub status_interval: Duration,
+    /// Connections that read the initial snapshot in parallel, sharing its exported snapshot.
+    #[serde(default = "default_snapshot_workers")]
+    pub snapshot_workers: usize,
+    /// Rows per chunk of the initial snapshot (key ranges, or ctid block ranges without a key).
+    #[serde(default = "default_snapshot_chunk_size")]
+    pub snapshot_chunk_size: u64,
+    /// Rows per chunk of an incremental snapshot: held in memory while its window is open.
+    #[serde(default = "default_incremental_chunk_size")]
+    pub incremental_chunk_size: u64,
+    /// `schema.table` taking `execute-snapshot` signals and the incremental snapshots'
+    /// watermarks; `None` (configured as `""`) disables incremental snapshots.
+    #[serde(default, deserialize_with = "de::optional_string")]
+    pub signal_table: Option<String>,
 }
 
 /// `capture.snapshot`: when to copy the existing rows (Debezium's `snapshot.mode` names).
@@ -228,6 +249,18 @@ fn default_snapshot() -> SnapshotMode {
 
 fn default_heartbeat_interval() -> Option<Duration> {
     Some(DEFAULT_HEARTBEAT_INTERVAL)
+}
+
+fn default_snapshot_workers() -> usize {
+    DEFAULT_SNAPSHOT_WORKERS
+}
+
+fn default_snapshot_chunk_size() -> u64 {
+    DEFAULT_SNAPSHOT_CHUNK_SIZE
+}
+
+fn default_incremental_chunk_size() -> u64 {
+    DEFAULT_INCREMENTAL_CHUNK_SIZE
 }
 
 fn default_status_interval() -> Duration {

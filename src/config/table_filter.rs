@@ -22,14 +22,16 @@ impl TableFilter {
                                  e.g. \"public.orders\" or \"l1.*\"";
         const COLUMN_FIX: &str = "write schema.table.column, with * matching any run of \
                                   characters, e.g. \"public.users.ssn\"";
+        // The signal table carries pgcdc's own bookkeeping, never data events.
+        let excluded: Vec<String> = capture
+            .exclude_tables
+            .iter()
+            .chain(&capture.signal_table)
+            .cloned()
+            .collect();
         Ok(TableFilter {
             include: compile(&capture.tables, "capture.tables", "table", TABLE_FIX)?,
-            exclude: compile(
-                &capture.exclude_tables,
-                "capture.exclude_tables",
-                "table",
-                TABLE_FIX,
-            )?,
+            exclude: compile(&excluded, "capture.exclude_tables", "table", TABLE_FIX)?,
             exclude_columns: compile(
                 &capture.exclude_columns,
                 "capture.exclude_columns",
@@ -180,6 +182,10 @@ mod tests {
             heartbeat_interval: None,
             streaming: false,
             status_interval: Duration::from_secs(1),
+            snapshot_workers: 1,
+            snapshot_chunk_size: 1,
+            incremental_chunk_size: 1,
+            signal_table: None,
         }
     }
 

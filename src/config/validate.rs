@@ -6,6 +6,9 @@ use super::{ConfigError, Format, SourceConfig, TableFilter, MAX_IDENTIFIER_LEN};
 /// The longest status interval: half of PostgreSQL's default wal_sender_timeout.
 const MAX_STATUS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// More snapshot connections than this only contend for the server's cores and slots.
+const MAX_SNAPSHOT_WORKERS: usize = 64;
+
 const POSTGRES_URL_EXAMPLE: &str = "\"postgresql://replicator@127.0.0.1:5432/shop\"";
 const CLEANUP_POLICIES: &[&str] = &["delete", "compact", "compact,delete", "delete,compact"];
 
@@ -67,6 +70,35 @@ impl SourceConfig {
                 "capture.status_interval",
                 "must be at most 30s, below the server's wal_sender_timeout, e.g. \"1s\"",
             ));
+        }
+        if !(1..=MAX_SNAPSHOT_WORKERS).contains(&capture.snapshot_workers) {
+            return Err(ConfigError::invalid(
+                "capture.snapshot_workers",
+                format!("must be between 1 and {MAX_SNAPSHOT_WORKERS} connections, e.g. 4"),
+            ));
+        }
+        for (key, value) in [
+            ("capture.snapshot_chunk_size", capture.snapshot_chunk_size),
+            (
+                "capture.incremental_chunk_size",
+                capture.incremental_chunk_size,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(
+                    key,
+                    "must be at least 1 row, e.g. 2048",
+                ));
+            }
+        }
+        if let Some(table) = &capture.signal_table {
+            let parts: Vec<&str> = table.split('.').collect();
+            if parts.len() != 2 || parts.iter().any(|part| part.is_empty()) {
+                return Err(ConfigError::invalid(
+                    "capture.signal_table",
+                    format!("\"{table}\" is not schema.table: name the signal table with its schema, e.g. \"pgcdc.signal\", or set \"\" to disable incremental snapshots"),
+                ));
+            }
         }
         Ok(())
     }

@@ -1,11 +1,13 @@
 //! Kafka I/O: the source's producer that reports deliveries to the acknowledged-LSN tracker
 //! ([`crate::source::progress`]), topic creation, and the sink's consumer.
 
+mod compacted;
 mod consumer;
 mod error;
 mod producer;
 mod topic;
 
+pub use compacted::read_latest;
 pub use consumer::{ChangeConsumer, Consumed, ConsumedRecord, LagReport, StartOffsets};
 pub use error::{KafkaError, SendError};
 pub use producer::{Producer, ProducerSettings};

@@ -245,6 +245,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Routes librdkafka's logs and client errors to `tracing` (rdkafka's default goes to `log`).
 pub(super) struct LogContext;
 
+impl rdkafka::consumer::ConsumerContext for LogContext {}
+
 impl ClientContext for LogContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         log_to_tracing(level, facility, message);

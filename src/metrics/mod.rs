@@ -29,6 +29,10 @@ pub mod names {
     pub const SOURCE_INFLIGHT: &str = "pgcdc_source_inflight_events";
     /// Errors that interrupted streaming, by kind.
     pub const SOURCE_ERRORS: &str = "pgcdc_source_errors_total";
+    /// Rows read by snapshots (initial and incremental), by table.
+    pub const SOURCE_SNAPSHOT_ROWS: &str = "pgcdc_source_snapshot_rows_total";
+    /// 1 once a table's snapshot has been completed, by table.
+    pub const SOURCE_SNAPSHOT_COMPLETED: &str = "pgcdc_source_snapshot_completed";
     /// Rows written or deleted in the target, by table and op.
     pub const SINK_APPLIED: &str = "pgcdc_sink_applied_total";
     /// Seconds per applied batch (one target transaction).

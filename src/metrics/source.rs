@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use super::{names, Endpoint, MetricsError};
 use crate::event::{Op, TableSchema};
@@ -20,6 +20,8 @@ pub struct SourceMetrics {
     confirmed_lsn: IntGauge,
     inflight: IntGauge,
     errors: IntCounterVec,
+    snapshot_rows: IntCounterVec,
+    snapshot_completed: IntGaugeVec,
 }
 
 impl SourceMetrics {
@@ -52,6 +54,22 @@ impl SourceMetrics {
             ),
             &["kind"],
         )?;
+        let snapshot_rows = IntCounterVec::new(
+            Opts::new(
+                names::SOURCE_SNAPSHOT_ROWS,
+                "Rows read by initial and incremental snapshots, by table",
+            ),
+            &["table"],
+        )?;
+        let snapshot_completed = IntGaugeVec::new(
+            Opts::new(
+                names::SOURCE_SNAPSHOT_COMPLETED,
+                "1 once the table's snapshot was completed in this process, else 0",
+            ),
+            &["table"],
+        )?;
+        registry.register(Box::new(snapshot_rows.clone()))?;
+        registry.register(Box::new(snapshot_completed.clone()))?;
         registry.register(Box::new(events.clone()))?;
         registry.register(Box::new(lag_bytes.clone()))?;
         registry.register(Box::new(confirmed_lsn.clone()))?;
@@ -65,6 +83,8 @@ impl SourceMetrics {
             confirmed_lsn,
             inflight,
             errors,
+            snapshot_rows,
+            snapshot_completed,
         })
     }
 
@@ -87,6 +107,23 @@ impl SourceMetrics {
             .set(received.0.saturating_sub(confirmed.0) as i64);
         self.inflight.set(inflight as i64);
         self.endpoint.set_healthy(true);
+    }
+
+    /// A snapshot of `table` (`schema.table`) started: its completion gauge reads 0 until done.
+    pub fn snapshot_started(&self, table: &str) -> IntCounter {
+        self.snapshot_completed.with_label_values(&[table]).set(0);
+        self.endpoint.set_healthy(true);
+        self.snapshot_rows(table)
+    }
+
+    /// The snapshot row counter of `table`.
+    pub fn snapshot_rows(&self, table: &str) -> IntCounter {
+        self.snapshot_rows.with_label_values(&[table])
+    }
+
+    /// The snapshot of `table` was completed (every row acknowledged by the broker).
+    pub fn snapshot_completed(&self, table: &str) {
+        self.snapshot_completed.with_label_values(&[table]).set(1);
     }
 
     /// An error interrupted streaming.

@@ -9,7 +9,7 @@ use tokio_postgres::Client;
 use crate::config::TableFilter;
 use crate::event::types::{catalog_types_from_rows, CatalogTypeRow, PgType, CATALOG_TYPES_SQL};
 use crate::event::{Column, ReplicaIdentity, TableSchema};
-use crate::source::pgoutput::Relation;
+use crate::source::pgoutput::{Relation, RelationColumn};
 use crate::source::relations::RelationEntry;
 
 /// A catalog query failed, or the catalog contradicts the replication stream.
@@ -21,6 +21,9 @@ pub enum CatalogError {
         what: &'static str,
         source: tokio_postgres::Error,
     },
+    /// A table to snapshot does not exist (any more).
+    #[error("table {table} does not exist")]
+    Missing { table: String },
     /// A Relation message used a replica identity code PostgreSQL does not define.
     #[error("table {table}: unknown replica identity code {code:?}")]
     ReplicaIdentity { table: String, code: char },
@@ -197,6 +200,61 @@ fn uncaptured(relation: &Relation) -> RelationEntry {
         tuple_columns: vec![None; relation.columns.len()],
         captured: false,
     }
+}
+
+const RELATION_SQL: &str = "
+    SELECT c.oid, c.relreplident
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = $1 AND c.relname = $2";
+
+/// The columns pgoutput publishes (not dropped, not generated), flagged as pgoutput flags
+/// them: every column under FULL, else those of the replica identity index.
+const RELATION_COLUMNS_SQL: &str = "
+    SELECT a.attname::text, a.atttypid, a.atttypmod,
+           c.relreplident = 'f' OR a.attnum = ANY (coalesce(i.indkey::int2[], '{}'))
+    FROM pg_class c
+    JOIN pg_attribute a ON a.attrelid = c.oid
+    LEFT JOIN pg_index i ON i.indexrelid = pg_get_replica_identity_index(c.oid)
+    WHERE c.oid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+    ORDER BY a.attnum";
+
+/// The Relation message pgoutput would send for `schema.table` now, built from the catalog,
+/// so that snapshot rows carry the same schema as the changes streamed after them.
+pub async fn relation_from_catalog(
+    client: &Client,
+    schema: &str,
+    table: &str,
+) -> Result<Relation, CatalogError> {
+    let query_error = |what| move |source| CatalogError::Query { what, source };
+    let row = client
+        .query_opt(RELATION_SQL, &[&schema, &table])
+        .await
+        .map_err(query_error("table"))?
+        .ok_or_else(|| CatalogError::Missing {
+            table: format!("{schema}.{table}"),
+        })?;
+    let relation_id: u32 = row.get(0);
+    let replica_identity = row.get::<_, i8>(1) as u8;
+    let columns = client
+        .query(RELATION_COLUMNS_SQL, &[&relation_id])
+        .await
+        .map_err(query_error("columns"))?
+        .iter()
+        .map(|row| RelationColumn {
+            flags: u8::from(row.get::<_, bool>(3)),
+            name: row.get(0),
+            type_oid: row.get(1),
+            type_modifier: row.get(2),
+        })
+        .collect();
+    Ok(Relation {
+        xid: None,
+        relation_id,
+        namespace: schema.to_owned(),
+        name: table.to_owned(),
+        replica_identity,
+        columns,
+    })
 }
 
 const USER_TABLES_SQL: &str = "

@@ -19,22 +19,31 @@ pub mod relations;
 pub mod replication;
 pub mod session;
 pub mod setup;
+pub mod snapshot;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::config::{SnapshotMode, SourceConfig, TableFilter};
+use crate::config::{SourceConfig, TableFilter};
 use crate::encode::{EncodeError, Encoder, EncoderSettings, RegistryError};
-use crate::kafka::{KafkaError, Producer, ProducerSettings, SendError, TopicSettings};
+use crate::kafka::{
+    ensure_topic, read_latest, KafkaError, Producer, ProducerSettings, SendError, TopicSettings,
+};
 use crate::lsn::Lsn;
 use crate::metrics::SourceMetrics;
 use crate::pg::{PgConnectError, PgConnectOptions};
 use progress::Progress;
+use replication::SnapshotAction;
 use replication::{ReplicationClient, ReplicationError};
 use session::{Session, SessionSettings, HEARTBEAT_PREFIX};
 use setup::SetupError;
+use snapshot::incremental::{Incremental, IncrementalSettings};
+use snapshot::initial::{publish_and_wait, InitialSnapshot};
+use snapshot::signal::{execute_snapshot_data, EXECUTE_SNAPSHOT};
+use snapshot::state::{incremental_key, initial_key, offsets_topic, InitialRecord, SnapshotState};
+use snapshot::{SlotCondition, SnapshotError, StartAction};
 
 /// How long a shutdown waits for the broker to acknowledge what is queued.
 const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -48,6 +57,8 @@ const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(60);
 /// At start-up, transient errors (a slot still held by a killed predecessor) are retried
 /// this long before the source gives up.
 const STARTUP_RETRY_WINDOW: Duration = Duration::from_secs(60);
+/// How long reading the offsets topic back may take.
+const STATE_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the source stopped.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +84,9 @@ pub enum SourceError {
     /// A row message could not become events.
     #[error(transparent)]
     Event(#[from] relations::EventError),
+    /// A snapshot failed.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
     /// Encoding or schema registration failed.
     #[error(transparent)]
     Encode(#[from] EncodeError),
@@ -121,6 +135,7 @@ impl SourceError {
                 KafkaError::Unreachable { .. } | KafkaError::CreateTopic { .. }
             ),
             SourceError::Produce(SendError::Kafka(_)) => true,
+            SourceError::Snapshot(error) => error.is_transient(),
             SourceError::Encode(EncodeError::Registry(error)) => matches!(
                 error,
                 RegistryError::Unreachable { .. } | RegistryError::Status { status: 500.., .. }
@@ -140,6 +155,8 @@ struct Runner {
     config: SourceConfig,
     options: PgConnectOptions,
     filter: TableFilter,
+    tables: Vec<(String, String)>,
+    signal_table: Option<(String, String)>,
     encoder: Encoder,
     metrics: SourceMetrics,
     shutdown: watch::Receiver<bool>,
@@ -156,12 +173,6 @@ pub async fn run(
             "capture.streaming = true is not supported by this version: set it to false".into(),
         ));
     }
-    if config.capture.snapshot != SnapshotMode::NoData {
-        tracing::warn!(
-            snapshot = ?config.capture.snapshot,
-            "initial snapshots are not implemented yet: existing rows are not read, only changes streamed from the slot (set capture.snapshot = \"never\" to silence this)"
-        );
-    }
     let mut options = PgConnectOptions::parse(&config.postgres.url)
         .map_err(|e| SourceError::Config(format!("postgres.url: {e}")))?;
     if let Some(password) = config
@@ -174,8 +185,21 @@ pub async fn run(
     let filter =
         TableFilter::new(&config.capture).map_err(|e| SourceError::Config(e.to_string()))?;
 
+    let signal_table = config.capture.signal_table.as_deref().and_then(|name| {
+        name.split_once('.')
+            .map(|(schema, table)| (schema.to_owned(), table.to_owned()))
+    });
     let sql = options.connect_sql().await?;
-    let tables = setup::ensure_publication(&sql, &config.capture.publication, &filter).await?;
+    if let Some(signal) = &signal_table {
+        setup::ensure_signal_table(&sql, signal).await?;
+    }
+    let tables = setup::ensure_publication(
+        &sql,
+        &config.capture.publication,
+        &filter,
+        signal_table.as_ref(),
+    )
+    .await?;
     tracing::info!(tables = tables.len(), publication = %config.capture.publication, "captured tables");
     drop(sql);
     producer_for(&config, Arc::new(Mutex::new(Progress::new(Lsn::ZERO))))?
@@ -194,11 +218,17 @@ pub async fn run(
         config,
         options,
         filter,
+        tables,
+        signal_table,
         encoder,
         metrics,
         shutdown,
     };
-    runner.stream_with_retries().await
+    if runner.start_with_retries().await? {
+        runner.stream_with_retries().await
+    } else {
+        Ok(())
+    }
 }
 
 fn producer_for(
@@ -218,6 +248,185 @@ fn producer_for(
 }
 
 impl Runner {
+    /// Takes the snapshot the mode asks for; false when the source should stop afterwards.
+    async fn start_with_retries(&mut self) -> Result<bool, SourceError> {
+        let started = Instant::now();
+        let mut backoff = BACKOFF_INITIAL;
+        loop {
+            let error = match self.start().await {
+                Ok(stream) => return Ok(stream),
+                Err(SourceError::Snapshot(SnapshotError::Interrupted)) => return Ok(false),
+                Err(error) => error,
+            };
+            if !error.is_transient()
+                || started.elapsed() >= STARTUP_RETRY_WINDOW
+                || *self.shutdown.borrow()
+            {
+                return Err(error);
+            }
+            self.metrics.count_error(error_kind(&error));
+            tracing::warn!(%error, retry_in = ?backoff, "start-up interrupted; trying again");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    async fn start(&mut self) -> Result<bool, SourceError> {
+        let state = self.load_state().await?;
+        let slot = self.config.capture.slot.clone();
+        let sql = self.options.connect_sql().await?;
+        let condition = setup::slot_condition(&sql, &slot).await?;
+        let completed = state.initial.is_some();
+        match snapshot::start_action(self.config.capture.snapshot, condition, completed) {
+            StartAction::Stop => {
+                tracing::info!(
+                    slot,
+                    "initial_only: the initial snapshot was completed before; nothing to do"
+                );
+                Ok(false)
+            }
+            StartAction::Stream => {
+                if completed && condition == SlotCondition::Missing {
+                    tracing::warn!(slot, "the slot is gone since the initial snapshot: a new one streams from now on and changes made meanwhile are missed; set capture.snapshot = \"when_needed\" to snapshot again in this case");
+                }
+                if completed {
+                    self.request_new_tables(&sql, &state).await?;
+                }
+                Ok(true)
+            }
+            StartAction::Snapshot {
+                drop_slot,
+                then_stream,
+            } => {
+                if drop_slot {
+                    setup::drop_slot(&sql, &slot).await?;
+                }
+                self.initial_snapshot(&state).await?;
+                if !then_stream {
+                    tracing::info!(slot, "initial_only: snapshot complete; the slot keeps WAL from its consistent point until a streaming run consumes it or it is dropped");
+                }
+                Ok(then_stream)
+            }
+        }
+    }
+
+    /// The snapshot state of this slot, from `__pgcdc-offsets.<prefix>` (created if missing).
+    async fn load_state(&self) -> Result<SnapshotState, SourceError> {
+        let kafka = &self.config.kafka;
+        let topic = offsets_topic(&kafka.topic_prefix);
+        let settings = TopicSettings {
+            partitions: Some(1),
+            replication_factor: kafka.topic.replication_factor,
+            cleanup_policy: Some("compact".to_owned()),
+        };
+        ensure_topic(&kafka.brokers, &kafka.options, &topic, &settings).await?;
+        let (brokers, options) = (kafka.brokers.clone(), kafka.options.clone());
+        let records = tokio::task::spawn_blocking(move || {
+            read_latest(&brokers, &options, &topic, STATE_READ_TIMEOUT)
+        })
+        .await
+        .expect("offsets reader thread")?;
+        Ok(SnapshotState::from_records(
+            &self.config.capture.slot,
+            &records,
+        ))
+    }
+
+    /// Creates the slot with an exported snapshot, reads every captured table at its
+    /// consistent point and records the completion once the broker has every row.
+    async fn initial_snapshot(&mut self, state: &SnapshotState) -> Result<(), SourceError> {
+        let capture = &self.config.capture;
+        let mut replication = ReplicationClient::connect(&self.options).await?;
+        let created = replication
+            .create_logical_slot(&capture.slot, false, SnapshotAction::Export)
+            .await
+            .map_err(|source| SetupError::Replication {
+                what: format!("create replication slot {}", capture.slot),
+                source,
+            })?;
+        let snapshot_name = created
+            .snapshot_name
+            .ok_or(SnapshotError::NoSnapshotExported)?;
+        tracing::info!(slot = %capture.slot, consistent_point = %created.consistent_point, "created replication slot with an exported snapshot");
+        let progress = Arc::new(Mutex::new(Progress::new(Lsn::ZERO)));
+        let mut producer = producer_for(&self.config, Arc::clone(&progress))?;
+        let snapshot = InitialSnapshot {
+            options: &self.options,
+            snapshot_name: &snapshot_name,
+            consistent_point: created.consistent_point,
+            tables: &self.tables,
+            filter: &self.filter,
+            workers: capture.snapshot_workers,
+            chunk_rows: capture.snapshot_chunk_size,
+            metrics: &self.metrics,
+            shutdown: self.shutdown.clone(),
+        };
+        let rows = snapshot
+            .run(&mut self.encoder, &mut producer, &progress)
+            .await?;
+        let topic = offsets_topic(&self.config.kafka.topic_prefix);
+        let record = InitialRecord {
+            slot: capture.slot.clone(),
+            consistent_point: created.consistent_point.to_string(),
+            tables: self
+                .tables
+                .iter()
+                .map(|(s, t)| format!("{s}.{t}"))
+                .collect(),
+            rows,
+        };
+        let mut records = vec![(
+            topic.clone(),
+            initial_key(&capture.slot),
+            Some(serde_json::to_vec(&record).expect("a record serializes")),
+        )];
+        // A new initial snapshot supersedes the incremental ones of the old slot.
+        for table in state.incremental.keys() {
+            records.push((topic.clone(), incremental_key(&capture.slot, table), None));
+        }
+        publish_and_wait(&producer, &progress, &records, &self.shutdown).await?;
+        // The exported snapshot lives until the replication connection moves on.
+        drop(replication);
+        Ok(())
+    }
+
+    /// Tables captured now but not at the initial snapshot get an `execute-snapshot` signal.
+    async fn request_new_tables(
+        &self,
+        sql: &tokio_postgres::Client,
+        state: &SnapshotState,
+    ) -> Result<(), SourceError> {
+        let new: Vec<String> = self
+            .tables
+            .iter()
+            .map(|(schema, table)| format!("{schema}.{table}"))
+            .filter(|name| !state.knows(name))
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let Some((schema, table)) = &self.signal_table else {
+            tracing::warn!(tables = %new.join(", "), "tables were added to capture.tables after the initial snapshot; their existing rows are not read: set capture.signal_table to have them snapshotted incrementally");
+            return Ok(());
+        };
+        let id = format!("pgcdc-added-{}", std::process::id());
+        sql.execute(
+            &format!(
+                "INSERT INTO {}.{} (id, type, data) VALUES ($1 || '-' || pg_current_wal_lsn()::text, $2, $3)",
+                snapshot::plan::quote_ident(schema),
+                snapshot::plan::quote_ident(table)
+            ),
+            &[&id, &EXECUTE_SNAPSHOT, &execute_snapshot_data(&new)],
+        )
+        .await
+        .map_err(|source| SetupError::Sql {
+            what: format!("signal incremental snapshots of {}", new.join(", ")),
+            source,
+        })?;
+        tracing::info!(tables = %new.join(", "), "tables added to capture.tables will be snapshotted incrementally");
+        Ok(())
+    }
+
     async fn stream_with_retries(&mut self) -> Result<(), SourceError> {
         let started = Instant::now();
         let mut streamed_once = false;
@@ -278,6 +487,29 @@ impl Runner {
             status_interval: capture.status_interval,
             shutdown: self.shutdown.clone(),
         };
+        let incremental = match &self.signal_table {
+            Some(signal_table) => {
+                let unfinished = self
+                    .load_state()
+                    .await?
+                    .incremental
+                    .into_values()
+                    .filter(|record| !record.done)
+                    .collect();
+                Some(Incremental::new(
+                    IncrementalSettings {
+                        options: self.options.clone(),
+                        signal_table: signal_table.clone(),
+                        chunk_rows: capture.incremental_chunk_size,
+                        filter: self.filter.clone(),
+                        slot: capture.slot.clone(),
+                        offsets_topic: offsets_topic(&self.config.kafka.topic_prefix),
+                    },
+                    unfinished,
+                ))
+            }
+            None => None,
+        };
         let mut session = Session::new(
             stream,
             &sql,
@@ -287,6 +519,7 @@ impl Runner {
             &self.metrics,
             &settings,
         );
+        session.incremental = incremental;
         match session.run().await {
             Ok(_) | Err(SourceError::Interrupted) => {}
             Err(error) => return Err(error),
@@ -312,6 +545,7 @@ fn error_kind(error: &SourceError) -> &'static str {
         SourceError::Connect(_) | SourceError::Catalog(_) | SourceError::Setup(_) => "postgres",
         SourceError::Delivery(_) | SourceError::Kafka(_) | SourceError::Produce(_) => "kafka",
         SourceError::Encode(_) => "encode",
+        SourceError::Snapshot(_) => "snapshot",
         _ => "other",
     }
 }

@@ -27,6 +27,7 @@ use crate::source::pgoutput::{self, Decoder, Message};
 use crate::source::progress::{Progress, Ticket};
 use crate::source::relations::{self, OpenTransaction, Relations};
 use crate::source::replication::{ReplicationMessage, ReplicationStream};
+use crate::source::snapshot::incremental::{Incremental, SignalEffect};
 use crate::source::SourceError;
 
 /// The prefix of the logical messages pgcdc emits as heartbeats.
@@ -71,6 +72,8 @@ pub struct Session<'a> {
     transaction: Option<StreamedTransaction>,
     last_received: Lsn,
     last_status: Instant,
+    /// Incremental snapshots, when a signal table is configured.
+    pub(crate) incremental: Option<Incremental>,
 }
 
 /// How a session ended without an error.
@@ -109,6 +112,7 @@ impl<'a> Session<'a> {
             transaction: None,
             last_received: Lsn::ZERO,
             last_status: Instant::now(),
+            incremental: None,
         }
     }
 
@@ -121,13 +125,19 @@ impl<'a> Session<'a> {
             tokio::select! {
                 biased;
                 _ = shutdown.wait_for(|stop| *stop) => return Ok(SessionEnd::Shutdown),
-                _ = status_timer.tick() => self.send_status(false).await?,
+                _ = status_timer.tick() => {
+                    self.send_status(false).await?;
+                    self.write_confirmed_snapshot_progress().await?;
+                }
                 message = self.stream.next() => match message? {
                     Some(message) => self.handle(message).await?,
                     None => return Err(SourceError::StreamEnded),
                 },
             }
             self.check_delivery()?;
+            if let Some(incremental) = &mut self.incremental {
+                incremental.start_next_chunk();
+            }
         }
     }
 
@@ -179,6 +189,39 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
+    /// Incremental snapshot progress whose chunks the slot confirmed, to the offsets topic.
+    /// Its own checkpoint at the already confirmed position, so it holds nothing back.
+    async fn write_confirmed_snapshot_progress(&mut self) -> Result<(), SourceError> {
+        let confirmed = self.confirmable();
+        let Some(incremental) = &mut self.incremental else {
+            return Ok(());
+        };
+        let records: Vec<_> = incremental
+            .confirmed_records(confirmed)
+            .iter()
+            .map(|record| incremental.state_record(record))
+            .collect();
+        let Some((_, _, Some(last))) = records.last() else {
+            return Ok(());
+        };
+        tracing::info!(record = %String::from_utf8_lossy(last), "incremental snapshot progress");
+        let ticket = self.progress.lock().expect("progress lock").begin();
+        for (topic, key, value) in records {
+            let record = Record {
+                topic,
+                key: Some(key.into_bytes()),
+                value,
+                headers: Vec::new(),
+            };
+            self.send(&record, ticket).await?;
+        }
+        self.progress
+            .lock()
+            .expect("progress lock")
+            .commit(ticket, confirmed);
+        Ok(())
+    }
+
     async fn handle(&mut self, message: ReplicationMessage) -> Result<(), SourceError> {
         match message {
             ReplicationMessage::XLogData {
@@ -226,6 +269,9 @@ impl<'a> Session<'a> {
             Message::Commit(commit) => self.commit(commit.end_lsn).await?,
             Message::Relation(relation) => {
                 tracing::debug!(namespace = %relation.namespace, name = %relation.name, id = relation.relation_id, "relation message");
+                if let Some(incremental) = &mut self.incremental {
+                    incremental.on_relation(&relation);
+                }
                 let entry = describe_relation(self.sql, &relation, &self.settings.filter).await?;
                 if entry.captured {
                     self.encoder.register_table(&entry.schema).await?;
@@ -234,6 +280,14 @@ impl<'a> Session<'a> {
                     tracing::debug!(topic, "schemas registered and topic ready");
                 }
                 self.relations.insert(entry);
+            }
+            Message::Insert(insert) if self.is_signal(insert.relation_id) => {
+                let effect = self.incremental_mut().on_signal_insert(&insert.new);
+                self.apply_signal(effect).await?;
+            }
+            Message::Delete(delete) if self.is_signal(delete.relation_id) => {
+                let effect = self.incremental_mut().on_signal_delete(delete.old.tuple());
+                self.apply_signal(effect).await?;
             }
             Message::Insert(insert) => {
                 let entry = self.relations.get(insert.relation_id)?;
@@ -279,6 +333,75 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
+    fn is_signal(&self, relation_id: u32) -> bool {
+        self.incremental
+            .as_ref()
+            .is_some_and(|incremental| incremental.is_signal(relation_id))
+    }
+
+    fn incremental_mut(&mut self) -> &mut Incremental {
+        self.incremental.as_mut().expect("incremental snapshots")
+    }
+
+    /// Records requested snapshots in this transaction, or publishes a closed window's rows.
+    async fn apply_signal(&mut self, effect: SignalEffect) -> Result<(), SourceError> {
+        let ticket = self
+            .transaction
+            .as_ref()
+            .ok_or(SourceError::OutsideTransaction("signal"))?
+            .ticket;
+        match effect {
+            SignalEffect::None => Ok(()),
+            SignalEffect::Requested(records) => {
+                for record in &records {
+                    let (topic, key, value) = self.incremental_mut().state_record(record);
+                    let record = Record {
+                        topic,
+                        key: Some(key.into_bytes()),
+                        value,
+                        headers: Vec::new(),
+                    };
+                    self.send(&record, ticket).await?;
+                }
+                Ok(())
+            }
+            SignalEffect::CloseWindow => self.publish_window(ticket).await,
+        }
+    }
+
+    /// The high watermark: the chunk's surviving rows, positioned at this transaction.
+    async fn publish_window(&mut self, ticket: Ticket) -> Result<(), SourceError> {
+        let transaction = &self
+            .transaction
+            .as_ref()
+            .ok_or(SourceError::OutsideTransaction("signal"))?
+            .events;
+        let position = SourcePosition {
+            commit_ts_us: transaction.commit_ts_us,
+            txid: Some(transaction.xid),
+            lsn: Some(transaction.commit_lsn),
+            commit_lsn: None,
+            snapshot: Default::default(),
+        };
+        let closed = self.incremental_mut().close_window(&position).await?;
+        self.encoder.register_table(&closed.schema).await?;
+        self.producer
+            .ensure_topic(&self.encoder.topic(&closed.schema))
+            .await?;
+        let table = closed.record.table.clone();
+        let counter = self.metrics.snapshot_rows(&table);
+        let processed_at = now_us();
+        for event in &closed.events {
+            let record = self.encoder.encode_change(event, processed_at)?;
+            self.send(&record, ticket).await?;
+            counter.inc();
+        }
+        if closed.record.done {
+            self.metrics.snapshot_completed(&table);
+        }
+        Ok(())
+    }
+
     fn open(&mut self) -> Result<&mut OpenTransaction, SourceError> {
         self.transaction
             .as_mut()
@@ -317,6 +440,9 @@ impl<'a> Session<'a> {
         let ticket = self.publish_begin_once().await?;
         let processed_at = now_us();
         for event in &events {
+            if let Some(incremental) = &mut self.incremental {
+                incremental.observe(event);
+            }
             let record = self.encoder.encode_change(event, processed_at)?;
             self.send(&record, ticket).await?;
             if event.op == Op::Delete && self.settings.tombstones && !event.table.key.is_empty() {

@@ -1,13 +1,17 @@
 //! What must exist before streaming: the publication covering the captured tables and the
-//! pgoutput slot. Created when missing (the slot with snapshot mode `never` for now);
-//! anything present but unusable is an error that names the SQL to fix it.
+//! pgoutput slot (created here without a snapshot; the initial snapshot creates its own), and
+//! the signal table. Anything present but unusable is an error that names the SQL to fix it.
 
+use std::time::{Duration, Instant};
+
+use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 use crate::config::TableFilter;
 use crate::lsn::Lsn;
 use crate::source::catalog::{captured_tables, CatalogError};
 use crate::source::replication::{ReplicationClient, ReplicationError, SnapshotAction};
+use crate::source::snapshot::SlotCondition;
 
 /// A prerequisite is missing or wrong, or setting it up failed.
 #[derive(Debug, thiserror::Error)]
@@ -41,11 +45,13 @@ fn quote_table((schema, table): &(String, String)) -> String {
 }
 
 /// Checks that every literally named table exists, then creates the publication for the
-/// captured tables if it does not exist, or checks that it covers them.
+/// captured tables (and the signal table) if it does not exist, or adds the ones it lacks.
+/// Returns the captured tables.
 pub async fn ensure_publication(
     client: &Client,
     publication: &str,
     filter: &TableFilter,
+    signal_table: Option<&(String, String)>,
 ) -> Result<Vec<(String, String)>, SetupError> {
     let tables = captured_tables(client, filter).await?;
     if let Some(named) = filter.exact_tables() {
@@ -66,25 +72,77 @@ pub async fn ensure_publication(
             "capture.tables matches no table in the source database: check the schema and table patterns".into(),
         ));
     }
-    let published = published_tables(client, publication).await?;
-    match published {
-        None => create_publication(client, publication, &tables).await?,
+    let mut published_set = tables.clone();
+    published_set.extend(signal_table.cloned());
+    match published_tables(client, publication).await? {
+        None => create_publication(client, publication, &published_set).await?,
         Some(published) => {
-            let missing: Vec<&(String, String)> = tables
-                .iter()
+            let missing: Vec<(String, String)> = published_set
+                .into_iter()
                 .filter(|table| !published.contains(table))
                 .collect();
             if !missing.is_empty() {
-                let list: Vec<String> = missing.iter().map(|t| quote_table(t)).collect();
-                return Err(SetupError::Prerequisite(format!(
-                    "publication {publication} does not cover every captured table; run: ALTER PUBLICATION {} ADD TABLE {};",
-                    quote_ident(publication),
-                    list.join(", ")
-                )));
+                add_to_publication(client, publication, &missing).await?;
             }
         }
     }
     Ok(tables)
+}
+
+/// Adds tables captured since the publication was made (they are snapshotted incrementally).
+async fn add_to_publication(
+    client: &Client,
+    publication: &str,
+    missing: &[(String, String)],
+) -> Result<(), SetupError> {
+    let list: Vec<String> = missing.iter().map(quote_table).collect();
+    let sql = format!(
+        "ALTER PUBLICATION {} ADD TABLE {}",
+        quote_ident(publication),
+        list.join(", ")
+    );
+    client.batch_execute(&sql).await.map_err(|_| {
+        SetupError::Prerequisite(format!(
+            "publication {publication} does not cover every captured table and this role cannot add them; run as the tables' owner: {sql};"
+        ))
+    })?;
+    tracing::info!(publication, tables = %list.join(", "), "added tables to the publication");
+    Ok(())
+}
+
+/// Creates the signal table in Debezium's shape when it does not exist.
+pub async fn ensure_signal_table(
+    client: &Client,
+    (schema, table): &(String, String),
+) -> Result<(), SetupError> {
+    let exists = client
+        .query_opt(
+            "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = $2",
+            &[schema, table],
+        )
+        .await
+        .map_err(|source| SetupError::Sql {
+            what: format!("look up the signal table {schema}.{table}"),
+            source,
+        })?
+        .is_some();
+    if exists {
+        return Ok(());
+    }
+    let quoted = quote_table(&(schema.clone(), table.clone()));
+    let create = crate::source::snapshot::signal::create_table_sql(&quoted);
+    let sql = format!(
+        "CREATE SCHEMA IF NOT EXISTS {}; {create}",
+        quote_ident(schema)
+    );
+    client.batch_execute(&sql).await.map_err(|_| {
+        SetupError::Prerequisite(format!(
+            "capture.signal_table {schema}.{table} does not exist and this role cannot create it; run: {sql}; and grant this role INSERT, DELETE on it"
+        ))
+    })?;
+    tracing::info!(table = %quoted, "created the signal table");
+    Ok(())
 }
 
 async fn published_tables(
@@ -138,6 +196,55 @@ async fn create_publication(
         })?;
     tracing::info!(publication, tables = tables.len(), "created publication");
     Ok(())
+}
+
+/// Whether the slot exists and whether its WAL is still there.
+pub async fn slot_condition(client: &Client, slot: &str) -> Result<SlotCondition, SetupError> {
+    let row = client
+        .query_opt(
+            "SELECT coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .map_err(|source| SetupError::Sql {
+            what: format!("look up replication slot {slot}"),
+            source,
+        })?;
+    Ok(match row {
+        None => SlotCondition::Missing,
+        Some(row) if row.get::<_, String>(0) == "lost" => SlotCondition::Lost,
+        Some(_) => SlotCondition::Usable,
+    })
+}
+
+/// How long a slot still held by a killed predecessor's walsender is waited for.
+const SLOT_RELEASE_WAIT: Duration = Duration::from_secs(60);
+
+/// Drops the slot, waiting while a walsender of a killed predecessor still holds it.
+pub async fn drop_slot(client: &Client, slot: &str) -> Result<(), SetupError> {
+    let deadline = Instant::now() + SLOT_RELEASE_WAIT;
+    loop {
+        let result = client
+            .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+            .await;
+        match result {
+            Ok(_) => {
+                tracing::info!(slot, "dropped the replication slot to take a new snapshot");
+                return Ok(());
+            }
+            Err(error)
+                if error.code() == Some(&SqlState::OBJECT_IN_USE) && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(source) => {
+                return Err(SetupError::Sql {
+                    what: format!("drop replication slot {slot} to take a new snapshot"),
+                    source,
+                })
+            }
+        }
+    }
 }
 
 /// The slot's state as the server reports it.

@@ -4,7 +4,7 @@
 mod bad_records;
 mod crash;
 mod evolution;
-mod target;
+pub mod target;
 mod types;
 
 use std::time::Duration;

@@ -158,7 +158,13 @@ impl Plan {
                 image,
             });
         }
-        let position = position(parts.sequence.as_deref(), parts.lsn)?;
+        let mut position = position(parts.sequence.as_deref(), parts.lsn)?;
+        if op == SinkOp::Read {
+            // A snapshot row is the table's state as of its LSN (the slot's consistent point,
+            // or an incremental snapshot's high watermark): before every change committed
+            // there or later, including one whose commit record starts at that very LSN.
+            position.lsn = 0;
+        }
         let table = self.table(parts.schema.as_deref(), parts.table.as_deref());
         Ok(SinkChange {
             table,

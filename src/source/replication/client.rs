@@ -48,6 +48,14 @@ impl SnapshotAction {
             SnapshotAction::Use => "USE_SNAPSHOT",
         }
     }
+
+    fn option_value(self) -> &'static str {
+        match self {
+            SnapshotAction::NoExport => "nothing",
+            SnapshotAction::Export => "export",
+            SnapshotAction::Use => "use",
+        }
+    }
 }
 
 /// What CREATE_REPLICATION_SLOT reports.
@@ -167,8 +175,8 @@ impl ReplicationClient {
         })
     }
 
-    /// `CREATE_REPLICATION_SLOT "<slot>" [TEMPORARY] LOGICAL pgoutput <snapshot action>`, in
-    /// the PostgreSQL 14 syntax that later versions still accept.
+    /// `CREATE_REPLICATION_SLOT "<slot>" [TEMPORARY] LOGICAL pgoutput …`: with the option list
+    /// (`(SNAPSHOT 'export')`) on PostgreSQL 15 and later, else with the older keywords.
     pub async fn create_logical_slot(
         &mut self,
         slot: &str,
@@ -176,7 +184,12 @@ impl ReplicationClient {
         snapshot: SnapshotAction,
     ) -> Result<CreatedSlot, ReplicationError> {
         let rows = self
-            .simple_query(&create_slot_command(slot, temporary, snapshot))
+            .simple_query(&create_slot_command(
+                slot,
+                temporary,
+                snapshot,
+                self.server_version_num.is_some_and(|v| v >= 150_000),
+            ))
             .await?;
         let row = single_row(&rows, "CREATE_REPLICATION_SLOT")?;
         let consistent_point = column(row, 1, "consistent_point")?;
@@ -437,12 +450,21 @@ fn quote_literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
-fn create_slot_command(slot: &str, temporary: bool, snapshot: SnapshotAction) -> String {
+fn create_slot_command(
+    slot: &str,
+    temporary: bool,
+    snapshot: SnapshotAction,
+    option_list: bool,
+) -> String {
+    let action = if option_list {
+        format!("(SNAPSHOT {})", quote_literal(snapshot.option_value()))
+    } else {
+        snapshot.keyword().to_owned()
+    };
     format!(
-        "CREATE_REPLICATION_SLOT {}{} LOGICAL pgoutput {}",
+        "CREATE_REPLICATION_SLOT {}{} LOGICAL pgoutput {action}",
         quote_ident(slot),
         if temporary { " TEMPORARY" } else { "" },
-        snapshot.keyword()
     )
 }
 
@@ -537,15 +559,19 @@ mod tests {
     #[test]
     fn create_slot_commands() {
         assert_eq!(
-            create_slot_command("s", false, SnapshotAction::NoExport),
+            create_slot_command("s", false, SnapshotAction::NoExport, false),
             "CREATE_REPLICATION_SLOT \"s\" LOGICAL pgoutput NOEXPORT_SNAPSHOT"
         );
         assert_eq!(
-            create_slot_command("s", true, SnapshotAction::Export),
+            create_slot_command("s", true, SnapshotAction::Export, false),
             "CREATE_REPLICATION_SLOT \"s\" TEMPORARY LOGICAL pgoutput EXPORT_SNAPSHOT"
         );
         assert_eq!(
-            create_slot_command("s", false, SnapshotAction::Use),
+            create_slot_command("s", false, SnapshotAction::Export, true),
+            "CREATE_REPLICATION_SLOT \"s\" LOGICAL pgoutput (SNAPSHOT 'export')"
+        );
+        assert_eq!(
+            create_slot_command("s", false, SnapshotAction::Use, false),
             "CREATE_REPLICATION_SLOT \"s\" LOGICAL pgoutput USE_SNAPSHOT"
         );
     }

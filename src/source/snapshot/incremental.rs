@@ -1,0 +1,501 @@
+//! Incremental snapshots while streaming (DBLog's watermark algorithm, as Debezium runs it).
+//!
+//! For each chunk a reader task (its own SQL connection) inserts a low-watermark row into the
+//! signal table, selects the next `incremental_chunk_size` rows after the last key read,
+//! hands them to the session, and deletes the watermark row (the high watermark). The session
+//! sees both in the stream: between them it notes the key of every streamed change of that
+//! table; at the high watermark it publishes the chunk's rows except those keys, whose
+//! streamed change is newer. Streaming never pauses.
+//!
+//! A chunk's progress record (`incremental/<slot>/<table>` in the offsets topic) is written
+//! once the slot's confirmable position passes the high watermark, i.e. once every row of the
+//! chunk was acknowledged; a crash re-reads at most the chunks after the last record.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use super::plan::{key_row, literal_row, qualified, quote_ident, select_list};
+use super::signal::{parse_execute_snapshot, EXECUTE_SNAPSHOT, WINDOW_OPEN};
+use super::state::{incremental_key, IncrementalRecord};
+use super::SnapshotError;
+use crate::config::TableFilter;
+use crate::event::types::parse_text;
+use crate::event::{ChangeEvent, Op, Row, SnapshotMarker, SourcePosition, TableSchema, Value};
+use crate::lsn::Lsn;
+use crate::pg::PgConnectOptions;
+use crate::source::catalog::{describe_relation, relation_from_catalog};
+use crate::source::pgoutput::{Relation, Tuple, TupleValue};
+
+/// What incremental snapshots need from the configuration.
+#[derive(Clone)]
+pub struct IncrementalSettings {
+    /// The captured database.
+    pub options: PgConnectOptions,
+    /// The signal table, `(schema, table)`.
+    pub signal_table: (String, String),
+    /// Rows per chunk.
+    pub chunk_rows: u64,
+    /// Column exclusions.
+    pub filter: TableFilter,
+    /// The slot, part of the progress records' keys.
+    pub slot: String,
+    /// `__pgcdc-offsets.<prefix>`.
+    pub offsets_topic: String,
+}
+
+/// A closed window: the rows to publish and where the table's snapshot stands.
+pub struct ClosedWindow {
+    /// `r` events for the rows the stream did not change inside the window.
+    pub events: Vec<ChangeEvent>,
+    /// The schema the rows were read with (registered before they are encoded).
+    pub schema: Arc<TableSchema>,
+    /// The table's progress after this chunk.
+    pub record: IncrementalRecord,
+}
+
+/// A chunk the reader selected between its watermarks.
+struct ChunkRead {
+    schema: Arc<TableSchema>,
+    rows: Vec<Row>,
+    last_key: Option<Vec<String>>,
+    full: bool,
+}
+
+/// What the reader task is asked to do.
+struct ChunkRequest {
+    window: String,
+    table: String,
+    filter: Option<String>,
+    after: Option<Vec<String>>,
+}
+
+/// The window of the chunk being read.
+struct Window {
+    id: String,
+    open: bool,
+    changed: HashSet<String>,
+}
+
+/// Where the signal table's `id`, `type` and `data` columns sit in its tuples.
+struct SignalColumns {
+    relation_id: u32,
+    id: usize,
+    kind: usize,
+    data: usize,
+}
+
+/// The session's incremental snapshots: queue, open window, reader, deferred progress.
+pub struct Incremental {
+    settings: IncrementalSettings,
+    queue: VecDeque<IncrementalRecord>,
+    window: Option<Window>,
+    requests: Option<mpsc::Sender<ChunkRequest>>,
+    chunks: Option<mpsc::Receiver<Result<ChunkRead, SnapshotError>>>,
+    signal: Option<SignalColumns>,
+    deferred: Vec<(Lsn, IncrementalRecord)>,
+    windows_opened: u64,
+}
+
+/// What a signal-table change means for the session.
+pub enum SignalEffect {
+    /// Nothing for pgcdc.
+    None,
+    /// New incremental snapshots were queued: record them in this transaction.
+    Requested(Vec<IncrementalRecord>),
+    /// The high watermark: publish the chunk.
+    CloseWindow,
+}
+
+impl Incremental {
+    /// Resumes the unfinished snapshots recorded in the offsets topic.
+    pub fn new(settings: IncrementalSettings, unfinished: Vec<IncrementalRecord>) -> Self {
+        for record in &unfinished {
+            tracing::info!(table = %record.table, rows = record.rows, last_key = ?record.last_key, "resuming incremental snapshot");
+        }
+        Incremental {
+            settings,
+            queue: unfinished.into(),
+            window: None,
+            requests: None,
+            chunks: None,
+            signal: None,
+            deferred: Vec::new(),
+            windows_opened: 0,
+        }
+    }
+
+    /// Notes where the signal table's columns are when its Relation message arrives.
+    pub fn on_relation(&mut self, relation: &Relation) {
+        let (schema, table) = &self.settings.signal_table;
+        if relation.namespace != *schema || relation.name != *table {
+            return;
+        }
+        let position = |name: &str| relation.columns.iter().position(|c| c.name == name);
+        match (position("id"), position("type"), position("data")) {
+            (Some(id), Some(kind), Some(data)) => {
+                self.signal = Some(SignalColumns {
+                    relation_id: relation.relation_id,
+                    id,
+                    kind,
+                    data,
+                })
+            }
+            _ => tracing::error!(
+                table = %format!("{schema}.{table}"),
+                "the signal table needs the columns id, type and data; signals are ignored"
+            ),
+        }
+    }
+
+    /// Whether `relation_id` is the signal table.
+    pub fn is_signal(&self, relation_id: u32) -> bool {
+        self.signal
+            .as_ref()
+            .is_some_and(|s| s.relation_id == relation_id)
+    }
+
+    /// A row inserted into the signal table.
+    pub fn on_signal_insert(&mut self, tuple: &Tuple<'_>) -> SignalEffect {
+        let Some(columns) = &self.signal else {
+            return SignalEffect::None;
+        };
+        let (id, kind, data) = (
+            text(tuple, columns.id),
+            text(tuple, columns.kind),
+            text(tuple, columns.data),
+        );
+        match kind.as_deref() {
+            Some(WINDOW_OPEN) => {
+                if let Some(window) = &mut self.window {
+                    window.open |= id.as_deref() == Some(window.id.as_str());
+                }
+                SignalEffect::None
+            }
+            Some(EXECUTE_SNAPSHOT) => self.request(id.as_deref(), data.as_deref().unwrap_or("")),
+            other => {
+                tracing::warn!(id, kind = other, "ignoring a signal of an unknown type");
+                SignalEffect::None
+            }
+        }
+    }
+
+    fn request(&mut self, id: Option<&str>, data: &str) -> SignalEffect {
+        let requests = match parse_execute_snapshot(data) {
+            Ok(requests) => requests,
+            Err(error) => {
+                tracing::error!(id, %error, "ignoring an execute-snapshot signal");
+                return SignalEffect::None;
+            }
+        };
+        let mut queued = Vec::new();
+        for request in requests {
+            if self.queue.iter().any(|r| r.table == request.table) {
+                tracing::info!(table = %request.table, "an incremental snapshot of the table is already under way");
+                continue;
+            }
+            tracing::info!(table = %request.table, filter = request.filter, "incremental snapshot requested");
+            let record = IncrementalRecord {
+                table: request.table,
+                filter: request.filter,
+                last_key: None,
+                done: false,
+                rows: 0,
+            };
+            self.queue.push_back(record.clone());
+            queued.push(record);
+        }
+        SignalEffect::Requested(queued)
+    }
+
+    /// A row deleted from the signal table: the high watermark of the open window?
+    pub fn on_signal_delete(&mut self, old: &Tuple<'_>) -> SignalEffect {
+        let (Some(columns), Some(window)) = (&self.signal, &self.window) else {
+            return SignalEffect::None;
+        };
+        if window.open && text(old, columns.id).as_deref() == Some(window.id.as_str()) {
+            SignalEffect::CloseWindow
+        } else {
+            SignalEffect::None
+        }
+    }
+
+    /// A streamed change: inside an open window, its keys win over the chunk's rows.
+    pub fn observe(&mut self, event: &ChangeEvent) {
+        let (Some(window), Some(current)) = (&mut self.window, self.queue.front()) else {
+            return;
+        };
+        if !window.open || event.table.key.is_empty() {
+            return;
+        }
+        let table = &event.table;
+        if current.table != table.qualified_name() {
+            return;
+        }
+        for row in [&event.before, &event.after].into_iter().flatten() {
+            window.changed.insert(key_text(table, row));
+        }
+    }
+
+    /// Asks the reader for the next chunk when no window is open and work is queued.
+    pub fn start_next_chunk(&mut self) {
+        if self.window.is_some() {
+            return;
+        }
+        let Some(current) = self.queue.front() else {
+            return;
+        };
+        if self.requests.is_none() {
+            let (requests, commands) = mpsc::channel(1);
+            let (results, chunks) = mpsc::channel(1);
+            tokio::spawn(reader(self.settings.clone(), commands, results));
+            self.requests = Some(requests);
+            self.chunks = Some(chunks);
+        }
+        self.windows_opened += 1;
+        let id = format!(
+            "pgcdc-{}-{}-{}",
+            std::process::id(),
+            now_ms(),
+            self.windows_opened
+        );
+        let request = ChunkRequest {
+            window: id.clone(),
+            table: current.table.clone(),
+            filter: current.filter.clone(),
+            after: current.last_key.clone(),
+        };
+        if let Some(requests) = &self.requests {
+            // Capacity 1 and one request per window: there is always room.
+            let _ = requests.try_send(request);
+        }
+        self.window = Some(Window {
+            id,
+            open: false,
+            changed: HashSet::new(),
+        });
+    }
+
+    /// Closes the window at its high watermark: the chunk's rows that the stream did not
+    /// change meanwhile, as `r` events at `position`, and the table's progress record to
+    /// write once `position`'s transaction is confirmed.
+    pub async fn close_window(
+        &mut self,
+        position: &SourcePosition,
+    ) -> Result<ClosedWindow, SnapshotError> {
+        let window = self.window.take().expect("an open window");
+        let chunk = match self.chunks.as_mut() {
+            Some(chunks) => chunks.recv().await,
+            None => None,
+        }
+        .ok_or_else(|| SnapshotError::Row {
+            table: self.settings.signal_table.1.clone(),
+            message: "the incremental snapshot reader stopped".into(),
+        })??;
+        let mut events = Vec::with_capacity(chunk.rows.len());
+        for row in chunk.rows {
+            if window.changed.contains(&key_text(&chunk.schema, &row)) {
+                continue;
+            }
+            events.push(ChangeEvent {
+                table: Arc::clone(&chunk.schema),
+                op: Op::Read,
+                before: None,
+                after: Some(row),
+                source: SourcePosition {
+                    snapshot: SnapshotMarker::Incremental,
+                    ..position.clone()
+                },
+                transaction: None,
+                key_change: None,
+            });
+        }
+        let current = self.queue.front_mut().expect("a queued table");
+        current.rows += events.len() as u64;
+        if chunk.last_key.is_some() {
+            current.last_key = chunk.last_key;
+        }
+        current.done = !chunk.full;
+        let record = current.clone();
+        if record.done {
+            self.queue.pop_front();
+            tracing::info!(table = %record.table, rows = record.rows, "incremental snapshot completed");
+        } else {
+            tracing::debug!(table = %record.table, rows = record.rows, "incremental snapshot chunk");
+        }
+        let commit = position.lsn.unwrap_or(Lsn::ZERO);
+        self.deferred.push((commit, record.clone()));
+        Ok(ClosedWindow {
+            events,
+            schema: chunk.schema,
+            record,
+        })
+    }
+
+    /// The offsets-topic record for `record`: `(topic, key, JSON value)`.
+    pub fn state_record(&self, record: &IncrementalRecord) -> (String, String, Option<Vec<u8>>) {
+        (
+            self.settings.offsets_topic.clone(),
+            incremental_key(&self.settings.slot, &record.table),
+            Some(serde_json::to_vec(record).expect("a record serializes")),
+        )
+    }
+
+    /// Progress records whose chunks are confirmed (`confirmable` past their commit).
+    pub fn confirmed_records(&mut self, confirmable: Lsn) -> Vec<IncrementalRecord> {
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred)
+            .into_iter()
+            .partition(|(lsn, _)| *lsn < confirmable);
+        self.deferred = waiting;
+        ready.into_iter().map(|(_, record)| record).collect()
+    }
+}
+
+fn text(tuple: &Tuple<'_>, index: usize) -> Option<String> {
+    match tuple.get(index) {
+        Some(TupleValue::Text(bytes)) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        _ => None,
+    }
+}
+
+/// A row's key as a string, comparable between stream changes and chunk rows of one schema.
+fn key_text(table: &TableSchema, row: &[Value]) -> String {
+    format!("{:?}", table.key_of(row))
+}
+
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
+/// The reader task: one connection, one chunk per request.
+async fn reader(
+    settings: IncrementalSettings,
+    mut requests: mpsc::Receiver<ChunkRequest>,
+    results: mpsc::Sender<Result<ChunkRead, SnapshotError>>,
+) {
+    let client = match settings.options.connect_sql().await {
+        Ok(client) => client,
+        Err(error) => {
+            let _ = results.send(Err(error.into())).await;
+            return;
+        }
+    };
+    let (schema, table) = &settings.signal_table;
+    let signal = format!("{}.{}", quote_ident(schema), quote_ident(table));
+    while let Some(request) = requests.recv().await {
+        let outcome = read_window(&client, &settings, &signal, &request).await;
+        let failed = outcome.is_err();
+        if results.send(outcome).await.is_err() || failed {
+            return;
+        }
+        let high_watermark = client
+            .execute(
+                &format!("DELETE FROM {signal} WHERE id = $1"),
+                &[&request.window],
+            )
+            .await;
+        if let Err(source) = high_watermark {
+            tracing::error!(%source, "could not write the incremental snapshot's high watermark");
+            return;
+        }
+    }
+}
+
+/// Writes the low watermark and selects the chunk.
+async fn read_window(
+    client: &Client,
+    settings: &IncrementalSettings,
+    signal: &str,
+    request: &ChunkRequest,
+) -> Result<ChunkRead, SnapshotError> {
+    let sql_error = |what: &str| {
+        let what = format!("incremental snapshot of {}: {what}", request.table);
+        move |source| SnapshotError::Sql { what, source }
+    };
+    let (schema_name, table_name) =
+        request
+            .table
+            .split_once('.')
+            .ok_or_else(|| SnapshotError::Row {
+                table: request.table.clone(),
+                message: "name the table as schema.table".into(),
+            })?;
+    let relation = relation_from_catalog(client, schema_name, table_name).await?;
+    let entry = describe_relation(client, &relation, &settings.filter).await?;
+    let schema = entry.schema;
+    if schema.key.is_empty() {
+        return Err(SnapshotError::Row {
+            table: request.table.clone(),
+            message: "an incremental snapshot reads by key: give the table a primary key".into(),
+        });
+    }
+    client
+        .execute(
+            &format!("INSERT INTO {signal} (id, type, data) VALUES ($1, $2, $3)"),
+            &[&request.window, &WINDOW_OPEN, &request.table],
+        )
+        .await
+        .map_err(sql_error("write the low watermark"))?;
+    let mut conditions = Vec::new();
+    if let Some(after) = &request.after {
+        conditions.push(format!("{} > {}", key_row(&schema), literal_row(after)));
+    }
+    if let Some(filter) = &request.filter {
+        conditions.push(format!("({filter})"));
+    }
+    let sql = format!(
+        "SELECT {} FROM {}{} ORDER BY {} LIMIT {}",
+        select_list(&schema),
+        qualified(&schema),
+        if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        },
+        key_row(&schema).trim_matches(|c| c == '(' || c == ')'),
+        settings.chunk_rows
+    );
+    let messages = client
+        .simple_query(&sql)
+        .await
+        .map_err(sql_error("select the chunk"))?;
+    let mut rows = Vec::new();
+    let mut last_key = None;
+    for message in &messages {
+        let SimpleQueryMessage::Row(row) = message else {
+            continue;
+        };
+        let mut values = Vec::with_capacity(schema.columns.len());
+        for (index, column) in schema.columns.iter().enumerate() {
+            values.push(match row.get(index) {
+                None => Value::Null,
+                Some(text) => parse_text(&column.pg_type, text.as_bytes()).map_err(|error| {
+                    SnapshotError::Row {
+                        table: request.table.clone(),
+                        message: format!("column {}: {error}", column.name),
+                    }
+                })?,
+            });
+        }
+        last_key = Some(
+            schema
+                .key
+                .iter()
+                .map(|&index| row.get(index).unwrap_or_default().to_owned())
+                .collect(),
+        );
+        rows.push(values);
+    }
+    let full = rows.len() as u64 >= settings.chunk_rows;
+    Ok(ChunkRead {
+        schema,
+        rows,
+        last_key,
+        full,
+    })
+}

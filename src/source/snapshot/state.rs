@@ -1,0 +1,142 @@
+//! What pgcdc remembers about snapshots, as JSON records in the compacted topic
+//! `__pgcdc-offsets.<topic_prefix>`: whether the initial snapshot of a slot was completed,
+//! and how far each incremental snapshot got. A record is only written once everything it
+//! vouches for was acknowledged by the broker, so a crash can only make work be done again.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The offsets topic of a topic prefix.
+pub fn offsets_topic(prefix: &str) -> String {
+    format!("__pgcdc-offsets.{prefix}")
+}
+
+/// The initial snapshot of a slot was completed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitialRecord {
+    /// The slot whose consistent point the snapshot was taken at.
+    pub slot: String,
+    /// That consistent point.
+    pub consistent_point: String,
+    /// The tables read, `schema.table`.
+    pub tables: Vec<String>,
+    /// Rows published.
+    pub rows: u64,
+}
+
+/// An incremental snapshot of one table: requested, in progress or done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncrementalRecord {
+    /// `schema.table`.
+    pub table: String,
+    /// The signal's `additional-conditions` filter, if any.
+    pub filter: Option<String>,
+    /// The key (text forms) of the last row of the last chunk whose rows were acknowledged;
+    /// `None` before the first chunk.
+    pub last_key: Option<Vec<String>>,
+    /// Every chunk was read.
+    pub done: bool,
+    /// Rows published so far.
+    pub rows: u64,
+}
+
+/// The snapshot state of one slot, as read back from the offsets topic.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotState {
+    /// The completed initial snapshot, if any.
+    pub initial: Option<InitialRecord>,
+    /// Incremental snapshots by table.
+    pub incremental: BTreeMap<String, IncrementalRecord>,
+}
+
+/// The key of a slot's initial-snapshot record.
+pub fn initial_key(slot: &str) -> String {
+    format!("initial/{slot}")
+}
+
+/// The key of a table's incremental-snapshot record.
+pub fn incremental_key(slot: &str, table: &str) -> String {
+    format!("incremental/{slot}/{table}")
+}
+
+impl SnapshotState {
+    /// The state of `slot` among the latest records of the topic; records that do not parse
+    /// are left out with a warning (nothing is taken as complete that is not proven so).
+    pub fn from_records(slot: &str, records: &BTreeMap<Vec<u8>, Vec<u8>>) -> SnapshotState {
+        let mut state = SnapshotState::default();
+        let initial = initial_key(slot);
+        let incremental = incremental_key(slot, "");
+        for (key, value) in records {
+            let key = String::from_utf8_lossy(key);
+            if *key == initial {
+                state.initial = parse(&key, value);
+            } else if key.starts_with(&incremental) {
+                if let Some(record) = parse::<IncrementalRecord>(&key, value) {
+                    state.incremental.insert(record.table.clone(), record);
+                }
+            }
+        }
+        state
+    }
+
+    /// Whether `table` was read by the initial snapshot or an incremental one was started.
+    pub fn knows(&self, table: &str) -> bool {
+        self.initial
+            .as_ref()
+            .is_some_and(|initial| initial.tables.iter().any(|t| t == table))
+            || self.incremental.contains_key(table)
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(key: &str, value: &[u8]) -> Option<T> {
+    match serde_json::from_slice(value) {
+        Ok(record) => Some(record),
+        Err(error) => {
+            tracing::warn!(key, %error, "ignoring an unreadable snapshot record");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(entries: &[(&str, &str)]) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        entries
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn only_the_slots_records_count() {
+        let state = SnapshotState::from_records(
+            "s1",
+            &records(&[
+                (
+                    "initial/s1",
+                    r#"{"slot":"s1","consistent_point":"0/10","tables":["l1.a"],"rows":3}"#,
+                ),
+                (
+                    "initial/s2",
+                    r#"{"slot":"s2","consistent_point":"0/20","tables":["l1.b"],"rows":1}"#,
+                ),
+                (
+                    "incremental/s1/l1.b",
+                    r#"{"table":"l1.b","filter":null,"last_key":["7"],"done":false,"rows":7}"#,
+                ),
+                ("incremental/s1/l1.c", "not json"),
+            ]),
+        );
+        assert_eq!(state.initial.as_ref().map(|i| i.rows), Some(3));
+        assert!(state.knows("l1.a"));
+        assert!(state.knows("l1.b"));
+        assert!(!state.knows("l1.c"));
+        assert_eq!(
+            state.incremental["l1.b"].last_key,
+            Some(vec!["7".to_owned()])
+        );
+    }
+}
