@@ -186,18 +186,9 @@ async fn a_snapshot_killed_midway_starts_over() {
         "[kafka.options]\n\"queue.buffering.max.messages\" = \"2000\"",
     );
     let mut first = CdcProcess::run(&config);
-    let topic_has_rows = eventually(WAIT, || async {
-        !capture
-            .read_within("l1.item", 1, Duration::from_millis(500))
-            .await
-            .is_empty()
-    })
-    .await;
-    assert!(
-        topic_has_rows,
-        "no snapshot rows arrived:\n{}",
-        first.stderr_text()
-    );
+    // The small producer queue keeps this snapshot slow: its first progress line (5 s in)
+    // comes long before its end.
+    wait_log(&first, "snapshot progress", WAIT).await;
     assert!(
         !first.stderr_text().contains("initial snapshot completed"),
         "the snapshot finished before the kill"
