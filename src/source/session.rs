@@ -28,6 +28,7 @@ use crate::source::progress::{Progress, Ticket};
 use crate::source::relations::{self, OpenTransaction, Relations};
 use crate::source::replication::{ReplicationMessage, ReplicationStream};
 use crate::source::snapshot::incremental::{Incremental, SignalEffect};
+use crate::source::snapshot::visibility::current_snapshot;
 use crate::source::SourceError;
 
 /// The prefix of the logical messages pgcdc emits as heartbeats.
@@ -128,6 +129,7 @@ impl<'a> Session<'a> {
                 _ = status_timer.tick() => {
                     self.send_status(false).await?;
                     self.write_confirmed_snapshot_progress().await?;
+                    self.settle_streamed_commits().await?;
                 }
                 message = self.stream.next() => match message? {
                     Some(message) => self.handle(message).await?,
@@ -219,6 +221,17 @@ impl<'a> Session<'a> {
             .lock()
             .expect("progress lock")
             .commit(ticket, confirmed);
+        Ok(())
+    }
+
+    /// Forgets the streamed commits that a snapshot taken now sees, so incremental snapshots
+    /// remember only the few that may still be invisible.
+    async fn settle_streamed_commits(&mut self) -> Result<(), SourceError> {
+        let Some(incremental) = self.incremental.as_mut().filter(|i| i.has_unsettled()) else {
+            return Ok(());
+        };
+        let snapshot = current_snapshot(self.sql).await?;
+        incremental.settle(&snapshot);
         Ok(())
     }
 
@@ -383,7 +396,9 @@ impl<'a> Session<'a> {
             commit_lsn: None,
             snapshot: Default::default(),
         };
-        let closed = self.incremental_mut().close_window(&position).await?;
+        let Some(closed) = self.incremental_mut().close_window(&position).await? else {
+            return Ok(());
+        };
         self.encoder.register_table(&closed.schema).await?;
         self.producer
             .ensure_topic(&self.encoder.topic(&closed.schema))
@@ -415,6 +430,9 @@ impl<'a> Session<'a> {
             .take()
             .ok_or(SourceError::OutsideTransaction("Commit"))?;
         if transaction.begin_published {
+            if let Some(incremental) = &mut self.incremental {
+                incremental.committed(transaction.events.xid);
+            }
             let end = TransactionEvent {
                 status: TransactionStatus::End {
                     data_collections: transaction.events.data_collections(),

@@ -179,3 +179,68 @@ async fn an_existing_topic_is_fine_and_broker_defaults_are_accepted() {
     assert_eq!(counts.0, 2);
     assert!(counts.1 >= 1, "the new topic has no partitions");
 }
+
+/// Sends one batch of `(key, value)` records under one ticket and waits until all are acked.
+async fn send_acknowledged(
+    producer: &mut Producer,
+    progress: &Arc<Mutex<Progress>>,
+    topic: &str,
+    records: &[(String, String)],
+    commit: Lsn,
+) {
+    let ticket = progress.lock().unwrap().begin();
+    for (key, value) in records {
+        progress.lock().unwrap().produced(ticket);
+        producer
+            .send(
+                topic,
+                Some(key.as_bytes()),
+                Some(value.as_bytes()),
+                &[],
+                ticket,
+            )
+            .expect("room in the queue");
+    }
+    progress.lock().unwrap().commit(ticket, commit);
+    let acknowledged = crate::support::capture::eventually(TIMEOUT, || async {
+        progress.lock().unwrap().confirmable() == commit
+    })
+    .await;
+    assert!(acknowledged, "{commit} was not acknowledged");
+}
+
+#[tokio::test]
+async fn the_compacted_state_reader_sees_the_latest_value_of_every_key() {
+    let broker = shared_broker().await;
+    let topic = format!("__pgcdc-offsets.{}", TestNames::new().topic_prefix);
+    let progress = Arc::new(Mutex::new(Progress::new(Lsn(0x100))));
+    let settings = TopicSettings {
+        partitions: Some(1),
+        cleanup_policy: Some("compact".to_owned()),
+        ..TopicSettings::default()
+    };
+    let mut producer = producer(broker.bootstrap(), settings, &progress);
+    producer.ensure_topic(&topic).await.expect("create topic");
+    // One lone record, then batches rewriting one key many times, as progress records are.
+    let first = vec![("initial".to_owned(), "done".to_owned())];
+    send_acknowledged(&mut producer, &progress, &topic, &first, Lsn(0x200)).await;
+    for round in 0..3u64 {
+        let batch: Vec<(String, String)> = (0..40)
+            .map(|chunk| ("table".to_owned(), format!("{round}-{chunk}")))
+            .collect();
+        send_acknowledged(&mut producer, &progress, &topic, &batch, Lsn(0x300 + round)).await;
+        let (bootstrap, read) = (broker.bootstrap(), topic.clone());
+        let latest = tokio::task::spawn_blocking(move || {
+            pgcdc::kafka::read_latest(&bootstrap, &BTreeMap::new(), &read, TIMEOUT)
+        })
+        .await
+        .unwrap()
+        .expect("read the state");
+        let expected: BTreeMap<Vec<u8>, Vec<u8>> = [
+            (b"initial".to_vec(), b"done".to_vec()),
+            (b"table".to_vec(), format!("{round}-39").into_bytes()),
+        ]
+        .into();
+        assert_eq!(latest, expected, "after round {round}");
+    }
+}

@@ -7,13 +7,17 @@
 //! table; at the high watermark it publishes the chunk's rows except those keys, whose
 //! streamed change is newer. Streaming never pauses.
 //!
+//! A chunk whose query missed a transaction that committed before its low watermark is read
+//! again (see [`visibility`](super::visibility)); so is a chunk whose table was truncated
+//! inside its window.
+//!
 //! A chunk's progress record (`incremental/<slot>/<table>` in the offsets topic) is written
 //! once the slot's confirmable position passes the high watermark, i.e. once every row of the
 //! chunk was acknowledged; a crash re-reads at most the chunks after the last record.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, SimpleQueryMessage};
@@ -21,6 +25,7 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 use super::plan::{key_row, literal_row, qualified, quote_ident, select_list};
 use super::signal::{parse_execute_snapshot, EXECUTE_SNAPSHOT, WINDOW_OPEN};
 use super::state::{incremental_key, IncrementalRecord};
+use super::visibility::{current_snapshot, TxSnapshot, UnsettledCommits};
 use super::SnapshotError;
 use crate::config::TableFilter;
 use crate::event::types::parse_text;
@@ -63,6 +68,7 @@ struct ChunkRead {
     rows: Vec<Row>,
     last_key: Option<Vec<String>>,
     full: bool,
+    snapshot: TxSnapshot,
 }
 
 /// What the reader task is asked to do.
@@ -71,13 +77,22 @@ struct ChunkRequest {
     table: String,
     filter: Option<String>,
     after: Option<Vec<String>>,
+    /// The previous read of this chunk was discarded: pause before reading it again.
+    again: bool,
 }
+
+/// How long the reader waits before reading a discarded chunk again, so a transaction that
+/// stays invisible (waiting for a synchronous standby) does not make it spin.
+const READ_AGAIN_PAUSE: Duration = Duration::from_millis(100);
 
 /// The window of the chunk being read.
 struct Window {
     id: String,
     open: bool,
     changed: HashSet<String>,
+    /// Transactions streamed before the low watermark that some snapshot may not see.
+    committed_before: HashSet<u32>,
+    truncated: bool,
 }
 
 /// Where the signal table's `id`, `type` and `data` columns sit in its tuples.
@@ -98,6 +113,8 @@ pub struct Incremental {
     signal: Option<SignalColumns>,
     deferred: Vec<(Lsn, IncrementalRecord)>,
     windows_opened: u64,
+    unsettled: UnsettledCommits,
+    read_again: bool,
 }
 
 /// What a signal-table change means for the session.
@@ -125,6 +142,8 @@ impl Incremental {
             signal: None,
             deferred: Vec::new(),
             windows_opened: 0,
+            unsettled: UnsettledCommits::default(),
+            read_again: false,
         }
     }
 
@@ -171,7 +190,10 @@ impl Incremental {
         match kind.as_deref() {
             Some(WINDOW_OPEN) => {
                 if let Some(window) = &mut self.window {
-                    window.open |= id.as_deref() == Some(window.id.as_str());
+                    if !window.open && id.as_deref() == Some(window.id.as_str()) {
+                        window.open = true;
+                        window.committed_before = self.unsettled.take();
+                    }
                 }
                 SignalEffect::None
             }
@@ -223,21 +245,37 @@ impl Incremental {
         }
     }
 
-    /// A streamed change: inside an open window, its keys win over the chunk's rows.
+    /// A streamed change: inside an open window, its keys win over the chunk's rows, and a
+    /// truncate voids the chunk.
     pub fn observe(&mut self, event: &ChangeEvent) {
         let (Some(window), Some(current)) = (&mut self.window, self.queue.front()) else {
             return;
         };
-        if !window.open || event.table.key.is_empty() {
+        let table = &event.table;
+        if !window.open || current.table != table.qualified_name() {
             return;
         }
-        let table = &event.table;
-        if current.table != table.qualified_name() {
-            return;
+        if event.op == Op::Truncate {
+            window.truncated = true;
         }
         for row in [&event.before, &event.after].into_iter().flatten() {
             window.changed.insert(key_text(table, row));
         }
+    }
+
+    /// A streamed commit of a transaction with captured changes.
+    pub fn committed(&mut self, xid: u32) {
+        self.unsettled.committed(xid);
+    }
+
+    /// Whether [`settle`](Self::settle) has anything to forget.
+    pub fn has_unsettled(&self) -> bool {
+        !self.unsettled.is_empty()
+    }
+
+    /// Forgets the committed transactions a snapshot taken now sees.
+    pub fn settle(&mut self, snapshot: &TxSnapshot) {
+        self.unsettled.settle(snapshot);
     }
 
     /// Asks the reader for the next chunk when no window is open and work is queued.
@@ -267,6 +305,7 @@ impl Incremental {
             table: current.table.clone(),
             filter: current.filter.clone(),
             after: current.last_key.clone(),
+            again: std::mem::take(&mut self.read_again),
         };
         if let Some(requests) = &self.requests {
             // Capacity 1 and one request per window: there is always room.
@@ -276,16 +315,19 @@ impl Incremental {
             id,
             open: false,
             changed: HashSet::new(),
+            committed_before: HashSet::new(),
+            truncated: false,
         });
     }
 
     /// Closes the window at its high watermark: the chunk's rows that the stream did not
     /// change meanwhile, as `r` events at `position`, and the table's progress record to
-    /// write once `position`'s transaction is confirmed.
+    /// write once `position`'s transaction is confirmed; `None` when the chunk must be read
+    /// again.
     pub async fn close_window(
         &mut self,
         position: &SourcePosition,
-    ) -> Result<ClosedWindow, SnapshotError> {
+    ) -> Result<Option<ClosedWindow>, SnapshotError> {
         let window = self.window.take().expect("an open window");
         let chunk = match self.chunks.as_mut() {
             Some(chunks) => chunks.recv().await,
@@ -295,6 +337,18 @@ impl Incremental {
             table: self.settings.signal_table.1.clone(),
             message: "the incremental snapshot reader stopped".into(),
         })??;
+        let missed = window
+            .committed_before
+            .iter()
+            .any(|&xid| chunk.snapshot.hides(xid));
+        self.unsettled.extend(window.committed_before);
+        self.unsettled.settle(&chunk.snapshot);
+        if missed || window.truncated {
+            let table = &self.queue.front().expect("a queued table").table;
+            tracing::info!(%table, truncated = window.truncated, "reading an incremental snapshot chunk again: its query ran before a change streamed ahead of it became visible, or the table was truncated");
+            self.read_again = true;
+            return Ok(None);
+        }
         let mut events = Vec::with_capacity(chunk.rows.len());
         for row in chunk.rows {
             if window.changed.contains(&key_text(&chunk.schema, &row)) {
@@ -328,11 +382,11 @@ impl Incremental {
         }
         let commit = position.lsn.unwrap_or(Lsn::ZERO);
         self.deferred.push((commit, record.clone()));
-        Ok(ClosedWindow {
+        Ok(Some(ClosedWindow {
             events,
             schema: chunk.schema,
             record,
-        })
+        }))
     }
 
     /// The offsets-topic record for `record`: `(topic, key, JSON value)`.
@@ -344,13 +398,21 @@ impl Incremental {
         )
     }
 
-    /// Progress records whose chunks are confirmed (`confirmable` past their commit).
+    /// The newest progress record of each table whose chunk is confirmed (`confirmable` past
+    /// its commit); older ones would be overwritten in the compacted topic anyway.
     pub fn confirmed_records(&mut self, confirmable: Lsn) -> Vec<IncrementalRecord> {
         let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred)
             .into_iter()
             .partition(|(lsn, _)| *lsn < confirmable);
         self.deferred = waiting;
-        ready.into_iter().map(|(_, record)| record).collect()
+        let mut newest: Vec<IncrementalRecord> = Vec::new();
+        for (_, record) in ready {
+            match newest.iter_mut().find(|r| r.table == record.table) {
+                Some(older) => *older = record,
+                None => newest.push(record),
+            }
+        }
+        newest
     }
 }
 
@@ -388,6 +450,9 @@ async fn reader(
     let (schema, table) = &settings.signal_table;
     let signal = format!("{}.{}", quote_ident(schema), quote_ident(table));
     while let Some(request) = requests.recv().await {
+        if request.again {
+            tokio::time::sleep(READ_AGAIN_PAUSE).await;
+        }
         let outcome = read_window(&client, &settings, &signal, &request).await;
         let failed = outcome.is_err();
         if results.send(outcome).await.is_err() || failed {
@@ -460,8 +525,13 @@ async fn read_window(
         key_row(&schema).trim_matches(|c| c == '(' || c == ')'),
         settings.chunk_rows
     );
+    client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await
+        .map_err(sql_error("begin the chunk's transaction"))?;
+    let snapshot = current_snapshot(client).await?;
     let messages = client
-        .simple_query(&sql)
+        .simple_query(&format!("{sql}; COMMIT"))
         .await
         .map_err(sql_error("select the chunk"))?;
     let mut rows = Vec::new();
@@ -497,5 +567,6 @@ async fn read_window(
         rows,
         last_key,
         full,
+        snapshot,
     })
 }

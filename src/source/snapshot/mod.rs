@@ -20,6 +20,7 @@ pub mod markers;
 pub mod plan;
 pub mod signal;
 pub mod state;
+pub mod visibility;
 
 use crate::config::SnapshotMode;
 use crate::encode::EncodeError;
