@@ -68,10 +68,19 @@ pub enum KafkaError {
 /// Why [`super::Producer::send`] did not enqueue a record.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    /// librdkafka's queue is full: wait for room ([`super::Producer::wait_for_room`]) and retry.
+    /// librdkafka's queue is full: pause ([`super::BACKPRESSURE_PAUSE`]) and retry.
     #[error("the producer queue is full")]
     Backpressure,
     /// The record cannot be produced at all.
     #[error(transparent)]
     Kafka(#[from] KafkaError),
+    /// An earlier record was not delivered: what was produced since cannot be confirmed.
+    #[error("delivery failed: {0}")]
+    Undelivered(KafkaError),
+    /// librdkafka refuses the record even with an empty queue: it is larger than the queue.
+    #[error("a record for {topic} ({bytes} bytes) is larger than the producer queue: raise kafka.options \"queue.buffering.max.kbytes\" (and the broker's message.max.bytes)")]
+    TooLarge { topic: String, bytes: usize },
+    /// Shutdown was requested while waiting for room in the queue.
+    #[error("shutdown requested while waiting for the broker")]
+    Interrupted,
 }

@@ -10,5 +10,5 @@ mod topic;
 pub use compacted::read_latest;
 pub use consumer::{ChangeConsumer, Consumed, ConsumedRecord, LagReport, StartOffsets};
 pub use error::{KafkaError, SendError};
-pub use producer::{Producer, ProducerSettings};
+pub use producer::{Producer, ProducerSettings, BACKPRESSURE_PAUSE};
 pub use topic::{ensure_topic, TopicSettings};

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::admin::AdminClient;
 use rdkafka::config::RDKafkaLogLevel;
@@ -25,6 +25,7 @@ use rdkafka::producer::{
 };
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext};
+use tokio::sync::watch;
 
 use super::error::{KafkaError, SendError};
 use super::topic::{create_topic, TopicSettings};
@@ -76,8 +77,8 @@ const DEFAULT_OPTIONS: &[(&str, &str)] = &[
     ("partitioner", "murmur2"),
 ];
 
-/// How often [`Producer::wait_for_room`] looks at the queue again.
-const ROOM_POLL_INTERVAL: Duration = Duration::from_millis(1);
+/// How long a caller of [`Producer::send_or_full`] pauses before trying a full queue again.
+pub const BACKPRESSURE_PAUSE: Duration = Duration::from_millis(2);
 
 /// Produces records, reports each delivery to the shared Progress, and signals fatal delivery errors.
 pub struct Producer {
@@ -159,7 +160,7 @@ impl Producer {
         Ok(())
     }
 
-    /// Enqueues one record without waiting for delivery; Err(Backpressure) when librdkafka's queue is full (the caller waits and retries: see `wait_for_room`).
+    /// Enqueues one record without waiting for delivery; Err(Backpressure) when librdkafka's queue is full (the caller pauses and retries: see [`send_or_full`](Self::send_or_full)).
     ///
     /// The caller counts an enqueued record with [`Progress::produced`]; before or after its
     /// delivery report does not matter, before the transaction's commit does.
@@ -202,21 +203,35 @@ impl Producer {
         }
     }
 
-    /// Waits up to `max` for the queue to drain a bit (polls), for back-pressure.
-    ///
-    /// Returns once an eighth of the queue (at least one record) was delivered, so the caller
-    /// does not retry after every single delivery. Blocks the calling thread; delivery reports
-    /// are handled on the producer's own polling thread meanwhile.
-    pub fn wait_for_room(&self, max: Duration) {
-        let deadline = Instant::now() + max;
-        let start = self.queue_len();
-        let target = start.saturating_sub(start.div_ceil(8).max(1));
-        while self.queue_len() > target {
-            let now = Instant::now();
-            if now >= deadline {
-                return;
+    /// [`send`](Self::send) for a caller that waits while the queue is full: `Ok(false)` when
+    /// it is full and waiting can help. A failed earlier delivery, a record too large for even
+    /// the empty queue, or a requested shutdown end the wait.
+    pub fn send_or_full(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(&str, &[u8])],
+        ticket: Ticket,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<bool, SendError> {
+        match self.send(topic, key, value, headers, ticket) {
+            Ok(()) => Ok(true),
+            Err(SendError::Backpressure) => {
+                if let Some(error) = self.take_fatal_error() {
+                    Err(SendError::Undelivered(error))
+                } else if *shutdown.borrow() {
+                    Err(SendError::Interrupted)
+                } else if self.queue_len() == 0 {
+                    Err(SendError::TooLarge {
+                        topic: topic.to_owned(),
+                        bytes: value.map_or(0, <[u8]>::len),
+                    })
+                } else {
+                    Ok(false)
+                }
             }
-            std::thread::sleep(ROOM_POLL_INTERVAL.min(deadline - now));
+            Err(error) => Err(error),
         }
     }
 
@@ -327,6 +342,7 @@ mod tests {
     use rdkafka::mocking::MockCluster;
     use rdkafka::types::RDKafkaApiKey;
     use rdkafka::{Offset, TopicPartitionList};
+    use std::time::Instant;
 
     const TOPIC: &str = "pgcdc.public.item";
     const WAIT: Duration = Duration::from_secs(20);
@@ -538,20 +554,24 @@ mod tests {
             producer.send(TOPIC, Some(b"k"), Some(b"v"), &[], ticket),
             Err(SendError::Backpressure)
         ));
-
-        producer.wait_for_room(Duration::from_millis(200));
+        let (shutdown, running) = watch::channel(false);
+        let send = || producer.send_or_full(TOPIC, Some(b"k"), Some(b"v"), &[], ticket, &running);
+        assert!(!send().expect("full, worth waiting"));
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!send().expect("still full"));
         assert_eq!(
             producer.queue_len(),
             5,
             "nothing drains while the broker is down"
         );
+        shutdown.send(true).expect("receiver alive");
+        assert!(matches!(send(), Err(SendError::Interrupted)));
+        shutdown.send(false).expect("receiver alive");
 
         mock.broker_up(1).expect("broker up");
-        producer.wait_for_room(WAIT);
-        assert!(producer.queue_len() < 5);
-        producer
-            .send(TOPIC, Some(b"k"), Some(b"v"), &[], ticket)
-            .expect("room after the broker drained the queue");
+        assert!(wait_until(
+            || send().expect("room after the broker drained the queue")
+        ));
         lock(&progress).produced(ticket);
         lock(&progress).commit(ticket, Lsn(0x100));
         assert!(wait_until(|| confirmable(&progress) == Lsn(0x100)));

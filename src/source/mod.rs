@@ -108,9 +108,6 @@ pub enum SourceError {
     /// A second Begin arrived before the first transaction's Commit.
     #[error("protocol error: Begin inside an open transaction")]
     NestedBegin,
-    /// librdkafka refuses a record even with an empty queue: it is larger than the queue.
-    #[error("a record for {topic} ({bytes} bytes) is larger than the producer queue: raise kafka.options \"queue.buffering.max.kbytes\" (and the broker's message.max.bytes)")]
-    RecordTooLarge { topic: String, bytes: usize },
     /// Shutdown was requested while waiting for room in the producer queue.
     #[error("shutdown requested while waiting for the broker")]
     Interrupted,
@@ -119,6 +116,16 @@ pub enum SourceError {
         "protocol error: the server streamed an in-progress transaction pgcdc did not ask for"
     )]
     UnexpectedStreaming,
+}
+
+impl From<SendError> for SourceError {
+    fn from(error: SendError) -> Self {
+        match error {
+            SendError::Undelivered(error) => SourceError::Delivery(error),
+            SendError::Interrupted => SourceError::Interrupted,
+            other => SourceError::Produce(other),
+        }
+    }
 }
 
 impl SourceError {

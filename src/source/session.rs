@@ -19,7 +19,7 @@ use crate::encode::{Encoder, Record};
 use crate::event::{
     ChangeEvent, LogicalMessage, Op, SourcePosition, TransactionEvent, TransactionStatus,
 };
-use crate::kafka::{Producer, SendError};
+use crate::kafka::{Producer, BACKPRESSURE_PAUSE};
 use crate::lsn::Lsn;
 use crate::metrics::SourceMetrics;
 use crate::source::catalog::describe_relation;
@@ -36,9 +36,6 @@ pub const HEARTBEAT_PREFIX: &str = "pgcdc-heartbeat";
 
 /// How long shutdown waits for the server to end the replication stream.
 const STREAM_END_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long to wait between attempts to enqueue into a full producer queue.
-const BACKPRESSURE_PAUSE: Duration = Duration::from_millis(5);
 
 /// Settings of a session that do not change while it runs.
 pub struct SessionSettings {
@@ -561,34 +558,19 @@ impl<'a> Session<'a> {
             .iter()
             .map(|(name, value)| (*name, value.as_slice()))
             .collect();
-        loop {
-            match self.producer.send(
-                &record.topic,
-                record.key.as_deref(),
-                record.value.as_deref(),
-                &headers,
-                ticket,
-            ) {
-                Ok(()) => return Ok(()),
-                Err(SendError::Backpressure) => {
-                    self.check_delivery()?;
-                    // The broker may be gone for good: a shutdown must not wait for it here.
-                    if *self.settings.shutdown.borrow() {
-                        return Err(SourceError::Interrupted);
-                    }
-                    if self.producer.queue_len() == 0 {
-                        return Err(SourceError::RecordTooLarge {
-                            topic: record.topic.clone(),
-                            bytes: record.value.as_ref().map_or(0, Vec::len),
-                        });
-                    }
-                    if self.last_status.elapsed() >= self.settings.status_interval {
-                        self.send_status(false).await?;
-                    }
-                    tokio::time::sleep(BACKPRESSURE_PAUSE).await;
-                }
-                Err(error) => return Err(SourceError::Produce(error)),
+        while !self.producer.send_or_full(
+            &record.topic,
+            record.key.as_deref(),
+            record.value.as_deref(),
+            &headers,
+            ticket,
+            &self.settings.shutdown,
+        )? {
+            if self.last_status.elapsed() >= self.settings.status_interval {
+                self.send_status(false).await?;
             }
+            tokio::time::sleep(BACKPRESSURE_PAUSE).await;
         }
+        Ok(())
     }
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pgcdc::kafka::{Producer, ProducerSettings, SendError, TopicSettings};
+use pgcdc::kafka::{Producer, ProducerSettings, TopicSettings, BACKPRESSURE_PAUSE};
 use pgcdc::lsn::Lsn;
 use pgcdc::source::progress::Progress;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -65,6 +65,7 @@ async fn a_thousand_records_are_acknowledged_and_read_back_in_key_order() {
     assert_eq!(partitions, 4);
 
     // 100 transactions of 10 records over 20 keys; values number the records in stream order.
+    let (_shutdown, running) = tokio::sync::watch::channel(false);
     let mut last_commit = start;
     for transaction in 0..100u64 {
         let ticket = progress.lock().unwrap().begin();
@@ -72,18 +73,18 @@ async fn a_thousand_records_are_acknowledged_and_read_back_in_key_order() {
             let sequence = transaction * 10 + i;
             let key = format!("row-{}", sequence % 20);
             let value = sequence.to_string();
-            loop {
-                match producer.send(
+            while !producer
+                .send_or_full(
                     &topic,
                     Some(key.as_bytes()),
                     Some(value.as_bytes()),
                     &[("seq", value.as_bytes())],
                     ticket,
-                ) {
-                    Ok(()) => break,
-                    Err(SendError::Backpressure) => producer.wait_for_room(TIMEOUT),
-                    Err(e) => panic!("send: {e}"),
-                }
+                    &running,
+                )
+                .expect("send")
+            {
+                tokio::time::sleep(BACKPRESSURE_PAUSE).await;
             }
             progress.lock().unwrap().produced(ticket);
         }

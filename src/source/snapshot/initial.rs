@@ -21,7 +21,7 @@ use crate::config::TableFilter;
 use crate::encode::Encoder;
 use crate::event::types::parse_text;
 use crate::event::{ChangeEvent, Op, SnapshotMarker, SourcePosition, TableSchema, Value};
-use crate::kafka::{Producer, SendError};
+use crate::kafka::{Producer, BACKPRESSURE_PAUSE};
 use crate::lsn::Lsn;
 use crate::metrics::SourceMetrics;
 use crate::pg::PgConnectOptions;
@@ -31,7 +31,6 @@ use crate::source::progress::{Progress, Ticket};
 /// How often progress is logged per table.
 const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(5);
 /// Pause before trying a full producer queue again.
-const BACKPRESSURE_PAUSE: Duration = Duration::from_millis(2);
 /// Rows between checks for a shutdown request.
 const SHUTDOWN_CHECK_ROWS: u64 = 4096;
 
@@ -313,26 +312,15 @@ impl Job<'_> {
             .lock()
             .expect("progress lock")
             .produced(self.ticket);
-        loop {
-            match self.producer.send(
-                &record.topic,
-                record.key.as_deref(),
-                record.value.as_deref(),
-                &[],
-                self.ticket,
-            ) {
-                Ok(()) => break,
-                Err(SendError::Backpressure) => {
-                    if let Some(error) = self.producer.take_fatal_error() {
-                        return Err(SnapshotError::Kafka(error));
-                    }
-                    if *self.shutdown.borrow() {
-                        return Err(SnapshotError::Interrupted);
-                    }
-                    tokio::time::sleep(BACKPRESSURE_PAUSE).await;
-                }
-                Err(error) => return Err(SnapshotError::Produce(error)),
-            }
+        while !self.producer.send_or_full(
+            &record.topic,
+            record.key.as_deref(),
+            record.value.as_deref(),
+            &[],
+            self.ticket,
+            &self.shutdown,
+        )? {
+            tokio::time::sleep(BACKPRESSURE_PAUSE).await;
         }
         table.rows.fetch_add(1, Ordering::Relaxed);
         table.counter.inc();
@@ -395,14 +383,15 @@ pub async fn publish_and_wait(
     let ticket = progress.lock().expect("progress lock").begin();
     for (topic, key, value) in records {
         progress.lock().expect("progress lock").produced(ticket);
-        loop {
-            match producer.send(topic, Some(key.as_bytes()), value.as_deref(), &[], ticket) {
-                Ok(()) => break,
-                Err(SendError::Backpressure) => {
-                    tokio::time::sleep(BACKPRESSURE_PAUSE).await;
-                }
-                Err(error) => return Err(SnapshotError::Produce(error)),
-            }
+        while !producer.send_or_full(
+            topic,
+            Some(key.as_bytes()),
+            value.as_deref(),
+            &[],
+            ticket,
+            shutdown,
+        )? {
+            tokio::time::sleep(BACKPRESSURE_PAUSE).await;
         }
     }
     drain(producer, shutdown).await

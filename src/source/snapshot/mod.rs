@@ -63,6 +63,16 @@ pub enum SnapshotError {
     NoSnapshotExported,
 }
 
+impl From<SendError> for SnapshotError {
+    fn from(error: SendError) -> Self {
+        match error {
+            SendError::Undelivered(error) => SnapshotError::Kafka(error),
+            SendError::Interrupted => SnapshotError::Interrupted,
+            other => SnapshotError::Produce(other),
+        }
+    }
+}
+
 impl SnapshotError {
     /// Whether trying the snapshot again may succeed.
     pub fn is_transient(&self) -> bool {
