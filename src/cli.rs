@@ -15,6 +15,8 @@ use crate::config::ConfigFile;
 pub const EXIT_RUNTIME: u8 = 1;
 /// Exit code for bad configuration or usage (SPEC §1).
 pub const EXIT_CONFIG: u8 = 2;
+/// Exit code for a failed prerequisite (SPEC §1).
+pub const EXIT_PREREQUISITE: u8 = 3;
 
 /// Log line format (`--log-format`).
 #[derive(Clone, Copy, ValueEnum)]

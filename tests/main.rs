@@ -9,6 +9,7 @@ mod encode;
 mod idle;
 mod messages;
 mod outage;
+mod prerequisites;
 mod producer;
 mod reconnect;
 mod replication;

@@ -5,9 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use pgcdc::cli::{self, LogFormat, EXIT_CONFIG, EXIT_RUNTIME};
+use pgcdc::cli::{self, LogFormat, EXIT_CONFIG, EXIT_PREREQUISITE, EXIT_RUNTIME};
 use pgcdc::config::SourceConfig;
 use pgcdc::metrics::SourceMetrics;
+use pgcdc::source::check::{self, Purpose};
+use pgcdc::source::{provision, SourceError};
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +35,16 @@ struct Cli {
 enum Command {
     /// Stream changes from the slot to the topics (the default).
     Run,
+    /// Check every prerequisite and print the fix for each one missing (exit 3 if any).
+    Check,
+    /// Create what is missing: the publication, the slot and the signal table.
+    Init {
+        /// Also set REPLICA IDENTITY FULL on captured tables without a primary key.
+        #[arg(long)]
+        fix_replica_identity: bool,
+    },
+    /// Drop the slot, and the publication and signal table pgcdc created.
+    Teardown,
 }
 
 async fn run(config: SourceConfig) -> anyhow::Result<ExitCode> {
@@ -41,15 +53,46 @@ async fn run(config: SourceConfig) -> anyhow::Result<ExitCode> {
         metrics.serve(addr).await?;
     }
     let shutdown = cli::watch_signals("flushing and confirming what the broker acknowledged")?;
-    match pgcdc::source::run(config, metrics, shutdown).await {
-        Ok(()) => Ok(ExitCode::SUCCESS),
+    Ok(finish(pgcdc::source::run(config, metrics, shutdown).await))
+}
+
+async fn check(config: SourceConfig) -> ExitCode {
+    match check::check(&config, Purpose::Check).await {
+        Ok(report) => {
+            for line in &report.lines {
+                println!("{line}");
+            }
+            ExitCode::from(if report.failed() {
+                EXIT_PREREQUISITE
+            } else {
+                0
+            })
+        }
+        Err(error) => finish(Err(error)),
+    }
+}
+
+/// Prints what `init` or `teardown` did.
+fn report(done: Result<Vec<String>, SourceError>) -> ExitCode {
+    finish(done.map(|lines| {
+        for line in lines {
+            println!("{line}");
+        }
+    }))
+}
+
+fn finish(outcome: Result<(), SourceError>) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
-            Ok(ExitCode::from(if error.is_config() {
+            ExitCode::from(if error.is_config() {
                 EXIT_CONFIG
+            } else if error.is_prerequisite() {
+                EXIT_PREREQUISITE
             } else {
                 EXIT_RUNTIME
-            }))
+            })
         }
     }
 }
@@ -70,6 +113,13 @@ fn main() -> ExitCode {
     };
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => runtime.block_on(run(config)),
+        Command::Check => Ok(runtime.block_on(check(config))),
+        Command::Init {
+            fix_replica_identity,
+        } => Ok(report(
+            runtime.block_on(provision::init(&config, fix_replica_identity)),
+        )),
+        Command::Teardown => Ok(report(runtime.block_on(provision::teardown(&config)))),
     };
     result.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");

@@ -135,6 +135,12 @@ impl RegistryClient {
         Ok(schema)
     }
 
+    /// The registered subjects (`GET /subjects`): whether the registry answers.
+    pub async fn subjects(&self) -> Result<serde_json::Value, RegistryError> {
+        let url = self.endpoint(&["subjects"]);
+        send(self.http.get(url.clone()).header(ACCEPT, MEDIA_TYPE), &url).await
+    }
+
     /// The base URL with `segments` appended, each percent-encoded.
     fn endpoint(&self, segments: &[&str]) -> Url {
         let mut url = self.base.clone();

@@ -13,8 +13,10 @@
 //! progress tracker, so nothing unacknowledged is ever confirmed and nothing is skipped.
 
 pub mod catalog;
+pub mod check;
 pub mod pgoutput;
 pub mod progress;
+pub mod provision;
 pub mod relations;
 pub mod replication;
 pub mod session;
@@ -111,6 +113,9 @@ pub enum SourceError {
     /// Shutdown was requested while waiting for room in the producer queue.
     #[error("shutdown requested while waiting for the broker")]
     Interrupted,
+    /// Prerequisite checks failed; the lines say what to fix.
+    #[error("prerequisites missing (`cdc-source check` lists every check):\n{0}")]
+    Prerequisites(String),
     /// Streamed in-progress transactions arrived although pgcdc did not ask for them.
     #[error(
         "protocol error: the server streamed an in-progress transaction pgcdc did not ask for"
@@ -155,6 +160,56 @@ impl SourceError {
     pub fn is_config(&self) -> bool {
         matches!(self, SourceError::Config(_))
     }
+
+    /// Maps a failed catalog statement to an error that says what was being done.
+    pub(crate) fn sql(what: &str) -> impl FnOnce(tokio_postgres::Error) -> SourceError + '_ {
+        move |source| {
+            SourceError::Setup(SetupError::Sql {
+                what: what.to_owned(),
+                source,
+            })
+        }
+    }
+
+    /// Whether a prerequisite is missing (exit code 3).
+    pub fn is_prerequisite(&self) -> bool {
+        matches!(
+            self,
+            SourceError::Prerequisites(_) | SourceError::Setup(SetupError::Prerequisite(_))
+        )
+    }
+}
+
+/// What every verb derives from the configuration before it connects.
+pub(crate) struct Prepared {
+    pub(crate) options: PgConnectOptions,
+    pub(crate) filter: TableFilter,
+    pub(crate) signal_table: Option<(String, String)>,
+}
+
+impl Prepared {
+    pub(crate) fn from_config(config: &SourceConfig) -> Result<Prepared, SourceError> {
+        let mut options = PgConnectOptions::parse(&config.postgres.url)
+            .map_err(|e| SourceError::Config(format!("postgres.url: {e}")))?;
+        if let Some(password) = config
+            .postgres
+            .password()
+            .map_err(|e| SourceError::Config(e.to_string()))?
+        {
+            options = options.with_password(password);
+        }
+        let filter =
+            TableFilter::new(&config.capture).map_err(|e| SourceError::Config(e.to_string()))?;
+        let signal_table = config.capture.signal_table.as_deref().and_then(|name| {
+            name.split_once('.')
+                .map(|(schema, table)| (schema.to_owned(), table.to_owned()))
+        });
+        Ok(Prepared {
+            options,
+            filter,
+            signal_table,
+        })
+    }
 }
 
 /// Everything a session needs that outlives sessions.
@@ -180,22 +235,22 @@ pub async fn run(
             "capture.streaming = true is not supported by this version: set it to false".into(),
         ));
     }
-    let mut options = PgConnectOptions::parse(&config.postgres.url)
-        .map_err(|e| SourceError::Config(format!("postgres.url: {e}")))?;
-    if let Some(password) = config
-        .postgres
-        .password()
-        .map_err(|e| SourceError::Config(e.to_string()))?
+    let Prepared {
+        options,
+        filter,
+        signal_table,
+    } = Prepared::from_config(&config)?;
+    let report = check::check(&config, check::Purpose::Start).await?;
+    for line in report
+        .lines
+        .iter()
+        .filter(|l| l.verdict == check::Verdict::Warn)
     {
-        options = options.with_password(password);
+        tracing::warn!("{}: {}", line.name, line.message);
     }
-    let filter =
-        TableFilter::new(&config.capture).map_err(|e| SourceError::Config(e.to_string()))?;
-
-    let signal_table = config.capture.signal_table.as_deref().and_then(|name| {
-        name.split_once('.')
-            .map(|(schema, table)| (schema.to_owned(), table.to_owned()))
-    });
+    if report.failed() {
+        return Err(SourceError::Prerequisites(report.failures()));
+    }
     let sql = options.connect_sql().await?;
     if let Some(signal) = &signal_table {
         setup::ensure_signal_table(&sql, signal).await?;

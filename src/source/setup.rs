@@ -10,7 +10,9 @@ use tokio_postgres::Client;
 use crate::config::TableFilter;
 use crate::lsn::Lsn;
 use crate::source::catalog::{captured_tables, CatalogError};
+use crate::source::check::CREATED_BY;
 use crate::source::replication::{ReplicationClient, ReplicationError, SnapshotAction};
+use crate::source::snapshot::plan::quote_ident;
 use crate::source::snapshot::SlotCondition;
 
 /// A prerequisite is missing or wrong, or setting it up failed.
@@ -34,10 +36,6 @@ pub enum SetupError {
     /// Something the user must fix; the message says how.
     #[error("{0}")]
     Prerequisite(String),
-}
-
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 fn quote_table((schema, table): &(String, String)) -> String {
@@ -132,11 +130,25 @@ pub async fn ensure_signal_table(
     }
     let quoted = quote_table(&(schema.clone(), table.clone()));
     let create = crate::source::snapshot::signal::create_table_sql(&quoted);
-    let sql = format!(
-        "CREATE SCHEMA IF NOT EXISTS {}; {create}",
-        quote_ident(schema)
-    );
-    client.batch_execute(&sql).await.map_err(|_| {
+    let schema_exists = client
+        .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[schema])
+        .await
+        .map_err(|source| SetupError::Sql {
+            what: format!("look up schema {schema}"),
+            source,
+        })?
+        .is_some();
+    let create_schema = if schema_exists {
+        String::new()
+    } else {
+        format!(
+            "CREATE SCHEMA {0}; COMMENT ON SCHEMA {0} IS '{CREATED_BY}';",
+            quote_ident(schema)
+        )
+    };
+    let sql = format!("{create_schema} {create}");
+    let marked = format!("{sql}; COMMENT ON TABLE {quoted} IS '{CREATED_BY}'");
+    client.batch_execute(&marked).await.map_err(|_| {
         SetupError::Prerequisite(format!(
             "capture.signal_table {schema}.{table} does not exist and this role cannot create it; run: {sql}; and grant this role INSERT, DELETE on it"
         ))
@@ -186,7 +198,10 @@ async fn create_publication(
         list.join(", ")
     );
     client
-        .batch_execute(&sql)
+        .batch_execute(&format!(
+            "{sql}; COMMENT ON PUBLICATION {} IS '{CREATED_BY}'",
+            quote_ident(publication)
+        ))
         .await
         .map_err(|source| SetupError::Sql {
             what: format!(

@@ -162,6 +162,13 @@ impl PgCluster {
         cluster
     }
 
+    /// Appends `line` to `pg_hba.conf`; a `SELECT pg_reload_conf()` applies it.
+    pub fn append_hba(&self, line: &str) {
+        let path = self.data_dir().join("pg_hba.conf");
+        let hba = std::fs::read_to_string(&path).expect("read pg_hba.conf");
+        write_file(&path, &format!("{hba}{line}\n"));
+    }
+
     fn data_dir(&self) -> PathBuf {
         self.dir.join("data")
     }

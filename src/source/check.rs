@@ -1,0 +1,736 @@
+//! Prerequisite checks, for `cdc-source check` and before `run` starts: one line per check,
+//! and each failure names the statement or setting that fixes it (and whether PostgreSQL
+//! must restart).
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio_postgres::Client;
+
+use super::catalog::captured_tables;
+use super::replication::{ReplicationClient, ReplicationError};
+use super::{producer_for, Prepared, SourceError};
+use crate::config::{Format, SourceConfig};
+use crate::encode::registry::RegistryClient;
+use crate::pg::{PgConnectError, PgConnectOptions};
+use crate::source::progress::Progress;
+
+/// How long the broker may take to answer a metadata request.
+const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The comment that marks the objects pgcdc created, so teardown drops only those.
+pub const CREATED_BY: &str = "created by pgcdc";
+
+/// How one check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing to do.
+    Ok,
+    /// Works, but worth knowing.
+    Warn,
+    /// pgcdc cannot run until this is fixed.
+    Fail,
+}
+
+/// One check's line.
+#[derive(Debug, Clone)]
+pub struct CheckLine {
+    /// The outcome.
+    pub verdict: Verdict,
+    /// What was checked.
+    pub name: &'static str,
+    /// What was found, and for a failure the fix.
+    pub message: String,
+}
+
+impl fmt::Display for CheckLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verdict = match self.verdict {
+            Verdict::Ok => "ok",
+            Verdict::Warn => "warn",
+            Verdict::Fail => "FAIL",
+        };
+        write!(f, "{verdict:<4}  {}: {}", self.name, self.message)
+    }
+}
+
+/// Every check's line, in the order they ran.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// The lines.
+    pub lines: Vec<CheckLine>,
+}
+
+impl Report {
+    /// Whether any check failed.
+    pub fn failed(&self) -> bool {
+        self.lines.iter().any(|line| line.verdict == Verdict::Fail)
+    }
+
+    /// The failed lines, one per line.
+    pub fn failures(&self) -> String {
+        self.lines
+            .iter()
+            .filter(|line| line.verdict == Verdict::Fail)
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn add(&mut self, verdict: Verdict, name: &'static str, message: impl Into<String>) {
+        self.lines.push(CheckLine {
+            verdict,
+            name,
+            message: message.into(),
+        });
+    }
+}
+
+/// Why the checks run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// `cdc-source check`: everything must be ready now.
+    Check,
+    /// Before `run`: a slot still held by an exiting predecessor is waited for, not refused.
+    Start,
+}
+
+/// Runs every check against the configured PostgreSQL, broker and schema registry.
+pub async fn check(config: &SourceConfig, purpose: Purpose) -> Result<Report, SourceError> {
+    let prepared = Prepared::from_config(config)?;
+    let mut report = Report::default();
+    match prepared.options.connect_sql().await {
+        Ok(client) => {
+            report.add(Verdict::Ok, "connection", prepared.options.to_string());
+            PostgresChecks {
+                client: &client,
+                config,
+                prepared: &prepared,
+                report: &mut report,
+            }
+            .run(purpose)
+            .await?;
+        }
+        Err(error) => report.add(
+            Verdict::Fail,
+            "connection",
+            connection_fix(&error, &prepared.options),
+        ),
+    }
+    broker_check(config, &mut report);
+    registry_check(config, &mut report).await;
+    Ok(report)
+}
+
+fn connection_fix(error: &PgConnectError, options: &PgConnectOptions) -> String {
+    let server = match error {
+        PgConnectError::Connect { source, .. } => source.as_db_error(),
+        _ => None,
+    };
+    match server.map(|db| (db.code().code(), db.message())) {
+        Some((_, message)) if message.starts_with("no pg_hba.conf entry") => {
+            format!("{message}: {}", hba_fix(message, options))
+        }
+        Some(("28P01", message)) => format!(
+            "{message}: check the password in postgres.url or postgres.password_file"
+        ),
+        _ => format!(
+            "{error}: check postgres.url, that the server runs and listens on {}:{} (listen_addresses)",
+            options.host, options.port
+        ),
+    }
+}
+
+/// The `pg_hba.conf` line that admits the connection a rejection message describes.
+pub fn hba_fix(message: &str, options: &PgConnectOptions) -> String {
+    let quoted_after = |label: &str| {
+        message
+            .split(&format!("{label} \""))
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .map(str::to_owned)
+    };
+    let address = quoted_after("host").unwrap_or_else(|| options.host.clone());
+    let mask = if address.contains(':') { 128 } else { 32 };
+    let kind = if message.contains("no encryption") {
+        "host"
+    } else {
+        "hostssl"
+    };
+    format!(
+        "add the line `{kind} {} {} {address}/{mask} scram-sha-256` to pg_hba.conf (before any line that rejects it) and run SELECT pg_reload_conf(); (no restart needed)",
+        quoted_after("database").unwrap_or_else(|| options.dbname.clone()),
+        quoted_after("user").unwrap_or_else(|| options.user.clone()),
+    )
+}
+
+fn broker_check(config: &SourceConfig, report: &mut Report) {
+    let progress = std::sync::Arc::new(std::sync::Mutex::new(Progress::new(crate::lsn::Lsn::ZERO)));
+    let reached = producer_for(config, progress)
+        .and_then(|producer| producer.check_connectivity(BROKER_TIMEOUT));
+    match reached {
+        Ok(()) => report.add(Verdict::Ok, "broker", config.kafka.brokers.clone()),
+        Err(error) => report.add(
+            Verdict::Fail,
+            "broker",
+            format!(
+                "{error}: check kafka.brokers and that the broker runs and is reachable from here"
+            ),
+        ),
+    }
+}
+
+async fn registry_check(config: &SourceConfig, report: &mut Report) {
+    if config.kafka.format != Format::Avro {
+        return;
+    }
+    let Some(url) = &config.schema_registry.url else {
+        report.add(
+            Verdict::Fail,
+            "schema registry",
+            "kafka.format = \"avro\" needs schema_registry.url (or set kafka.format = \"json\")",
+        );
+        return;
+    };
+    let answer = match RegistryClient::new(url) {
+        Ok(registry) => registry.subjects().await.map(|_| ()),
+        Err(error) => Err(error),
+    };
+    match answer {
+        Ok(()) => report.add(Verdict::Ok, "schema registry", url.clone()),
+        Err(error) => report.add(
+            Verdict::Fail,
+            "schema registry",
+            format!("{error}: check schema_registry.url and that the registry runs (or set kafka.format = \"json\")"),
+        ),
+    }
+}
+
+/// The checks that need a SQL connection.
+struct PostgresChecks<'a> {
+    client: &'a Client,
+    config: &'a SourceConfig,
+    prepared: &'a Prepared,
+    report: &'a mut Report,
+}
+
+/// What the checks learn about one captured table.
+struct TableFacts {
+    name: String,
+    identity: String,
+    has_primary_key: bool,
+    readable: bool,
+    owned: bool,
+    /// The schema, quoted, when the role lacks USAGE on it.
+    unusable_schema: Option<String>,
+}
+
+impl PostgresChecks<'_> {
+    async fn run(mut self, purpose: Purpose) -> Result<(), SourceError> {
+        self.version().await?;
+        self.wal_level().await?;
+        self.capacity().await?;
+        let may_replicate = self.role().await?;
+        if may_replicate {
+            self.replication_connection().await;
+        }
+        let tables = self.tables().await?;
+        if !tables.is_empty() {
+            self.privileges(&tables);
+            self.replica_identity(&tables);
+            self.publication(&tables).await?;
+        }
+        self.slot(purpose).await?;
+        self.signal_table().await
+    }
+
+    async fn version(&mut self) -> Result<(), SourceError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT current_setting('server_version_num')::int, current_setting('server_version')",
+                &[],
+            )
+            .await
+            .map_err(SourceError::sql("read the server version"))?;
+        let (number, text): (i32, String) = (row.get(0), row.get(1));
+        if number < 100_000 {
+            self.report.add(
+                Verdict::Fail,
+                "server version",
+                format!(
+                    "PostgreSQL {text}: pgoutput needs PostgreSQL 10 or later; upgrade the server"
+                ),
+            );
+        } else {
+            self.report
+                .add(Verdict::Ok, "server version", format!("PostgreSQL {text}"));
+        }
+        Ok(())
+    }
+
+    async fn wal_level(&mut self) -> Result<(), SourceError> {
+        let level: String = self
+            .client
+            .query_one("SELECT current_setting('wal_level')", &[])
+            .await
+            .map_err(SourceError::sql("read wal_level"))?
+            .get(0);
+        if level == "logical" {
+            self.report.add(Verdict::Ok, "wal_level", level);
+        } else {
+            self.report.add(
+                Verdict::Fail,
+                "wal_level",
+                format!("wal_level is {level}: set `wal_level = logical` in postgresql.conf (or run ALTER SYSTEM SET wal_level = logical;) and restart PostgreSQL (a restart is needed; on RDS set rds.logical_replication = 1 in the parameter group, on Cloud SQL the flag cloudsql.logical_decoding = on)"),
+            );
+        }
+        Ok(())
+    }
+
+    async fn capacity(&mut self) -> Result<(), SourceError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT current_setting('max_replication_slots')::int, \
+                        (SELECT count(*)::int FROM pg_replication_slots), \
+                        (SELECT coalesce(string_agg(slot_name, ', ' ORDER BY slot_name), '') FROM pg_replication_slots), \
+                        EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1), \
+                        current_setting('max_wal_senders')::int, \
+                        (SELECT count(*)::int FROM pg_stat_replication)",
+                &[&self.config.capture.slot],
+            )
+            .await
+            .map_err(SourceError::sql("count replication slots and WAL senders"))?;
+        let (max_slots, slots, names, ours): (i32, i32, String, bool) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        if ours || slots < max_slots {
+            self.report.add(
+                Verdict::Ok,
+                "replication slots",
+                format!("{slots} of max_replication_slots = {max_slots} in use"),
+            );
+        } else {
+            self.report.add(
+                Verdict::Fail,
+                "replication slots",
+                format!("all {max_slots} replication slots are in use ({names}): drop one that is no longer needed (SELECT pg_drop_replication_slot('name');) or set `max_replication_slots = {}` in postgresql.conf and restart PostgreSQL (a restart is needed)", max_slots + 1),
+            );
+        }
+        let (max_senders, senders): (i32, i32) = (row.get(4), row.get(5));
+        if senders < max_senders {
+            self.report.add(
+                Verdict::Ok,
+                "WAL senders",
+                format!("{senders} of max_wal_senders = {max_senders} in use"),
+            );
+        } else {
+            self.report.add(
+                Verdict::Fail,
+                "WAL senders",
+                format!("all {max_senders} WAL senders are busy: set `max_wal_senders = {}` in postgresql.conf and restart PostgreSQL (a restart is needed)", max_senders + 1),
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether the role may open a replication connection.
+    async fn role(&mut self) -> Result<bool, SourceError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT current_user::text, r.rolsuper, r.rolreplication, \
+                        EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rds_replication'), \
+                        EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid \
+                                WHERE g.rolname = 'rds_replication' AND m.member = r.oid), \
+                        EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cloudsqlsuperuser') \
+                 FROM pg_roles r WHERE r.rolname = current_user",
+                &[],
+            )
+            .await
+            .map_err(SourceError::sql("read the role's attributes"))?;
+        let user: String = row.get(0);
+        let (superuser, replication, rds, rds_member, cloud_sql): (bool, bool, bool, bool, bool) =
+            (row.get(1), row.get(2), row.get(3), row.get(4), row.get(5));
+        let fix = if rds {
+            format!("on RDS / Aurora, as the master user: GRANT rds_replication TO {user};")
+        } else if cloud_sql {
+            format!("on Cloud SQL, as a cloudsqlsuperuser: ALTER USER {user} WITH REPLICATION;")
+        } else {
+            format!("as a superuser: ALTER ROLE {user} WITH REPLICATION;")
+        };
+        if superuser {
+            self.report.add(Verdict::Warn, "replication role", format!("{user} is a superuser: it works, but a role with only REPLICATION and SELECT is safer"));
+        } else if replication || rds_member {
+            self.report.add(
+                Verdict::Ok,
+                "replication role",
+                format!("{user} has REPLICATION"),
+            );
+        } else {
+            self.report.add(
+                Verdict::Fail,
+                "replication role",
+                format!("role {user} may not open replication connections: {fix}"),
+            );
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    async fn replication_connection(&mut self) {
+        let options = &self.prepared.options;
+        let outcome = match ReplicationClient::connect(options).await {
+            Ok(mut client) => client.identify_system().await.map(|_| ()),
+            Err(error) => Err(error),
+        };
+        match outcome {
+            Ok(()) => self
+                .report
+                .add(Verdict::Ok, "replication connection", "IDENTIFY_SYSTEM answered"),
+            Err(ReplicationError::Auth {
+                server: Some(server),
+                ..
+            }) if server.message.starts_with("no pg_hba.conf entry") => self.report.add(
+                Verdict::Fail,
+                "replication connection",
+                format!("{}: {}", server.message, hba_fix(&server.message, options)),
+            ),
+            Err(error) => self.report.add(
+                Verdict::Fail,
+                "replication connection",
+                format!("{error}: pg_hba.conf must admit a replication=database connection of this role to this database"),
+            ),
+        }
+    }
+
+    async fn tables(&mut self) -> Result<Vec<TableFacts>, SourceError> {
+        let names = captured_tables(self.client, &self.prepared.filter).await?;
+        if let Some(named) = self.prepared.filter.exact_tables() {
+            let missing: Vec<String> = named
+                .iter()
+                .filter(|table| !names.contains(table))
+                .map(|(schema, table)| format!("{schema}.{table}"))
+                .collect();
+            if !missing.is_empty() {
+                self.report.add(
+                    Verdict::Fail,
+                    "captured tables",
+                    format!("capture.tables names {} which does not exist in the source database: create it or remove it from capture.tables", missing.join(", ")),
+                );
+            }
+        }
+        if names.is_empty() {
+            self.report.add(
+                Verdict::Fail,
+                "captured tables",
+                "capture.tables matches no table in the source database: check the schema and table patterns",
+            );
+            return Ok(Vec::new());
+        }
+        let (schemas, tables): (Vec<String>, Vec<String>) = names.into_iter().unzip();
+        let rows = self
+            .client
+            .query(
+                "SELECT format('%I.%I', n.nspname, c.relname), c.relreplident::text, \
+                        EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary), \
+                        has_table_privilege(c.oid, 'SELECT'), pg_has_role(c.relowner, 'USAGE'), \
+                        CASE WHEN NOT has_schema_privilege(n.oid, 'USAGE') THEN format('%I', n.nspname) END \
+                 FROM unnest($1::text[], $2::text[]) AS t(schema_name, table_name) \
+                 JOIN pg_namespace n ON n.nspname = t.schema_name \
+                 JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.table_name \
+                 ORDER BY 1",
+                &[&schemas, &tables],
+            )
+            .await
+            .map_err(SourceError::sql("read the captured tables' identity and privileges"))?;
+        let facts: Vec<TableFacts> = rows
+            .iter()
+            .map(|row| TableFacts {
+                name: row.get(0),
+                identity: row.get(1),
+                has_primary_key: row.get(2),
+                readable: row.get(3),
+                owned: row.get(4),
+                unusable_schema: row.get(5),
+            })
+            .collect();
+        self.report.add(
+            Verdict::Ok,
+            "captured tables",
+            format!("{} tables", facts.len()),
+        );
+        Ok(facts)
+    }
+
+    fn privileges(&mut self, tables: &[TableFacts]) {
+        let user = &self.prepared.options.user;
+        let mut schemas: Vec<&str> = tables
+            .iter()
+            .filter_map(|t| t.unusable_schema.as_deref())
+            .collect();
+        schemas.dedup();
+        let grants: Vec<String> = schemas
+            .iter()
+            .map(|schema| format!("GRANT USAGE ON SCHEMA {schema} TO {user};"))
+            .chain(
+                tables
+                    .iter()
+                    .filter(|t| !t.readable)
+                    .map(|t| format!("GRANT SELECT ON {} TO {user};", t.name)),
+            )
+            .collect();
+        if grants.is_empty() {
+            self.report.add(
+                Verdict::Ok,
+                "SELECT privilege",
+                "every captured table is readable",
+            );
+        } else {
+            self.report.add(
+                Verdict::Fail,
+                "SELECT privilege",
+                format!("role {user} cannot read every captured table (snapshots and schema lookups need it): run {}", grants.join(" ")),
+            );
+        }
+    }
+
+    fn replica_identity(&mut self, tables: &[TableFacts]) {
+        let unusable: Vec<&TableFacts> = tables
+            .iter()
+            .filter(|t| t.identity == "n" || (t.identity == "d" && !t.has_primary_key))
+            .collect();
+        if unusable.is_empty() {
+            self.report.add(
+                Verdict::Ok,
+                "replica identity",
+                "every captured table has a primary key or another replica identity",
+            );
+            return;
+        }
+        let fixes: Vec<String> = unusable
+            .iter()
+            .map(|t| format!("ALTER TABLE {} REPLICA IDENTITY FULL;", t.name))
+            .collect();
+        let names: Vec<&str> = unusable.iter().map(|t| t.name.as_str()).collect();
+        self.report.add(
+            Verdict::Fail,
+            "replica identity",
+            format!("{} has no primary key and no usable replica identity, so its updates and deletes cannot be published: run {} (or add a primary key, or run `cdc-source init --fix-replica-identity`)", names.join(", "), fixes.join(" ")),
+        );
+    }
+
+    async fn publication(&mut self, tables: &[TableFacts]) -> Result<(), SourceError> {
+        let name = &self.config.capture.publication;
+        let row = self
+            .client
+            .query_opt(
+                "SELECT p.puballtables, pg_has_role(p.pubowner, 'USAGE'), \
+                        coalesce((SELECT array_agg(format('%I.%I', schemaname, tablename)) \
+                                  FROM pg_publication_tables t WHERE t.pubname = p.pubname), '{}'), \
+                        (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), \
+                        has_database_privilege(current_database(), 'CREATE') \
+                 FROM (SELECT NULL) AS one LEFT JOIN pg_publication p ON p.pubname = $1",
+                &[name],
+            )
+            .await
+            .map_err(SourceError::sql("look up the publication"))?
+            .expect("one row");
+        let all_tables: Option<bool> = row.get(0);
+        let owns_publication: Option<bool> = row.get(1);
+        let published: Vec<String> = row.get(2);
+        let (superuser, may_create): (bool, bool) = (row.get(3), row.get(4));
+        let quoted_name = format!("\"{}\"", name.replace('"', "\"\""));
+        let wanted: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+        let owns_all = superuser || tables.iter().all(|t| t.owned);
+        let Some(all_tables) = all_tables else {
+            if owns_all && (superuser || may_create) {
+                self.report.add(
+                    Verdict::Ok,
+                    "publication",
+                    format!("{name} does not exist yet; `cdc-source init` or `run` creates it"),
+                );
+            } else {
+                self.report.add(
+                    Verdict::Fail,
+                    "publication",
+                    format!("{name} does not exist and this role cannot create it (it must own the tables): run as their owner CREATE PUBLICATION {quoted_name} FOR TABLE {};", wanted.join(", ")),
+                );
+            }
+            return Ok(());
+        };
+        let missing: Vec<&str> = wanted
+            .iter()
+            .filter(|t| !all_tables && !published.iter().any(|p| p == *t))
+            .copied()
+            .collect();
+        let signal = self
+            .prepared
+            .signal_table
+            .as_ref()
+            .map(|(s, t)| format!("{s}.{t}"));
+        let extra: Vec<&str> = published
+            .iter()
+            .map(String::as_str)
+            .filter(|p| !wanted.contains(p) && signal.as_deref() != Some(*p))
+            .collect();
+        if !missing.is_empty() {
+            let add = format!(
+                "ALTER PUBLICATION {quoted_name} ADD TABLE {};",
+                missing.join(", ")
+            );
+            if owns_all && owns_publication == Some(true) {
+                self.report.add(
+                    Verdict::Warn,
+                    "publication",
+                    format!(
+                        "{name} lacks {}; `cdc-source init` or `run` adds them ({add})",
+                        missing.join(", ")
+                    ),
+                );
+            } else {
+                self.report.add(
+                    Verdict::Fail,
+                    "publication",
+                    format!(
+                        "{name} lacks {} and this role cannot add them: run as the owner {add}",
+                        missing.join(", ")
+                    ),
+                );
+            }
+        } else if !extra.is_empty() {
+            self.report.add(Verdict::Warn, "publication", format!("{name} also publishes {}, which is not captured: its changes are decoded and dropped (ALTER PUBLICATION {quoted_name} DROP TABLE {};)", extra.join(", "), extra.join(", ")));
+        } else {
+            self.report.add(
+                Verdict::Ok,
+                "publication",
+                format!("{name} covers the {} captured tables", wanted.len()),
+            );
+        }
+        Ok(())
+    }
+
+    async fn slot(&mut self, purpose: Purpose) -> Result<(), SourceError> {
+        let slot = &self.config.capture.slot;
+        let row = self
+            .client
+            .query_opt(
+                "SELECT coalesce(s.plugin::text, 'none: a physical slot'), s.database::text = current_database(), \
+                        coalesce(s.wal_status, ''), s.active_pid, \
+                        (SELECT format('%s from %s', a.application_name, coalesce(a.client_addr::text, 'a local socket')) \
+                         FROM pg_stat_activity a WHERE a.pid = s.active_pid) \
+                 FROM pg_replication_slots s WHERE s.slot_name = $1",
+                &[slot],
+            )
+            .await
+            .map_err(SourceError::sql("look up the replication slot"))?;
+        let Some(row) = row else {
+            self.report.add(
+                Verdict::Ok,
+                "replication slot",
+                format!("{slot} does not exist yet; `cdc-source init` or `run` creates it"),
+            );
+            return Ok(());
+        };
+        let (plugin, same_database, wal_status): (String, Option<bool>, String) =
+            (row.get(0), row.get(1), row.get(2));
+        let (pid, holder): (Option<i32>, Option<String>) = (row.get(3), row.get(4));
+        let drop = format!("SELECT pg_drop_replication_slot('{slot}');");
+        if plugin != "pgoutput" || same_database != Some(true) {
+            self.report.add(Verdict::Fail, "replication slot", format!("{slot} exists but is not a pgoutput slot of this database (plugin {plugin}): choose another capture.slot or drop it: {drop}"));
+        } else if wal_status == "lost" {
+            self.report.add(Verdict::Fail, "replication slot", format!("{slot} was invalidated (wal_status = lost): its WAL is gone and changes were missed; drop it ({drop}) and start again with a snapshot (capture.snapshot = \"when_needed\" does this by itself)"));
+        } else if let Some(pid) = pid {
+            let verdict = match purpose {
+                Purpose::Check => Verdict::Fail,
+                Purpose::Start => Verdict::Warn,
+            };
+            self.report.add(verdict, "replication slot", format!("{slot} is in use by another connection (pid {pid}, {}): stop the other cdc-source, or end it with SELECT pg_terminate_backend({pid});", holder.unwrap_or_else(|| "unknown client".into())));
+        } else {
+            self.report.add(
+                Verdict::Ok,
+                "replication slot",
+                format!("{slot} (pgoutput, wal_status {wal_status})"),
+            );
+        }
+        Ok(())
+    }
+
+    async fn signal_table(&mut self) -> Result<(), SourceError> {
+        let Some((schema, table)) = &self.prepared.signal_table else {
+            return Ok(());
+        };
+        let row = self
+            .client
+            .query_one(
+                "SELECT to_regclass(format('%I.%I', $1::text, $2::text)) IS NOT NULL, \
+                        has_database_privilege(current_database(), 'CREATE')",
+                &[schema, table],
+            )
+            .await
+            .map_err(SourceError::sql("look up the signal table"))?;
+        let (exists, may_create): (bool, bool) = (row.get(0), row.get(1));
+        let name = format!("{schema}.{table}");
+        if exists {
+            let writable: bool = self
+                .client
+                .query_one(
+                    "SELECT has_table_privilege(format('%I.%I', $1::text, $2::text), 'INSERT, DELETE')",
+                    &[schema, table],
+                )
+                .await
+                .map_err(SourceError::sql("check the signal table's privileges"))?
+                .get(0);
+            if writable {
+                self.report.add(Verdict::Ok, "signal table", name);
+            } else {
+                let user = &self.prepared.options.user;
+                self.report.add(Verdict::Fail, "signal table", format!("role {user} cannot write {name} (incremental snapshots insert and delete their watermarks there): run GRANT SELECT, INSERT, DELETE ON {name} TO {user};"));
+            }
+        } else if may_create {
+            self.report.add(
+                Verdict::Ok,
+                "signal table",
+                format!("{name} does not exist yet; `cdc-source init` or `run` creates it"),
+            );
+        } else {
+            self.report.add(Verdict::Fail, "signal table", format!("{name} does not exist and this role may not create it: run GRANT CREATE ON DATABASE {} TO {};", self.prepared.options.dbname, self.prepared.options.user));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> PgConnectOptions {
+        PgConnectOptions::parse("postgresql://cdc@db.example:5432/shop").unwrap()
+    }
+
+    #[test]
+    fn a_rejection_becomes_the_line_that_admits_it() {
+        let message = r#"no pg_hba.conf entry for host "10.1.2.3", user "cdc", database "shop", no encryption"#;
+        assert!(hba_fix(message, &options())
+            .starts_with("add the line `host shop cdc 10.1.2.3/32 scram-sha-256` to pg_hba.conf"));
+        let tls =
+            r#"no pg_hba.conf entry for host "::1", user "cdc", database "shop", SSL encryption"#;
+        assert!(hba_fix(tls, &options()).contains("`hostssl shop cdc ::1/128 scram-sha-256`"));
+    }
+
+    #[test]
+    fn lines_print_verdict_name_and_message() {
+        let line = CheckLine {
+            verdict: Verdict::Fail,
+            name: "wal_level",
+            message: "wal_level is replica".into(),
+        };
+        assert_eq!(line.to_string(), "FAIL  wal_level: wal_level is replica");
+        let mut report = Report::default();
+        report.add(Verdict::Ok, "a", "fine");
+        assert!(!report.failed());
+        report.lines.push(line);
+        assert!(report.failed());
+        assert_eq!(report.failures(), "FAIL  wal_level: wal_level is replica");
+    }
+}
