@@ -31,6 +31,20 @@ if command -v pg_lsclusters >/dev/null; then
     done
 fi
 
+# The metrics test scrapes both binaries with a real Prometheus; the deployment check validates
+# docker/ with docker-compose (no Docker engine needed for `config`) and promtool.
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null \
+    || ! command -v docker-compose >/dev/null; then
+    echo "install-testbed: installing Prometheus and docker-compose from Debian's packages"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends prometheus docker-compose >/dev/null
+fi
+# The package may start its own Prometheus service; the tests start theirs on free ports.
+if command -v service >/dev/null; then
+    service prometheus stop >/dev/null 2>&1 || true
+fi
+
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 tansu_ok() {
     command -v tansu >/dev/null \

@@ -13,6 +13,8 @@
 mod de;
 mod keys;
 mod overrides;
+#[cfg(test)]
+mod reference_tests;
 mod sink;
 mod table_filter;
 mod validate;

@@ -23,6 +23,8 @@ pub mod names {
     pub const SOURCE_EVENTS: &str = "pgcdc_source_events_total";
     /// Bytes of WAL received but not yet confirmed.
     pub const SOURCE_LAG_BYTES: &str = "pgcdc_source_lag_bytes";
+    /// Milliseconds between the last published transaction's commit and its publication.
+    pub const SOURCE_MS_BEHIND: &str = "pgcdc_source_ms_behind_source";
     /// The slot's confirmed flush LSN as a number.
     pub const SOURCE_CONFIRMED_LSN: &str = "pgcdc_source_confirmed_lsn";
     /// Records enqueued but not yet acknowledged by the broker.

@@ -17,6 +17,7 @@ pub struct SourceMetrics {
     events: IntCounterVec,
     event_counters: Arc<Mutex<HashMap<(u32, Op), IntCounter>>>,
     lag_bytes: IntGauge,
+    ms_behind: IntGauge,
     confirmed_lsn: IntGauge,
     inflight: IntGauge,
     errors: IntCounterVec,
@@ -38,6 +39,10 @@ impl SourceMetrics {
         let lag_bytes = IntGauge::new(
             names::SOURCE_LAG_BYTES,
             "WAL received from the server but not yet confirmed, in bytes",
+        )?;
+        let ms_behind = IntGauge::new(
+            names::SOURCE_MS_BEHIND,
+            "Milliseconds between the last published transaction's commit and its publication",
         )?;
         let confirmed_lsn = IntGauge::new(
             names::SOURCE_CONFIRMED_LSN,
@@ -72,6 +77,7 @@ impl SourceMetrics {
         registry.register(Box::new(snapshot_completed.clone()))?;
         registry.register(Box::new(events.clone()))?;
         registry.register(Box::new(lag_bytes.clone()))?;
+        registry.register(Box::new(ms_behind.clone()))?;
         registry.register(Box::new(confirmed_lsn.clone()))?;
         registry.register(Box::new(inflight.clone()))?;
         registry.register(Box::new(errors.clone()))?;
@@ -80,6 +86,7 @@ impl SourceMetrics {
             events,
             event_counters: Arc::default(),
             lag_bytes,
+            ms_behind,
             confirmed_lsn,
             inflight,
             errors,
@@ -98,6 +105,11 @@ impl SourceMetrics {
                     .with_label_values(&[&table.qualified_name(), op.code()])
             })
             .inc();
+    }
+
+    /// A transaction committed at `commit_ts_us` was published at `now_us`.
+    pub fn observe_commit(&self, commit_ts_us: i64, now_us: i64) {
+        self.ms_behind.set(((now_us - commit_ts_us) / 1000).max(0));
     }
 
     /// What was confirmed, received and is still in flight, after a status update.

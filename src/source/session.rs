@@ -427,6 +427,8 @@ impl<'a> Session<'a> {
             .take()
             .ok_or(SourceError::OutsideTransaction("Commit"))?;
         if transaction.begin_published {
+            self.metrics
+                .observe_commit(transaction.events.commit_ts_us, now_us());
             if let Some(incremental) = &mut self.incremental {
                 incremental.committed(transaction.events.xid);
             }
