@@ -106,6 +106,8 @@ partitions = 1          # one partition, so the demo's single-partition reader s
 listen = "127.0.0.1:9187"
 EOF
 sleep 2
+echo "demo: cdc-source check (every prerequisite, with its fix when missing):"
+target/release/cdc-source check --config "$dir/source.toml"
 target/release/cdc-source run --config "$dir/source.toml" 2>"$dir/source.log" &
 source_pid=$!
 for _ in $(seq 1 100); do

@@ -13,16 +13,23 @@ if [ "$(id -u)" = 0 ]; then
     as_postgres=(runuser -u postgres --)
 fi
 
-clean() {
-    local dir="$1" pidfile pid version
-    # Brokers first: one may store its data in a cluster about to stop.
+# Kills the processes whose pid files named $2 lie under $1, if they still run program $3
+# (the pid may have been reused since).
+kill_recorded() {
+    local pidfile pid
     while IFS= read -r pidfile; do
         pid="$(cat "$pidfile" 2>/dev/null)"
-        # The pid may have been reused since: only kill a tansu.
-        if [ -n "$pid" ] && grep -qs tansu "/proc/$pid/cmdline"; then
+        if [ -n "$pid" ] && grep -qs "$3" "/proc/$pid/cmdline"; then
             kill -9 "$pid" 2>/dev/null
         fi
-    done < <(find "$dir" -name broker.pid 2>/dev/null)
+    done < <(find "$1" -name "$2" 2>/dev/null)
+}
+
+clean() {
+    local dir="$1" version
+    # Brokers first: one may store its data in a cluster about to stop.
+    kill_recorded "$dir" broker.pid tansu
+    kill_recorded "$dir" prometheus.pid prometheus
     while IFS= read -r version; do
         "${as_postgres[@]}" "$pg_ctl" -D "$(dirname "$version")" stop -m immediate >/dev/null 2>&1
     done < <(find "$dir" -path '*/data/PG_VERSION' 2>/dev/null)

@@ -11,6 +11,7 @@ mod messages;
 mod outage;
 mod prerequisites;
 mod producer;
+mod prometheus;
 mod reconnect;
 mod replication;
 pub mod sink;
