@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod crash;
+mod deploy;
 mod encode;
 mod idle;
 mod messages;

@@ -166,7 +166,15 @@ pub fn hba_fix(message: &str, options: &PgConnectOptions) -> String {
 
 fn broker_check(config: &SourceConfig, report: &mut Report) {
     let progress = std::sync::Arc::new(std::sync::Mutex::new(Progress::new(crate::lsn::Lsn::ZERO)));
-    let reached = producer_for(config, progress)
+    // librdkafka logs every reconnection attempt to a broker that is down; the FAIL line says
+    // it once.
+    let mut quiet = config.clone();
+    quiet
+        .kafka
+        .options
+        .entry("log_level".to_owned())
+        .or_insert_with(|| "2".to_owned());
+    let reached = producer_for(&quiet, progress)
         .and_then(|producer| producer.check_connectivity(BROKER_TIMEOUT));
     match reached {
         Ok(()) => report.add(Verdict::Ok, "broker", config.kafka.brokers.clone()),
