@@ -12,7 +12,7 @@ use super::replication::{ReplicationClient, ReplicationError};
 use super::{producer_for, Prepared, SourceError};
 use crate::config::{Format, SourceConfig};
 use crate::encode::registry::RegistryClient;
-use crate::pg::{PgConnectError, PgConnectOptions};
+use crate::pg::{PgConnectError, PgConnectOptions, SslMode};
 use crate::source::progress::Progress;
 
 /// How long the broker may take to answer a metadata request.
@@ -214,6 +214,14 @@ async fn registry_check(config: &SourceConfig, report: &mut Report) {
     }
 }
 
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host.starts_with('/')
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
+}
+
 /// The checks that need a SQL connection.
 struct PostgresChecks<'a> {
     client: &'a Client,
@@ -235,6 +243,7 @@ struct TableFacts {
 
 impl PostgresChecks<'_> {
     async fn run(mut self, purpose: Purpose) -> Result<(), SourceError> {
+        self.encryption().await?;
         self.version().await?;
         self.wal_level().await?;
         self.capacity().await?;
@@ -250,6 +259,28 @@ impl PostgresChecks<'_> {
         }
         self.slot(purpose).await?;
         self.signal_table().await
+    }
+
+    /// TLS is only a warning: a loopback or private network may not need it.
+    async fn encryption(&mut self) -> Result<(), SourceError> {
+        let encrypted: bool = self
+            .client
+            .query_one(
+                "SELECT coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)",
+                &[],
+            )
+            .await
+            .map_err(SourceError::sql("read the connection's TLS state"))?
+            .get(0);
+        let mode = self.prepared.options.sslmode;
+        let (verdict, message) = match (encrypted, mode) {
+            (true, SslMode::VerifyFull) => (Verdict::Ok, "TLS, server certificate and host name verified".to_owned()),
+            (true, _) => (Verdict::Warn, format!("TLS, but sslmode={} does not verify the server's host name: use sslmode=verify-full&sslrootcert=<CA file> in postgres.url", mode.as_str())),
+            (false, _) if is_loopback(&self.prepared.options.host) => (Verdict::Ok, "not encrypted (loopback)".to_owned()),
+            (false, _) => (Verdict::Warn, format!("not encrypted (sslmode={}): set ssl = on on the server and sslmode=verify-full&sslrootcert=<CA file> in postgres.url", mode.as_str())),
+        };
+        self.report.add(verdict, "TLS", message);
+        Ok(())
     }
 
     async fn version(&mut self) -> Result<(), SourceError> {

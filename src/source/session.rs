@@ -200,19 +200,13 @@ impl<'a> Session<'a> {
             .iter()
             .map(|record| incremental.state_record(record))
             .collect();
-        let Some((_, _, Some(last))) = records.last() else {
+        let Some(Some(last)) = records.last().map(|record| record.value.as_ref()) else {
             return Ok(());
         };
         tracing::info!(record = %String::from_utf8_lossy(last), "incremental snapshot progress");
         let ticket = self.progress.lock().expect("progress lock").begin();
-        for (topic, key, value) in records {
-            let record = Record {
-                topic,
-                key: Some(key.into_bytes()),
-                value,
-                headers: Vec::new(),
-            };
-            self.send(&record, ticket).await?;
+        for record in &records {
+            self.send(record, ticket).await?;
         }
         self.progress
             .lock()
@@ -364,13 +358,7 @@ impl<'a> Session<'a> {
             SignalEffect::None => Ok(()),
             SignalEffect::Requested(records) => {
                 for record in &records {
-                    let (topic, key, value) = self.incremental_mut().state_record(record);
-                    let record = Record {
-                        topic,
-                        key: Some(key.into_bytes()),
-                        value,
-                        headers: Vec::new(),
-                    };
+                    let record = self.incremental_mut().state_record(record);
                     self.send(&record, ticket).await?;
                 }
                 Ok(())

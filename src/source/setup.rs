@@ -93,18 +93,13 @@ async fn add_to_publication(
     publication: &str,
     missing: &[(String, String)],
 ) -> Result<(), SetupError> {
-    let list: Vec<String> = missing.iter().map(quote_table).collect();
-    let sql = format!(
-        "ALTER PUBLICATION {} ADD TABLE {}",
-        quote_ident(publication),
-        list.join(", ")
-    );
+    let sql = publication_sql("ALTER", publication, "ADD TABLE", missing);
     client.batch_execute(&sql).await.map_err(|_| {
         SetupError::Prerequisite(format!(
             "publication {publication} does not cover every captured table and this role cannot add them; run as the tables' owner: {sql};"
         ))
     })?;
-    tracing::info!(publication, tables = %list.join(", "), "added tables to the publication");
+    tracing::info!(publication, tables = missing.len(), "added tables to the publication");
     Ok(())
 }
 
@@ -186,17 +181,27 @@ async fn published_tables(
     Ok(Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect()))
 }
 
+/// `<verb> PUBLICATION "p" <clause> "s"."t", …`.
+fn publication_sql(
+    verb: &str,
+    publication: &str,
+    clause: &str,
+    tables: &[(String, String)],
+) -> String {
+    let list: Vec<String> = tables.iter().map(quote_table).collect();
+    format!(
+        "{verb} PUBLICATION {} {clause} {}",
+        quote_ident(publication),
+        list.join(", ")
+    )
+}
+
 async fn create_publication(
     client: &Client,
     publication: &str,
     tables: &[(String, String)],
 ) -> Result<(), SetupError> {
-    let list: Vec<String> = tables.iter().map(quote_table).collect();
-    let sql = format!(
-        "CREATE PUBLICATION {} FOR TABLE {}",
-        quote_ident(publication),
-        list.join(", ")
-    );
+    let sql = publication_sql("CREATE", publication, "FOR TABLE", tables);
     client
         .batch_execute(&format!(
             "{sql}; COMMENT ON PUBLICATION {} IS '{CREATED_BY}'",

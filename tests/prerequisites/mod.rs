@@ -75,6 +75,17 @@ fn as_role(config: &str, role: &str) -> String {
 
 const ONE_TABLE: &str = "CREATE SCHEMA l1; CREATE TABLE l1.t (id int PRIMARY KEY);";
 
+/// A capture of [`ONE_TABLE`] on a cluster of the test's own.
+async fn one_table_on(pg: &PgCluster) -> Capture<'_> {
+    Capture::new(
+        pg,
+        shared_broker().await,
+        &shared_registry().url(),
+        ONE_TABLE,
+    )
+    .await
+}
+
 #[tokio::test]
 async fn a_role_without_replication_or_select_is_told_the_grants() {
     let capture = Capture::on_shared_testbed(ONE_TABLE).await;
@@ -202,13 +213,7 @@ async fn wal_level_and_exhausted_slots_name_the_setting_and_the_restart() {
         ..ClusterSetup::default()
     })
     .await;
-    let capture = Capture::new(
-        &pg,
-        shared_broker().await,
-        &shared_registry().url(),
-        ONE_TABLE,
-    )
-    .await;
+    let capture = one_table_on(&pg).await;
     capture
         .client
         .batch_execute("SELECT pg_create_physical_replication_slot('someone_elses')")
@@ -259,13 +264,7 @@ async fn a_pg_hba_rejection_is_told_the_line_to_add() {
         ..ClusterSetup::default()
     })
     .await;
-    let capture = Capture::new(
-        &pg,
-        shared_broker().await,
-        &shared_registry().url(),
-        ONE_TABLE,
-    )
-    .await;
+    let capture = one_table_on(&pg).await;
     let config = capture.config(&["l1.t"], "", "");
     let line = format!(
         "host {} {REPLICATOR} 127.0.0.1/32 scram-sha-256",
@@ -312,13 +311,7 @@ async fn server_objects(client: &Client) -> Vec<String> {
 #[tokio::test]
 async fn init_then_teardown_leave_the_server_as_it_was() {
     let pg = PgCluster::new().await;
-    let capture = Capture::new(
-        &pg,
-        shared_broker().await,
-        &shared_registry().url(),
-        ONE_TABLE,
-    )
-    .await;
+    let capture = one_table_on(&pg).await;
     let config = capture.config(&["l1.t"], "signal_table = \"pgcdc_signals.signal\"", "");
     let before = server_objects(&capture.client).await;
 

@@ -28,6 +28,7 @@ use super::state::{incremental_key, IncrementalRecord};
 use super::visibility::{current_snapshot, TxSnapshot, UnsettledCommits};
 use super::SnapshotError;
 use crate::config::TableFilter;
+use crate::encode::Record;
 use crate::event::types::parse_text;
 use crate::event::{ChangeEvent, Op, Row, SnapshotMarker, SourcePosition, TableSchema, Value};
 use crate::lsn::Lsn;
@@ -389,13 +390,14 @@ impl Incremental {
         }))
     }
 
-    /// The offsets-topic record for `record`: `(topic, key, JSON value)`.
-    pub fn state_record(&self, record: &IncrementalRecord) -> (String, String, Option<Vec<u8>>) {
-        (
-            self.settings.offsets_topic.clone(),
-            incremental_key(&self.settings.slot, &record.table),
-            Some(serde_json::to_vec(record).expect("a record serializes")),
-        )
+    /// The offsets-topic record for `record`, keyed by slot and table, its value JSON.
+    pub fn state_record(&self, record: &IncrementalRecord) -> Record {
+        Record {
+            topic: self.settings.offsets_topic.clone(),
+            key: Some(incremental_key(&self.settings.slot, &record.table).into_bytes()),
+            value: Some(serde_json::to_vec(record).expect("a record serializes")),
+            headers: Vec::new(),
+        }
     }
 
     /// The newest progress record of each table whose chunk is confirmed (`confirmable` past
