@@ -14,6 +14,39 @@ use super::producer::LogContext;
 /// How long the topic must stay silent past its reported end before it counts as read.
 const QUIET: Duration = Duration::from_millis(500);
 
+/// librdkafka's producer-only properties (CONFIGURATION.md, scope P): the source's
+/// `[kafka.options]` are meant for its producer, and a consumer warns about each of these.
+const PRODUCER_ONLY: [&str; 24] = [
+    "acks",
+    "batch.num.messages",
+    "batch.size",
+    "compression.codec",
+    "compression.level",
+    "compression.type",
+    "delivery.report.only.error",
+    "delivery.timeout.ms",
+    "enable.gapless.guarantee",
+    "enable.idempotence",
+    "linger.ms",
+    "message.send.max.retries",
+    "message.timeout.ms",
+    "partitioner",
+    "queue.buffering.backpressure.threshold",
+    "queue.buffering.max.kbytes",
+    "queue.buffering.max.messages",
+    "queue.buffering.max.ms",
+    "request.required.acks",
+    "request.timeout.ms",
+    "retries",
+    "sticky.partitioning.linger.ms",
+    "transaction.timeout.ms",
+    "transactional.id",
+];
+
+fn is_producer_only(key: &str) -> bool {
+    PRODUCER_ONLY.contains(&key)
+}
+
 /// Reads every partition of `topic` up to its current end; a null value deletes its key.
 pub fn read_latest(
     brokers: &str,
@@ -27,7 +60,7 @@ pub fn read_latest(
         .set("group.id", "pgcdc-offsets-reader")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true");
-    for (key, value) in options {
+    for (key, value) in options.iter().filter(|(key, _)| !is_producer_only(key)) {
         config.set(key, value);
     }
     let consumer: BaseConsumer<LogContext> = config
@@ -97,5 +130,19 @@ pub fn read_latest(
             };
         }
         unread.retain(|&(p, high)| p != partition || message.offset() + 1 < high);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn producer_settings_stay_with_the_producer() {
+        assert!(is_producer_only("compression.type"));
+        assert!(is_producer_only("linger.ms"));
+        assert!(!is_producer_only("security.protocol"));
+        assert!(!is_producer_only("sasl.mechanisms"));
+        assert!(!is_producer_only("client.id"));
     }
 }

@@ -99,7 +99,11 @@ async fn add_to_publication(
             "publication {publication} does not cover every captured table and this role cannot add them; run as the tables' owner: {sql};"
         ))
     })?;
-    tracing::info!(publication, tables = missing.len(), "added tables to the publication");
+    tracing::info!(
+        publication,
+        tables = missing.len(),
+        "added tables to the publication"
+    );
     Ok(())
 }
 
