@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
-use super::catalog::captured_tables;
 use super::replication::{ReplicationClient, ReplicationError};
-use super::{producer_for, Prepared, SourceError};
+use super::{producer_for, setup, Prepared, SourceError};
 use crate::config::{Format, SourceConfig};
 use crate::encode::registry::RegistryClient;
 use crate::pg::{PgConnectError, PgConnectOptions, SslMode};
@@ -444,29 +443,15 @@ impl PostgresChecks<'_> {
     }
 
     async fn tables(&mut self) -> Result<Vec<TableFacts>, SourceError> {
-        let names = captured_tables(self.client, &self.prepared.filter).await?;
-        if let Some(named) = self.prepared.filter.exact_tables() {
-            let missing: Vec<String> = named
-                .iter()
-                .filter(|table| !names.contains(table))
-                .map(|(schema, table)| format!("{schema}.{table}"))
-                .collect();
-            if !missing.is_empty() {
-                self.report.add(
-                    Verdict::Fail,
-                    "captured tables",
-                    format!("capture.tables names {} which does not exist in the source database: create it or remove it from capture.tables", missing.join(", ")),
-                );
+        let names = match setup::existing_captured_tables(self.client, &self.prepared.filter).await
+        {
+            Ok(names) => names,
+            Err(setup::SetupError::Prerequisite(problem)) => {
+                self.report.add(Verdict::Fail, "captured tables", problem);
+                return Ok(Vec::new());
             }
-        }
-        if names.is_empty() {
-            self.report.add(
-                Verdict::Fail,
-                "captured tables",
-                "capture.tables matches no table in the source database: check the schema and table patterns",
-            );
-            return Ok(Vec::new());
-        }
+            Err(error) => return Err(error.into()),
+        };
         let (schemas, tables): (Vec<String>, Vec<String>) = names.into_iter().unzip();
         let rows = self
             .client
@@ -651,46 +636,24 @@ impl PostgresChecks<'_> {
 
     async fn slot(&mut self, purpose: Purpose) -> Result<(), SourceError> {
         let slot = &self.config.capture.slot;
-        let row = self
-            .client
-            .query_opt(
-                "SELECT coalesce(s.plugin::text, 'none: a physical slot'), s.database::text = current_database(), \
-                        coalesce(s.wal_status, ''), s.active_pid, \
-                        (SELECT format('%s from %s', a.application_name, coalesce(a.client_addr::text, 'a local socket')) \
-                         FROM pg_stat_activity a WHERE a.pid = s.active_pid) \
-                 FROM pg_replication_slots s WHERE s.slot_name = $1",
-                &[slot],
-            )
-            .await
-            .map_err(SourceError::sql("look up the replication slot"))?;
-        let Some(row) = row else {
-            self.report.add(
-                Verdict::Ok,
-                "replication slot",
-                format!("{slot} does not exist yet; `cdc-source init` or `run` creates it"),
-            );
+        let name = "replication slot";
+        let Some(row) = setup::slot_row(self.client, slot).await? else {
+            let message =
+                format!("{slot} does not exist yet; `cdc-source init` or `run` creates it");
+            self.report.add(Verdict::Ok, name, message);
             return Ok(());
         };
-        let (plugin, same_database, wal_status): (String, Option<bool>, String) =
-            (row.get(0), row.get(1), row.get(2));
-        let (pid, holder): (Option<i32>, Option<String>) = (row.get(3), row.get(4));
-        let drop = format!("SELECT pg_drop_replication_slot('{slot}');");
-        if plugin != "pgoutput" || same_database != Some(true) {
-            self.report.add(Verdict::Fail, "replication slot", format!("{slot} exists but is not a pgoutput slot of this database (plugin {plugin}): choose another capture.slot or drop it: {drop}"));
-        } else if wal_status == "lost" {
-            self.report.add(Verdict::Fail, "replication slot", format!("{slot} was invalidated (wal_status = lost): its WAL is gone and changes were missed; drop it ({drop}) and start again with a snapshot (capture.snapshot = \"when_needed\" does this by itself)"));
-        } else if let Some(pid) = pid {
+        if let Some(problem) = row.unusable(slot) {
+            self.report.add(Verdict::Fail, name, problem);
+        } else if let Some((pid, who)) = &row.holder {
             let verdict = match purpose {
                 Purpose::Check => Verdict::Fail,
                 Purpose::Start => Verdict::Warn,
             };
-            self.report.add(verdict, "replication slot", format!("{slot} is in use by another connection (pid {pid}, {}): stop the other cdc-source, or end it with SELECT pg_terminate_backend({pid});", holder.unwrap_or_else(|| "unknown client".into())));
+            self.report.add(verdict, name, format!("{slot} is in use by another connection (pid {pid}, {who}): stop the other cdc-source, or end it with SELECT pg_terminate_backend({pid});"));
         } else {
-            self.report.add(
-                Verdict::Ok,
-                "replication slot",
-                format!("{slot} (pgoutput, wal_status {wal_status})"),
-            );
+            let message = format!("{slot} (pgoutput, wal_status {})", row.wal_status);
+            self.report.add(Verdict::Ok, name, message);
         }
         Ok(())
     }

@@ -126,26 +126,19 @@ pub async fn teardown(config: &SourceConfig) -> Result<Vec<String>, SourceError>
 }
 
 async fn drop_slot(client: &Client, slot: &str) -> Result<String, SourceError> {
-    let row = client
-        .query_opt(
-            "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1",
-            &[&slot],
-        )
-        .await
-        .map_err(SourceError::sql("look up the replication slot"))?;
-    match row.map(|row| row.get::<_, Option<i32>>(0)) {
-        None => Ok(format!("no replication slot {slot}")),
-        Some(Some(pid)) => Err(SourceError::Prerequisites(format!(
-            "replication slot {slot} is in use by pid {pid}: stop cdc-source first (or SELECT pg_terminate_backend({pid});)"
-        ))),
-        Some(None) => {
-            client
-                .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
-                .await
-                .map_err(SourceError::sql("drop the replication slot"))?;
-            Ok(format!("dropped replication slot {slot}"))
-        }
+    let Some(row) = setup::slot_row(client, slot).await? else {
+        return Ok(format!("no replication slot {slot}"));
+    };
+    if let Some((pid, who)) = row.holder {
+        return Err(SourceError::Prerequisites(format!(
+            "replication slot {slot} is in use by pid {pid} ({who}): stop cdc-source first (or SELECT pg_terminate_backend({pid});)"
+        )));
     }
+    client
+        .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+        .await
+        .map_err(SourceError::sql("drop the replication slot"))?;
+    Ok(format!("dropped replication slot {slot}"))
 }
 
 /// Runs `drop` when `lookup` finds the object with pgcdc's mark.

@@ -42,14 +42,11 @@ fn quote_table((schema, table): &(String, String)) -> String {
     format!("{}.{}", quote_ident(schema), quote_ident(table))
 }
 
-/// Checks that every literally named table exists, then creates the publication for the
-/// captured tables (and the signal table) if it does not exist, or adds the ones it lacks.
-/// Returns the captured tables.
-pub async fn ensure_publication(
+/// The tables `filter` captures; an error names a literally named table that does not exist,
+/// or says that nothing matches.
+pub async fn existing_captured_tables(
     client: &Client,
-    publication: &str,
     filter: &TableFilter,
-    signal_table: Option<&(String, String)>,
 ) -> Result<Vec<(String, String)>, SetupError> {
     let tables = captured_tables(client, filter).await?;
     if let Some(named) = filter.exact_tables() {
@@ -70,6 +67,18 @@ pub async fn ensure_publication(
             "capture.tables matches no table in the source database: check the schema and table patterns".into(),
         ));
     }
+    Ok(tables)
+}
+
+/// Creates the publication for the captured tables (and the signal table) if it does not
+/// exist, or adds the ones it lacks. Returns the captured tables.
+pub async fn ensure_publication(
+    client: &Client,
+    publication: &str,
+    filter: &TableFilter,
+    signal_table: Option<&(String, String)>,
+) -> Result<Vec<(String, String)>, SetupError> {
+    let tables = existing_captured_tables(client, filter).await?;
     let mut published_set = tables.clone();
     published_set.extend(signal_table.cloned());
     match published_tables(client, publication).await? {
@@ -222,11 +231,48 @@ async fn create_publication(
     Ok(())
 }
 
-/// Whether the slot exists and whether its WAL is still there.
-pub async fn slot_condition(client: &Client, slot: &str) -> Result<SlotCondition, SetupError> {
+/// A replication slot as `pg_replication_slots` shows it.
+pub struct SlotRow {
+    /// The output plugin; `None` for a physical slot.
+    pub plugin: Option<String>,
+    /// Whether it decodes this database.
+    pub same_database: bool,
+    /// `confirmed_flush_lsn` as text.
+    pub confirmed_flush: Option<String>,
+    /// `wal_status` (`lost` once invalidated), `""` when unknown.
+    pub wal_status: String,
+    /// The walsender streaming from it, and who that is.
+    pub holder: Option<(i32, String)>,
+}
+
+impl SlotRow {
+    /// Why pgcdc cannot stream from this slot, with the fix; `None` when it can.
+    pub fn unusable(&self, slot: &str) -> Option<String> {
+        let drop = format!("SELECT pg_drop_replication_slot('{slot}');");
+        if self.plugin.as_deref() != Some("pgoutput") || !self.same_database {
+            Some(format!(
+                "replication slot {slot} exists but is not a pgoutput slot of this database (plugin {}): choose another capture.slot or drop it: {drop}",
+                self.plugin.as_deref().unwrap_or("none: a physical slot")
+            ))
+        } else if self.wal_status == "lost" {
+            Some(format!(
+                "replication slot {slot} was invalidated (wal_status = lost): its WAL is gone and changes were missed; drop it ({drop}) and start again with a snapshot (capture.snapshot = \"when_needed\" does this by itself)"
+            ))
+        } else {
+            None
+        }
+    }
+}
+
+/// Looks the slot up.
+pub async fn slot_row(client: &Client, slot: &str) -> Result<Option<SlotRow>, SetupError> {
     let row = client
         .query_opt(
-            "SELECT coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1",
+            "SELECT s.plugin::text, coalesce(s.database::text = current_database(), false), \
+                    s.confirmed_flush_lsn::text, coalesce(s.wal_status, ''), s.active_pid, \
+                    (SELECT format('%s from %s', a.application_name, coalesce(a.client_addr::text, 'a local socket')) \
+                     FROM pg_stat_activity a WHERE a.pid = s.active_pid) \
+             FROM pg_replication_slots s WHERE s.slot_name = $1",
             &[&slot],
         )
         .await
@@ -234,9 +280,23 @@ pub async fn slot_condition(client: &Client, slot: &str) -> Result<SlotCondition
             what: format!("look up replication slot {slot}"),
             source,
         })?;
-    Ok(match row {
+    Ok(row.map(|row| SlotRow {
+        plugin: row.get(0),
+        same_database: row.get(1),
+        confirmed_flush: row.get(2),
+        wal_status: row.get(3),
+        holder: row.get::<_, Option<i32>>(4).map(|pid| {
+            let who: Option<String> = row.get(5);
+            (pid, who.unwrap_or_else(|| "unknown client".into()))
+        }),
+    }))
+}
+
+/// Whether the slot exists and whether its WAL is still there.
+pub async fn slot_condition(client: &Client, slot: &str) -> Result<SlotCondition, SetupError> {
+    Ok(match slot_row(client, slot).await? {
         None => SlotCondition::Missing,
-        Some(row) if row.get::<_, String>(0) == "lost" => SlotCondition::Lost,
+        Some(row) if row.wal_status == "lost" => SlotCondition::Lost,
         Some(_) => SlotCondition::Usable,
     })
 }
@@ -301,42 +361,21 @@ pub async fn ensure_slot(
 }
 
 async fn existing_slot(client: &Client, slot: &str) -> Result<Option<SlotState>, SetupError> {
-    let row = client
-        .query_opt(
-            "SELECT plugin::text, database::text = current_database(), confirmed_flush_lsn::text, \
-                    coalesce(wal_status, '') \
-             FROM pg_replication_slots WHERE slot_name = $1",
-            &[&slot],
-        )
-        .await
-        .map_err(|source| SetupError::Sql {
-            what: format!("look up replication slot {slot}"),
-            source,
-        })?;
-    let Some(row) = row else { return Ok(None) };
-    let plugin: Option<String> = row.get(0);
-    let same_database: Option<bool> = row.get(1);
-    if plugin.as_deref() != Some("pgoutput") || same_database != Some(true) {
-        return Err(SetupError::Prerequisite(format!(
-            "replication slot {slot} exists but is not a pgoutput slot of this database (plugin {}); \
-             choose another capture.slot or drop it: SELECT pg_drop_replication_slot('{slot}');",
-            plugin.unwrap_or_else(|| "none: physical slot".into())
-        )));
+    let Some(row) = slot_row(client, slot).await? else {
+        return Ok(None);
+    };
+    if let Some(problem) = row.unusable(slot) {
+        return Err(SetupError::Prerequisite(problem));
     }
-    if row.get::<_, String>(3) == "lost" {
-        return Err(SetupError::Prerequisite(format!(
-            "replication slot {slot} was invalidated (wal_status = lost): its WAL is gone, so changes were missed; \
-             drop it (SELECT pg_drop_replication_slot('{slot}');) and start again with a snapshot"
-        )));
-    }
-    let confirmed: Option<String> = row.get(2);
-    let confirmed_flush = confirmed
+    let confirmed_flush = row
+        .confirmed_flush
         .as_deref()
         .and_then(|text| text.parse().ok())
         .ok_or_else(|| {
             SetupError::Prerequisite(format!(
-                "replication slot {slot} has no usable confirmed_flush_lsn ({confirmed:?}); \
-             drop it (SELECT pg_drop_replication_slot('{slot}');) and let pgcdc create it again"
+                "replication slot {slot} has no usable confirmed_flush_lsn ({:?}); \
+             drop it (SELECT pg_drop_replication_slot('{slot}');) and let pgcdc create it again",
+                row.confirmed_flush
             ))
         })?;
     Ok(Some(SlotState { confirmed_flush }))
