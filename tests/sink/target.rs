@@ -9,8 +9,10 @@ use crate::support::capture::Capture;
 use crate::support::process::CdcProcess;
 use crate::support::{PgCluster, TestNames};
 
-/// How long a pipeline may take to settle.
-const SETTLE: Duration = Duration::from_secs(90);
+/// How long a pipeline may go without the target changing before settling fails.
+const SETTLE_STALLED: Duration = Duration::from_secs(90);
+/// How long a pipeline may take to settle however steadily the target changes.
+const SETTLE_MAX: Duration = Duration::from_secs(300);
 
 /// A target database and the configuration of a sink applying one capture's topics to it.
 pub struct Target {
@@ -81,9 +83,13 @@ listen = ""
     }
 
     /// Runs `cdc-sink verify` until it prints exactly `expected` (sorted lines) and exits
-    /// accordingly (0 only when every line is ok), or fails with its last output.
+    /// accordingly (0 only when every line is ok), or fails with its last output once verify
+    /// printed the same for [`SETTLE_STALLED`] (the sink is stuck, not slow) or after
+    /// [`SETTLE_MAX`].
     pub fn settle(&mut self, expected: &[&str]) {
-        let deadline = Instant::now() + SETTLE;
+        let started = Instant::now();
+        let mut changed = started;
+        let mut previous = String::new();
         let expected_code = if expected.iter().all(|line| line.contains(": ok (")) {
             0
         } else {
@@ -105,9 +111,14 @@ listen = ""
             if code == expected_code && lines == expected {
                 return;
             }
+            if output != previous {
+                changed = Instant::now();
+                previous.clone_from(&output);
+            }
             assert!(
-                Instant::now() < deadline,
-                "verify never reported {expected:#?}; last exit {code}:\n{output}{}\nsink stderr:\n{}",
+                changed.elapsed() < SETTLE_STALLED && started.elapsed() < SETTLE_MAX,
+                "verify never reported {expected:#?}; last exit {code} (unchanged for {:?}):\n{output}{}\nsink stderr:\n{}",
+                changed.elapsed(),
                 verify.stderr_text(),
                 self.sink.as_ref().map(CdcProcess::stderr_text).unwrap_or_default()
             );
