@@ -19,7 +19,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use common::{env_number, lsn, peak_rss_kib, source_config, wait_confirmed};
+use common::{env_number, lsn, peak_rss_kib, source_config, wait_confirmed, STREAM_ONLY};
 use support::postgres::{ClusterSetup, REPLICATOR, SUPERUSER};
 use support::process::CdcProcess;
 use support::{free_port, http, Broker, PgCluster, SchemaRegistry, TestNames};
@@ -255,6 +255,7 @@ async fn main() {
         &names,
         &broker,
         &registry.url(),
+        STREAM_ONLY,
         "[kafka.topic]\npartitions = 3",
     );
     fill_topic(&client, &config, &names.slot, end).await;

@@ -126,10 +126,13 @@ async fn main() {
         "COPY (SELECT * FROM bench) TO STDOUT (FORMAT binary)",
     );
 
-    let config = source_config(&pg, &names, &broker, &registry.url(), "").replacen(
-        "[capture]\n",
-        &format!("[capture]\nsnapshot = \"initial_only\"\nsnapshot_workers = {workers}\n"),
-        1,
+    let config = source_config(
+        &pg,
+        &names,
+        &broker,
+        &registry.url(),
+        &format!("snapshot = \"initial_only\"\nsnapshot_workers = {workers}"),
+        "",
     );
     let started = Instant::now();
     let mut source = CdcProcess::run(&config);

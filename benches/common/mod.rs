@@ -38,13 +38,19 @@ pub async fn lsn(client: &tokio_postgres::Client, sql: &str) -> u64 {
     text.map_or(0, |t| parse_lsn(&t))
 }
 
+/// The `[capture]` line of benchmarks that stream their own slot: `initial` would drop a slot
+/// it has no snapshot record of and snapshot instead.
+pub const STREAM_ONLY: &str = "snapshot = \"never\"";
+
 /// cdc-source's configuration for a benchmark of table `public.bench`: Avro, no heartbeats,
-/// frequent status updates, `extra` appended (e.g. a `[kafka.topic]` section).
+/// frequent status updates, `capture` lines added to `[capture]` (e.g. [`STREAM_ONLY`]),
+/// `extra` appended (e.g. a `[kafka.topic]` section).
 pub fn source_config(
     pg: &PgCluster,
     names: &TestNames,
     broker: &Broker,
     registry: &str,
+    capture: &str,
     extra: &str,
 ) -> String {
     format!(
@@ -57,6 +63,7 @@ publication = "{publication}"
 tables = ["public.bench"]
 heartbeat_interval = "0s"
 status_interval = "50ms"
+{capture}
 [schema_registry]
 url = "{registry}"
 [metrics]
@@ -73,6 +80,35 @@ format = "avro"
         brokers = broker.bootstrap(),
         prefix = names.topic_prefix,
     )
+}
+
+/// Waits until a walsender holds `slot` (the source streams) and returns when it saw that,
+/// failing with `source`'s log after a minute.
+pub async fn wait_active(
+    client: &tokio_postgres::Client,
+    slot: &str,
+    source: &CdcProcess,
+) -> Instant {
+    let started = Instant::now();
+    loop {
+        let active: bool = client
+            .query_one(
+                "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .expect("slot state")
+            .get(0);
+        if active {
+            return Instant::now();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "cdc-source never streamed: {}",
+            source.stderr_text()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Waits until `slot`'s confirmed flush LSN reaches `end`, failing with `source`'s log after
