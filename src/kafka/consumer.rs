@@ -25,6 +25,8 @@ const CHUNK: usize = 1024;
 const CHANNEL_CHUNKS: usize = 8;
 /// How long one poll waits when nothing arrives; also how fast a stop request is noticed.
 const POLL_WAIT: Duration = Duration::from_millis(100);
+/// How long the consumer thread waits before offering a chunk to a full channel again.
+const FULL_WAIT: Duration = Duration::from_millis(2);
 
 /// Options pgcdc sets unless `[kafka.options]` overrides them.
 const DEFAULT_OPTIONS: &[(&str, &str)] = &[
@@ -39,6 +41,9 @@ const DEFAULT_OPTIONS: &[(&str, &str)] = &[
     // make read-ahead most of the sink's footprint while buying no throughput.
     ("queued.max.messages.kbytes", "8192"),
     ("fetch.max.bytes", "8388608"),
+    // With a full queue librdkafka stops fetching for this long (1 s by default), which left
+    // the applier idle once it had caught up with the read-ahead.
+    ("fetch.queue.backoff.ms", "10"),
     // Statistics carry each partition's high watermark, from which the lag is reported.
     ("statistics.interval.ms", "5000"),
 ];
@@ -260,8 +265,31 @@ fn poll_loop(
             // Once records flow, take what is already buffered without waiting.
             wait = Duration::ZERO;
         }
-        if !chunk.is_empty() && sender.blocking_send(Consumed::Records(chunk)).is_err() {
+        if !chunk.is_empty() && !hand_over(sender, stop, chunk) {
             return;
+        }
+    }
+}
+
+/// Sends a chunk, waiting while the channel is full; false once the receiver is gone or a stop
+/// was requested (so dropping [`ChangeConsumer`] never waits on a receiver that stopped reading).
+fn hand_over(
+    sender: &mpsc::Sender<Consumed>,
+    stop: &AtomicBool,
+    chunk: Vec<ConsumedRecord>,
+) -> bool {
+    let mut pending = Consumed::Records(chunk);
+    loop {
+        match sender.try_send(pending) {
+            Ok(()) => return true,
+            Err(mpsc::error::TrySendError::Closed(_)) => return false,
+            Err(mpsc::error::TrySendError::Full(chunk)) => {
+                if stop.load(Ordering::Relaxed) {
+                    return false;
+                }
+                pending = chunk;
+                std::thread::sleep(FULL_WAIT);
+            }
         }
     }
 }
@@ -300,5 +328,45 @@ mod tests {
         assert_eq!(subscription("shop.l1.orders"), "shop.l1.orders");
         assert_eq!(subscription("shop.l1.*"), "^shop\\.l1\\..*$");
         assert_eq!(subscription("*.orders"), "^.*\\.orders$");
+    }
+
+    fn record(offset: i64) -> Vec<ConsumedRecord> {
+        vec![ConsumedRecord {
+            topic: "t".into(),
+            partition: 0,
+            offset,
+            key: None,
+            value: None,
+        }]
+    }
+
+    #[test]
+    fn a_full_channel_is_waited_for_until_a_stop() {
+        let (sender, mut receiver) = mpsc::channel(1);
+        let stop = AtomicBool::new(false);
+        assert!(hand_over(&sender, &stop, record(0)));
+        let waiting = std::thread::scope(|scope| {
+            let waiting = scope.spawn(|| hand_over(&sender, &stop, record(1)));
+            std::thread::sleep(Duration::from_millis(20));
+            assert!(!waiting.is_finished(), "a full channel is waited for");
+            stop.store(true, Ordering::Relaxed);
+            waiting.join().expect("sender thread")
+        });
+        assert!(!waiting, "a stop ends the wait without sending");
+        let Ok(Consumed::Records(first)) = receiver.try_recv() else {
+            panic!("the first chunk was sent");
+        };
+        assert_eq!(first[0].offset, 0);
+        assert!(
+            receiver.try_recv().is_err(),
+            "the second chunk was not sent"
+        );
+    }
+
+    #[test]
+    fn a_closed_channel_ends_the_hand_over() {
+        let (sender, receiver) = mpsc::channel(1);
+        drop(receiver);
+        assert!(!hand_over(&sender, &AtomicBool::new(false), record(0)));
     }
 }

@@ -1,5 +1,6 @@
 //! `cdc-sink run`: sessions of consume → decode → batch → apply, each batch one target
-//! transaction that also stores the offsets it consumed.
+//! transaction that also stores the offsets it consumed. Decoding runs on a task of its own,
+//! so the next batch is decoded while the target applies the current one.
 //!
 //! A session starts from the offsets stored in the target. Any failure of the target or the
 //! broker ends the session without committing anything of the pending batch; the next session
@@ -11,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_postgres::{Client, Transaction};
 
 use super::apply::Applier;
@@ -24,7 +25,7 @@ use super::SinkError;
 use crate::config::{Format, SinkConfig};
 use crate::encode::decode::{DecodeError, RecordDecoder};
 use crate::encode::registry::RegistryClient;
-use crate::kafka::{ChangeConsumer, Consumed, ConsumedRecord, StartOffsets};
+use crate::kafka::{ChangeConsumer, Consumed, ConsumedRecord, KafkaError, StartOffsets};
 use crate::metrics::SinkMetrics;
 use crate::pg::PgConnectOptions;
 
@@ -34,6 +35,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Before the first session got going, transient errors are retried this long, so a typo'd
 /// host fails the start instead of retrying forever.
 const STARTUP_RETRY_WINDOW: Duration = Duration::from_secs(60);
+/// Decoded chunks waiting for the applier: with the consumer's chunks, bounds read-ahead.
+const DECODED_CHUNKS: usize = 4;
 
 /// Runs the sink until `shutdown` becomes true or an error that retrying cannot fix.
 pub async fn run(
@@ -58,10 +61,7 @@ pub async fn run(
         }
         None => None,
     };
-    let mut decoders = Decoders {
-        avro: RecordDecoder::new(Format::Avro, registry),
-        json: RecordDecoder::new(Format::Json, None),
-    };
+    let mut decoders = Decoders::new(registry.as_ref());
     let mut backoff = BACKOFF_INITIAL;
     let first_start = Instant::now();
     let mut applying = false;
@@ -70,7 +70,7 @@ pub async fn run(
         let outcome = session(
             &config,
             &options,
-            &mut decoders,
+            (&registry, &mut decoders),
             &metrics,
             shutdown.clone(),
             &mut applying,
@@ -107,11 +107,63 @@ struct Decoders {
 }
 
 impl Decoders {
+    fn new(registry: Option<&Arc<RegistryClient>>) -> Decoders {
+        Decoders {
+            avro: RecordDecoder::new(Format::Avro, registry.cloned()),
+            json: RecordDecoder::new(Format::Json, None),
+        }
+    }
+
     async fn decode(&mut self, record: &ConsumedRecord) -> Result<Option<SinkChange>, DecodeError> {
         let (key, value) = (record.key.as_deref(), record.value.as_deref());
         let avro = value.or(key).is_some_and(|bytes| bytes.first() == Some(&0));
         let decoder = if avro { &mut self.avro } else { &mut self.json };
         decoder.decode(key, value).await
+    }
+}
+
+/// A consumed record with its decoded change.
+struct Decoded {
+    record: ConsumedRecord,
+    change: Result<Option<SinkChange>, DecodeError>,
+}
+
+/// What the decoding task hands over.
+enum DecodedChunk {
+    Records(Vec<Decoded>),
+    Failed(KafkaError),
+}
+
+/// Decodes the consumer's chunks in order until either side stops.
+async fn decode_chunks(
+    mut decoders: Decoders,
+    mut consumed: mpsc::Receiver<Consumed>,
+    decoded: mpsc::Sender<DecodedChunk>,
+) {
+    while let Some(chunk) = consumed.recv().await {
+        let chunk = match chunk {
+            Consumed::Records(records) => {
+                let mut out = Vec::with_capacity(records.len());
+                for record in records {
+                    let change = decoders.decode(&record).await;
+                    out.push(Decoded { record, change });
+                }
+                DecodedChunk::Records(out)
+            }
+            Consumed::Failed(error) => DecodedChunk::Failed(error),
+        };
+        if decoded.send(chunk).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Ends the decoding task with the session that started it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -138,6 +190,7 @@ struct Session<'a> {
     client: Client,
     consumer: ChangeConsumer,
     start: StartOffsets,
+    /// Decodes again when a rejected batch is applied change by change.
     decoders: &'a mut Decoders,
     dead_letters: Option<DeadLetters>,
     applied: HashMap<Partition, PartitionProgress>,
@@ -156,7 +209,7 @@ struct Writer<'a> {
 async fn session(
     config: &SinkConfig,
     options: &PgConnectOptions,
-    decoders: &mut Decoders,
+    (registry, decoders): (&Option<Arc<RegistryClient>>, &mut Decoders),
     metrics: &SinkMetrics,
     mut shutdown: watch::Receiver<bool>,
     applying: &mut bool,
@@ -170,7 +223,7 @@ async fn session(
             .map(|(p, progress)| (p.clone(), progress.next_offset))
             .collect(),
     ));
-    let (consumer, mut records) = ChangeConsumer::start(
+    let (consumer, consumed) = ChangeConsumer::start(
         &config.kafka.brokers,
         &config.apply.group_id,
         &config.apply.topics,
@@ -182,6 +235,12 @@ async fn session(
         "" => None,
         topic => Some(DeadLetters::new(&config.kafka.brokers, topic, &config.kafka.options).await?),
     };
+    let (decoded, mut records) = mpsc::channel(DECODED_CHUNKS);
+    let _decoding = AbortOnDrop(tokio::spawn(decode_chunks(
+        Decoders::new(registry.as_ref()),
+        consumed,
+        decoded,
+    )));
     tracing::info!(topics = ?config.apply.topics, group = %config.apply.group_id, "applying");
     metrics.set_healthy(true);
     *applying = true;
@@ -217,10 +276,10 @@ async fn session(
                 session.flush().await?;
                 deadline = None;
             }
-            consumed = records.recv() => match consumed {
-                Some(Consumed::Records(chunk)) => {
-                    for record in chunk {
-                        session.take(record).await?;
+            decoded = records.recv() => match decoded {
+                Some(DecodedChunk::Records(chunk)) => {
+                    for decoded in chunk {
+                        session.take(decoded)?;
                         if session.pending.changes >= config.apply.batch_size {
                             session.flush().await?;
                         }
@@ -231,7 +290,7 @@ async fn session(
                         deadline = Some(tokio::time::Instant::now() + config.apply.batch_timeout);
                     }
                 }
-                Some(Consumed::Failed(error)) => return Err(error.into()),
+                Some(DecodedChunk::Failed(error)) => return Err(error.into()),
                 None => return Err(SinkError::ConsumerStopped),
             },
         }
@@ -239,8 +298,8 @@ async fn session(
 }
 
 impl Session<'_> {
-    /// Adds one record to the pending batch.
-    async fn take(&mut self, record: ConsumedRecord) -> Result<(), SinkError> {
+    /// Adds one decoded record to the pending batch.
+    fn take(&mut self, Decoded { record, change }: Decoded) -> Result<(), SinkError> {
         let partition: Partition = (record.topic.clone(), record.partition);
         let stored = self
             .pending
@@ -253,7 +312,7 @@ impl Session<'_> {
         }
         let mut progress = stored.unwrap_or_default();
         progress.next_offset = record.offset + 1;
-        match self.decoders.decode(&record).await {
+        match change {
             Ok(None) => {}
             Ok(Some(change)) if offsets::already_applied(stored.as_ref(), change.position) => {
                 self.metrics.count_skipped(&change.table);
