@@ -49,8 +49,6 @@ use snapshot::{SlotCondition, SnapshotError, StartAction};
 
 /// How long a shutdown waits for the broker to acknowledge what is queued.
 const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long the broker may take to answer at start-up before the source gives up.
-const BROKER_STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// First and longest pause between reconnection attempts.
 const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -264,8 +262,6 @@ pub async fn run(
     .await?;
     tracing::info!(tables = tables.len(), publication = %config.capture.publication, "captured tables");
     drop(sql);
-    producer_for(&config, Arc::new(Mutex::new(Progress::new(Lsn::ZERO))))?
-        .check_connectivity(BROKER_STARTUP_TIMEOUT)?;
     let encoder = Encoder::new(EncoderSettings {
         topic_prefix: config.kafka.topic_prefix.clone(),
         format: config.kafka.format,
