@@ -1,7 +1,8 @@
 //! Snapshots (SPEC §2 `capture.snapshot`, §4 `op = r`): the initial snapshot is consistent
 //! with the slot under concurrent writes, reads keyless and composite-key tables in chunks,
-//! starts over after a crash; incremental snapshots run under load and resume after a crash;
-//! each snapshot mode does what it promises. Checked end to end with `cdc-sink verify`.
+//! stops promptly on SIGTERM, starts over after a crash; incremental snapshots run under load
+//! and resume after a crash; each snapshot mode does what it promises. Checked end to end
+//! with `cdc-sink verify`.
 //!
 //! The boundary test goes through the in-memory broker: its sink reads the topic once from
 //! its start, so it never resumes inside a record batch (the SQLite broker's reason, see
@@ -217,4 +218,21 @@ async fn a_snapshot_killed_midway_starts_over() {
     capture.source = Some(second);
     settle_equal(&capture, &["l1.item"]).await;
     assert_eq!(capture.stop(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_stops_promptly_on_sigterm() {
+    let capture = Capture::on_shared_sink_testbed(ITEMS).await;
+    let config = capture.config(
+        &["l1.*"],
+        "snapshot = \"initial\"\nsnapshot_workers = 4\nsnapshot_chunk_size = 5000",
+        "[kafka.options]\n\"queue.buffering.max.messages\" = \"2000\"",
+    );
+    let mut source = CdcProcess::run(&config);
+    wait_log(&source, "snapshot progress", WAIT).await;
+    source.terminate();
+    assert_eq!(source.wait_exit(Duration::from_secs(20)), 0);
+    let log = source.stderr_text();
+    assert!(!log.contains("initial snapshot completed"), "{log}");
+    assert!(!log.contains("ERROR"), "{log}");
 }

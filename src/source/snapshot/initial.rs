@@ -1,11 +1,11 @@
 //! The initial snapshot: `snapshot_workers` connections import the slot's exported snapshot
 //! and read the captured tables chunk by chunk with `COPY … TO STDOUT`; every row becomes an
-//! `op = r` event. Workers run concurrently on one task: the server's COPY backends do the
-//! reading in parallel, and the producer's bounded queue holds them back when the broker is
-//! slower (a worker that cannot enqueue stops reading, and the server waits on its socket).
+//! `op = r` event. Each worker runs on a thread of its own, so parsing and encoding use every
+//! core, and the producer's bounded queue holds them back when the broker is slower (a worker
+//! that cannot enqueue stops reading, and the server waits on its socket).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -30,8 +30,9 @@ use crate::source::progress::{Progress, Ticket};
 
 /// How often progress is logged per table.
 const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(5);
-/// Pause before trying a full producer queue again.
-/// Rows between checks for a shutdown request.
+/// How often the snapshot's own thread looks whether the workers are done.
+const WORKERS_POLL: Duration = Duration::from_millis(50);
+/// Rows between checks for a shutdown request or a failed worker.
 const SHUTDOWN_CHECK_ROWS: u64 = 4096;
 
 /// What the initial snapshot reads and where it publishes.
@@ -76,6 +77,8 @@ struct Job<'a> {
     ticket: Ticket,
     position: SourcePosition,
     shutdown: watch::Receiver<bool>,
+    /// Set by the first worker that fails, so that the others stop too.
+    failed: AtomicBool,
 }
 
 impl InitialSnapshot<'_> {
@@ -117,17 +120,9 @@ impl InitialSnapshot<'_> {
                 snapshot: SnapshotMarker::True,
             },
             shutdown: self.shutdown.clone(),
+            failed: AtomicBool::new(false),
         };
-        let work = futures_util::future::try_join_all(clients.iter().map(|c| job.worker(c)));
-        pin_mut!(work);
-        let mut ticker = tokio::time::interval(PROGRESS_LOG_INTERVAL);
-        ticker.tick().await;
-        loop {
-            tokio::select! {
-                result = &mut work => { result?; break; }
-                _ = ticker.tick() => job.log_progress(started.elapsed()),
-            }
-        }
+        tokio::task::block_in_place(|| job.run_workers(&clients, started))?;
         drain(job.producer, &self.shutdown).await?;
         for table in &job.tables {
             self.metrics.snapshot_completed(&table.name);
@@ -226,14 +221,49 @@ impl InitialSnapshot<'_> {
 }
 
 impl Job<'_> {
+    /// Runs one worker per client, each on a thread of its own driving its reads on the
+    /// runtime, logs progress meanwhile, and returns the first worker's error.
+    fn run_workers(&self, clients: &[Client], started: Instant) -> Result<(), SnapshotError> {
+        let runtime = tokio::runtime::Handle::current();
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = clients
+                .iter()
+                .map(|client| scope.spawn(|| runtime.block_on(self.worker(client))))
+                .collect();
+            let mut logged = Instant::now();
+            while !workers.iter().all(|worker| worker.is_finished()) {
+                std::thread::sleep(WORKERS_POLL);
+                if logged.elapsed() >= PROGRESS_LOG_INTERVAL {
+                    self.log_progress(started.elapsed());
+                    logged = Instant::now();
+                }
+            }
+            // Workers that stopped because another failed report `Interrupted`: name the cause.
+            let error = workers
+                .into_iter()
+                .filter_map(|worker| worker.join().expect("snapshot worker panicked").err())
+                .min_by_key(|error| matches!(error, SnapshotError::Interrupted));
+            error.map_or(Ok(()), Err)
+        })
+    }
+
     async fn worker(&self, client: &Client) -> Result<(), SnapshotError> {
-        loop {
+        let result = self.read_chunks(client).await;
+        if result.is_err() {
+            self.failed.store(true, Ordering::Relaxed);
+        }
+        result
+    }
+
+    async fn read_chunks(&self, client: &Client) -> Result<(), SnapshotError> {
+        while !self.failed.load(Ordering::Relaxed) {
             let next = self.queue.lock().expect("queue lock").pop_front();
             let Some((table, range)) = next else {
                 return Ok(());
             };
             self.read_chunk(client, table, &range).await?;
         }
+        Ok(())
     }
 
     async fn read_chunk(
@@ -260,7 +290,9 @@ impl Job<'_> {
                     .await?;
             }
             count += 1;
-            if count.is_multiple_of(SHUTDOWN_CHECK_ROWS) && *self.shutdown.borrow() {
+            if count.is_multiple_of(SHUTDOWN_CHECK_ROWS)
+                && (*self.shutdown.borrow() || self.failed.load(Ordering::Relaxed))
+            {
                 return Err(SnapshotError::Interrupted);
             }
         }
