@@ -314,13 +314,15 @@ impl ProducerContext for DeliveryContext {
             Err((error, message)) => {
                 // Not acknowledged: the tracker never confirms past this record's transaction.
                 let mut fatal = lock(&self.fatal);
-                if fatal.is_none() {
+                if fatal.is_none() && !is_purged(error) {
                     tracing::error!(
                         topic = message.topic(),
                         partition = message.partition(),
                         %error,
                         "a record could not be delivered; the source must restart from the slot"
                     );
+                }
+                if fatal.is_none() {
                     *fatal = Some(KafkaError::Delivery {
                         topic: message.topic().to_owned(),
                         partition: message.partition(),
@@ -332,10 +334,35 @@ impl ProducerContext for DeliveryContext {
     }
 }
 
+/// Records dropped by a producer going away at shutdown (rdkafka purges what is still queued
+/// or in flight on drop): expected then, and never acknowledged, so never confirmed either.
+fn is_purged(error: &RdKafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::lsn::Lsn;
+
+    #[test]
+    fn only_purges_at_shutdown_count_as_expected_losses() {
+        for code in [
+            RDKafkaErrorCode::PurgeQueue,
+            RDKafkaErrorCode::PurgeInflight,
+        ] {
+            assert!(is_purged(&RdKafkaError::MessageProduction(code)));
+        }
+        for code in [
+            RDKafkaErrorCode::MessageTimedOut,
+            RDKafkaErrorCode::MessageSizeTooLarge,
+        ] {
+            assert!(!is_purged(&RdKafkaError::MessageProduction(code)));
+        }
+    }
     use rdkafka::bindings::rd_kafka_resp_err_t;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::Headers;

@@ -187,19 +187,8 @@ async fn keyless_and_composite_key_tables_are_read_in_chunks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_killed_midway_starts_over() {
     let mut capture = Capture::on_shared_sink_testbed(ITEMS).await;
-    let config = capture.config(
-        &["l1.*"],
-        "snapshot = \"initial\"\nsnapshot_workers = 2\nsnapshot_chunk_size = 5000",
-        "[kafka.options]\n\"queue.buffering.max.messages\" = \"2000\"",
-    );
-    let mut first = CdcProcess::run(&config);
-    // The small producer queue keeps this snapshot slow: its first progress line (5 s in)
-    // comes long before its end.
-    wait_log(&first, "snapshot progress", WAIT).await;
-    assert!(
-        !first.stderr_text().contains("initial snapshot completed"),
-        "the snapshot finished before the kill"
-    );
+    let config = slow_snapshot_config(&capture, 2);
+    let mut first = running_midway(&config).await;
     first.kill9();
     capture
         .client
@@ -223,16 +212,33 @@ async fn a_snapshot_killed_midway_starts_over() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_stops_promptly_on_sigterm() {
     let capture = Capture::on_shared_sink_testbed(ITEMS).await;
-    let config = capture.config(
-        &["l1.*"],
-        "snapshot = \"initial\"\nsnapshot_workers = 4\nsnapshot_chunk_size = 5000",
-        "[kafka.options]\n\"queue.buffering.max.messages\" = \"2000\"",
-    );
-    let mut source = CdcProcess::run(&config);
-    wait_log(&source, "snapshot progress", WAIT).await;
+    let mut source = running_midway(&slow_snapshot_config(&capture, 4)).await;
     source.terminate();
     assert_eq!(source.wait_exit(Duration::from_secs(20)), 0);
     let log = source.stderr_text();
     assert!(!log.contains("initial snapshot completed"), "{log}");
     assert!(!log.contains("ERROR"), "{log}");
+}
+
+/// An initial snapshot of `l1.*` by `workers` workers in chunks of 5,000 rows, held back by a
+/// small producer queue so that its first progress line (5 s in) comes long before its end.
+fn slow_snapshot_config(capture: &Capture<'_>, workers: usize) -> String {
+    capture.config(
+        &["l1.*"],
+        &format!(
+            "snapshot = \"initial\"\nsnapshot_workers = {workers}\nsnapshot_chunk_size = 5000"
+        ),
+        "[kafka.options]\n\"queue.buffering.max.messages\" = \"2000\"",
+    )
+}
+
+/// `cdc-source run` once its snapshot is under way and not yet complete.
+async fn running_midway(config: &str) -> CdcProcess {
+    let source = CdcProcess::run(config);
+    wait_log(&source, "snapshot progress", WAIT).await;
+    assert!(
+        !source.stderr_text().contains("initial snapshot completed"),
+        "the snapshot finished before it could be interrupted"
+    );
+    source
 }
