@@ -4,8 +4,9 @@
 //! tansu broker and is done when its slot's confirmed LSN reaches the end of the workload.
 //! Prints rows/s of each, their ratio, and cdc-source's peak RSS. cdc-source's start-up
 //! (prerequisite checks, the snapshot state, topics) takes about half a second before it
-//! streams, so its rate from the moment its slot becomes active is printed too. Rows: PGCDC_BENCH_ROWS
-//! (default 200000), rows per transaction: PGCDC_BENCH_TRANSACTION_ROWS (default 1000).
+//! streams, so its rate from the moment its slot becomes active is printed too.
+//! Rows: PGCDC_BENCH_ROWS (default 200000), rows per transaction:
+//! PGCDC_BENCH_TRANSACTION_ROWS (default 1000).
 
 mod common;
 #[path = "../tests/support/mod.rs"]

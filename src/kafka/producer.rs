@@ -314,15 +314,15 @@ impl ProducerContext for DeliveryContext {
             Err((error, message)) => {
                 // Not acknowledged: the tracker never confirms past this record's transaction.
                 let mut fatal = lock(&self.fatal);
-                if fatal.is_none() && !is_purged(error) {
-                    tracing::error!(
-                        topic = message.topic(),
-                        partition = message.partition(),
-                        %error,
-                        "a record could not be delivered; the source must restart from the slot"
-                    );
-                }
                 if fatal.is_none() {
+                    if !is_purged(error) {
+                        tracing::error!(
+                            topic = message.topic(),
+                            partition = message.partition(),
+                            %error,
+                            "a record could not be delivered; the source must restart from the slot"
+                        );
+                    }
                     *fatal = Some(KafkaError::Delivery {
                         topic: message.topic().to_owned(),
                         partition: message.partition(),
@@ -347,6 +347,13 @@ fn is_purged(error: &RdKafkaError) -> bool {
 mod tests {
     use super::*;
     use crate::lsn::Lsn;
+    use rdkafka::bindings::rd_kafka_resp_err_t;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Headers;
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::types::RDKafkaApiKey;
+    use rdkafka::{Offset, TopicPartitionList};
+    use std::time::Instant;
 
     #[test]
     fn only_purges_at_shutdown_count_as_expected_losses() {
@@ -363,13 +370,6 @@ mod tests {
             assert!(!is_purged(&RdKafkaError::MessageProduction(code)));
         }
     }
-    use rdkafka::bindings::rd_kafka_resp_err_t;
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::message::Headers;
-    use rdkafka::mocking::MockCluster;
-    use rdkafka::types::RDKafkaApiKey;
-    use rdkafka::{Offset, TopicPartitionList};
-    use std::time::Instant;
 
     const TOPIC: &str = "pgcdc.public.item";
     const WAIT: Duration = Duration::from_secs(20);

@@ -61,7 +61,7 @@ pub async fn run(
         }
         None => None,
     };
-    let mut decoders = Decoders::new(registry.as_ref());
+    let mut decoders = Decoders::new(registry);
     let mut backoff = BACKOFF_INITIAL;
     let first_start = Instant::now();
     let mut applying = false;
@@ -70,7 +70,7 @@ pub async fn run(
         let outcome = session(
             &config,
             &options,
-            (&registry, &mut decoders),
+            &mut decoders,
             &metrics,
             shutdown.clone(),
             &mut applying,
@@ -102,16 +102,23 @@ pub async fn run(
 /// One decoder per wire format; a record's first byte tells which it is (Avro's Confluent
 /// framing starts with a zero byte, a JSON envelope with `{`).
 struct Decoders {
+    registry: Option<Arc<RegistryClient>>,
     avro: RecordDecoder,
     json: RecordDecoder,
 }
 
 impl Decoders {
-    fn new(registry: Option<&Arc<RegistryClient>>) -> Decoders {
+    fn new(registry: Option<Arc<RegistryClient>>) -> Decoders {
         Decoders {
-            avro: RecordDecoder::new(Format::Avro, registry.cloned()),
+            avro: RecordDecoder::new(Format::Avro, registry.clone()),
             json: RecordDecoder::new(Format::Json, None),
+            registry,
         }
+    }
+
+    /// Decoders of their own, with empty caches, on the same registry.
+    fn fresh(&self) -> Decoders {
+        Decoders::new(self.registry.clone())
     }
 
     async fn decode(&mut self, record: &ConsumedRecord) -> Result<Option<SinkChange>, DecodeError> {
@@ -209,7 +216,7 @@ struct Writer<'a> {
 async fn session(
     config: &SinkConfig,
     options: &PgConnectOptions,
-    (registry, decoders): (&Option<Arc<RegistryClient>>, &mut Decoders),
+    decoders: &mut Decoders,
     metrics: &SinkMetrics,
     mut shutdown: watch::Receiver<bool>,
     applying: &mut bool,
@@ -237,7 +244,7 @@ async fn session(
     };
     let (decoded, mut records) = mpsc::channel(DECODED_CHUNKS);
     let _decoding = AbortOnDrop(tokio::spawn(decode_chunks(
-        Decoders::new(registry.as_ref()),
+        decoders.fresh(),
         consumed,
         decoded,
     )));
