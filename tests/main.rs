@@ -13,6 +13,7 @@ mod outage;
 mod prerequisites;
 mod producer;
 mod prometheus;
+mod real_schema;
 mod reconnect;
 mod replication;
 pub mod sink;

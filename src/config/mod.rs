@@ -56,6 +56,9 @@ pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 /// Standby status interval: bounds how far the server's flushed LSN trails broker
 /// acknowledgements, far below the server's default `wal_sender_timeout` of 60 s.
 pub const DEFAULT_STATUS_INTERVAL: Duration = Duration::from_secs(1);
+/// Tables created later are looked for this often: a few seconds after its creation a table
+/// is captured, and the catalog query it takes is cheap.
+pub const DEFAULT_DISCOVERY_INTERVAL: Duration = Duration::from_secs(5);
 /// In-progress transaction streaming is off by default: it needs PostgreSQL 14+ and local disk.
 pub const DEFAULT_STREAMING: bool = false;
 /// Tombstones are on by default: Debezium emits them so log compaction can drop deleted keys.
@@ -141,10 +144,17 @@ pub struct CaptureSection {
     /// Rows per chunk of an incremental snapshot: held in memory while its window is open.
     #[serde(default = "default_incremental_chunk_size")]
     pub incremental_chunk_size: u64,
-    /// `schema.table` taking `execute-snapshot` signals and the incremental snapshots'
-    /// watermarks; `None` (configured as `""`) disables incremental snapshots.
+    /// `schema.table` taking Debezium's `execute-snapshot` signals; `None` (configured as
+    /// `""`): none.
     #[serde(default, deserialize_with = "de::optional_string")]
     pub signal_table: Option<String>,
+    /// How often the catalog is read for tables that `tables` matches but the source does not
+    /// capture yet (created, renamed or detached since); `None` (configured as `"0"`): never.
+    #[serde(
+        default = "default_discovery_interval",
+        deserialize_with = "de::optional_duration"
+    )]
+    pub discovery_interval: Option<Duration>,
 }
 
 /// `capture.snapshot`: when to copy the existing rows (Debezium's `snapshot.mode` names).
@@ -263,6 +273,10 @@ fn default_snapshot_chunk_size() -> u64 {
 
 fn default_incremental_chunk_size() -> u64 {
     DEFAULT_INCREMENTAL_CHUNK_SIZE
+}
+
+fn default_discovery_interval() -> Option<Duration> {
+    Some(DEFAULT_DISCOVERY_INTERVAL)
 }
 
 fn default_status_interval() -> Duration {

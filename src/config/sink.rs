@@ -75,6 +75,10 @@ pub struct ApplySection {
     /// Where undecodable or rejected records go, with error headers; `""` stops the sink instead.
     #[serde(default)]
     pub dead_letter_topic: String,
+    /// Drop the target table when the source announces that its table is gone; by default the
+    /// target keeps the table and its rows.
+    #[serde(default)]
+    pub drop_tables: bool,
 }
 
 /// `apply.on_conflict`: what an insert does when its key already exists in the target.
@@ -321,6 +325,7 @@ mod tests {
         assert_eq!(apply.batch_size, DEFAULT_BATCH_SIZE);
         assert_eq!(apply.batch_timeout, DEFAULT_BATCH_TIMEOUT);
         assert_eq!(apply.dead_letter_topic, "");
+        assert!(!apply.drop_tables);
         assert!(config.source_postgres.is_none());
         assert_eq!(config.metrics.listen, Some(DEFAULT_SINK_METRICS_LISTEN));
         assert_eq!(config.target_schema("l1"), "l1");

@@ -61,6 +61,27 @@ impl TableFilter {
             .any(|pattern| pattern.iter().any(|glob| !glob.is_literal()))
     }
 
+    /// The schemas an include pattern captures whole (`l1.*`) and no exclude pattern touches
+    /// (the signal table aside, which pgcdc publishes anyway): a publication may cover them
+    /// `FOR TABLES IN SCHEMA`, so tables created there later are published from the start.
+    pub fn whole_schemas(&self, signal_table: Option<&(String, String)>) -> Vec<String> {
+        let mut schemas: Vec<String> = Vec::new();
+        for [schema, table] in &self.include {
+            if !schema.is_literal() || table.0 != "*" || schemas.contains(&schema.0) {
+                continue;
+            }
+            let touched = self.exclude.iter().any(|[ex_schema, ex_table]| {
+                let signal =
+                    signal_table.is_some_and(|(s, t)| ex_schema.0 == *s && ex_table.0 == *t);
+                !signal && ex_schema.matches(&schema.0)
+            });
+            if !touched {
+                schemas.push(schema.0.clone());
+            }
+        }
+        schemas
+    }
+
     /// The included tables when every include pattern is literal, in configuration order,
     /// without duplicates and without excluded tables; `None` when some pattern has a `*`.
     pub fn exact_tables(&self) -> Option<Vec<(String, String)>> {
@@ -186,6 +207,7 @@ mod tests {
             snapshot_chunk_size: 1,
             incremental_chunk_size: 1,
             signal_table: None,
+            discovery_interval: None,
         }
     }
 
@@ -323,5 +345,21 @@ mod tests {
                 .starts_with("`capture.exclude_columns`: \"ssn\" is not a column pattern"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn whole_schemas_are_those_no_exclude_touches() {
+        let signal = ("l1".to_owned(), "signals".to_owned());
+        let mut section = capture(
+            &["l1.*", "l2.*", "l3.orders", "l*.*", "l4.*"],
+            &["l2.secret"],
+            &[],
+        );
+        section.signal_table = Some("l1.signals".into());
+        let filter = TableFilter::new(&section).unwrap();
+        assert_eq!(filter.whole_schemas(Some(&signal)), ["l1", "l4"]);
+        assert_eq!(filter.whole_schemas(None), ["l4"]);
+        let star = TableFilter::new(&capture(&["l1.*"], &["*.tmp"], &[])).unwrap();
+        assert!(star.whole_schemas(None).is_empty());
     }
 }

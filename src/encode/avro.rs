@@ -3,7 +3,9 @@
 //! exactly the layout of the schemas in [`super::schema`] / `schemas/*.avsc`; the tests decode
 //! the bytes with `apache_avro` against those schemas.
 
-use crate::event::{ChangeEvent, PgType, TableSchema, TransactionEvent, TransactionStatus, Value};
+use crate::event::{
+    ChangeEvent, PgType, SchemaChange, TableSchema, TransactionEvent, TransactionStatus, Value,
+};
 
 use super::columns::{expected_kind, is_string_like, resolve, value_kind, ValueError};
 use super::{EncodeError, SourceBlock, Timestamps};
@@ -276,6 +278,32 @@ pub(crate) fn write_message_value(
     write_optional_str(out, Some(prefix));
     write_long(out, VALUE_BRANCH);
     write_bytes(out, content);
+}
+
+/// `io.debezium.connector.postgresql.SchemaChangeKey`.
+pub(crate) fn write_schema_change_key(out: &mut Vec<u8>, database: &str, change: &SchemaChange) {
+    write_str(out, database);
+    write_optional_str(out, Some(&change.schema));
+    write_optional_str(out, Some(&change.table));
+}
+
+/// `io.debezium.connector.postgresql.SchemaChangeValue`, one table change with no description.
+pub(crate) fn write_schema_change_value(
+    out: &mut Vec<u8>,
+    change: &SchemaChange,
+    source: &SourceBlock<'_>,
+    processed_at_us: i64,
+) {
+    write_source(out, source);
+    write_long(out, Timestamps::from_micros(processed_at_us).ms);
+    write_optional_str(out, Some(source.db));
+    write_optional_str(out, Some(&change.schema));
+    write_optional_str(out, change.ddl.as_deref());
+    write_long(out, 1);
+    write_str(out, change.kind.as_str());
+    write_str(out, &change.table_id());
+    write_long(out, NULL_BRANCH);
+    write_long(out, 0);
 }
 
 /// `io.debezium.connector.common.ServerNameKey`.

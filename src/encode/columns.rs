@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use crate::event::{PgType, Value, UNAVAILABLE_VALUE_PLACEHOLDER};
 
 use super::schema::{Field, Kind, Schema, DECIMAL_NAME};
+use super::SOURCE_COLUMN_TYPE_PARAMETER;
 
 /// `UUID.nameUUIDFromBytes` of the placeholder: what Debezium puts in an unchanged TOASTed uuid[].
 pub(crate) const UNAVAILABLE_UUID_PLACEHOLDER: &str = "b68a35a7-17ad-35b3-af2a-ae46edb4545a";
@@ -85,8 +86,17 @@ pub(crate) fn column_schema(ty: &PgType) -> Schema {
         PgType::Uuid => semantic(Kind::String, "io.debezium.data.Uuid"),
         PgType::Json => semantic(Kind::String, "io.debezium.data.Json"),
         PgType::Xml => semantic(Kind::String, "io.debezium.data.Xml"),
-        PgType::Enum { labels } => {
-            semantic(Kind::String, "io.debezium.data.Enum").parameter("allowed", labels.join(","))
+        PgType::Enum { type_name, labels } => {
+            let schema = semantic(Kind::String, "io.debezium.data.Enum")
+                .parameter("allowed", labels.join(","));
+            // The type's name, under the key of Debezium's `column.propagate.source.type`, lets
+            // a sink create the same type, but only when `allowed` (comma-separated, without
+            // escapes, as in Debezium) gives its labels back unchanged.
+            if labels.iter().any(|label| label.contains(',')) {
+                schema
+            } else {
+                schema.parameter(SOURCE_COLUMN_TYPE_PARAMETER, type_name.clone())
+            }
         }
         PgType::Bits { length } => semantic(Kind::Bytes, "io.debezium.data.Bits").parameter(
             "length",
@@ -268,7 +278,15 @@ mod tests {
             ),
             (
                 PgType::Enum {
+                    type_name: "l1.abc".into(),
                     labels: vec!["a".into(), "b".into(), "c".into()],
+                },
+                r#"{"type":"string","connect.version":1,"connect.parameters":{"allowed":"a,b,c","__debezium.source.column.type":"l1.abc"},"connect.name":"io.debezium.data.Enum"}"#,
+            ),
+            (
+                PgType::Enum {
+                    type_name: "l1.odd".into(),
+                    labels: vec!["a,b".into(), "c".into()],
                 },
                 r#"{"type":"string","connect.version":1,"connect.parameters":{"allowed":"a,b,c"},"connect.name":"io.debezium.data.Enum"}"#,
             ),

@@ -7,7 +7,9 @@
 use std::fmt::Debug;
 use std::io::Write;
 
-use crate::event::{ChangeEvent, PgType, TableSchema, TransactionEvent, TransactionStatus, Value};
+use crate::event::{
+    ChangeEvent, PgType, SchemaChange, TableSchema, TransactionEvent, TransactionStatus, Value,
+};
 
 use super::columns::{expected_kind, is_string_like, resolve, value_kind, ValueError};
 use super::{EncodeError, SourceBlock, Timestamps};
@@ -376,6 +378,44 @@ pub(crate) fn write_message_key(out: &mut Vec<u8>, prefix: &str) {
     out.extend_from_slice(b"{\"prefix\":");
     push_string(out, prefix);
     out.push(b'}');
+}
+
+/// `SchemaChangeKey` payload.
+pub(crate) fn write_schema_change_key(out: &mut Vec<u8>, database: &str, change: &SchemaChange) {
+    out.extend_from_slice(b"{\"databaseName\":");
+    push_string(out, database);
+    out.extend_from_slice(b",\"schemaName\":");
+    push_string(out, &change.schema);
+    out.extend_from_slice(b",\"tableName\":");
+    push_string(out, &change.table);
+    out.push(b'}');
+}
+
+/// `SchemaChangeValue` payload, one table change with no description.
+pub(crate) fn write_schema_change_value(
+    out: &mut Vec<u8>,
+    change: &SchemaChange,
+    source: &SourceBlock<'_>,
+    processed_at_us: i64,
+) {
+    out.extend_from_slice(b"{\"source\":");
+    write_source(out, source);
+    out.extend_from_slice(b",\"ts_ms\":");
+    push_number(out, Timestamps::from_micros(processed_at_us).ms);
+    out.extend_from_slice(b",\"databaseName\":");
+    push_string(out, source.db);
+    out.extend_from_slice(b",\"schemaName\":");
+    push_string(out, &change.schema);
+    out.extend_from_slice(b",\"ddl\":");
+    match &change.ddl {
+        Some(ddl) => push_string(out, ddl),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"tableChanges\":[{\"type\":");
+    push_string(out, change.kind.as_str());
+    out.extend_from_slice(b",\"id\":");
+    push_string(out, &change.table_id());
+    out.extend_from_slice(b",\"table\":null}]}");
 }
 
 /// `MessageValue` payload.

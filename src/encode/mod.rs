@@ -39,7 +39,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::event::{
-    ChangeEvent, Column, KeyChange, LogicalMessage, Op, SourcePosition, TableSchema,
+    ChangeEvent, Column, KeyChange, LogicalMessage, Op, SchemaChange, SourcePosition, TableSchema,
     TransactionEvent, Value,
 };
 
@@ -54,6 +54,9 @@ pub const NEW_KEY_HEADER: &str = "__debezium.newkey";
 pub const OLD_KEY_HEADER: &str = "__debezium.oldkey";
 /// Parameter carrying a column's real name when its Avro field name had to be adjusted.
 pub const SOURCE_COLUMN_NAME_PARAMETER: &str = "__debezium.source.column.name";
+/// The schema parameter naming a column's source type (Debezium's `column.propagate.source.type`);
+/// pgcdc sets it on enum columns, with the enum's qualified name.
+pub const SOURCE_COLUMN_TYPE_PARAMETER: &str = "__debezium.source.column.type";
 /// The Envelope schema version Debezium 2.x writes.
 const ENVELOPE_VERSION: u32 = 2;
 /// Bytes reserved per column when sizing a record buffer, so most rows need no regrowth.
@@ -67,6 +70,8 @@ const MESSAGE_KEY_AVSC: &str = include_str!("../../schemas/message-key.avsc");
 const MESSAGE_VALUE_AVSC: &str = include_str!("../../schemas/message-value.avsc");
 const HEARTBEAT_KEY_AVSC: &str = include_str!("../../schemas/heartbeat-key.avsc");
 const HEARTBEAT_VALUE_AVSC: &str = include_str!("../../schemas/heartbeat-value.avsc");
+const SCHEMA_CHANGE_KEY_AVSC: &str = include_str!("../../schemas/schema-change-key.avsc");
+const SCHEMA_CHANGE_VALUE_AVSC: &str = include_str!("../../schemas/schema-change-value.avsc");
 
 pub use crate::config::Format;
 
@@ -356,6 +361,16 @@ fn derive_table(
     Ok(TableSchemas { key, envelope })
 }
 
+/// `<prefix>.schema_changes`, where changes to the captured tables' definitions go.
+pub fn schema_changes_topic(prefix: &str) -> String {
+    schema::topic_name(&format!("{prefix}.schema_changes"))
+}
+
+/// `<prefix>.<schema>.<table>`, with characters Kafka does not allow replaced by `_`.
+pub fn table_topic(prefix: &str, schema: &str, table: &str) -> String {
+    schema::topic_name(&format!("{prefix}.{schema}.{table}"))
+}
+
 /// Turns change events, transaction markers, logical messages and heartbeats into records.
 pub struct Encoder {
     settings: EncoderSettings,
@@ -366,6 +381,7 @@ pub struct Encoder {
     transaction: FixedTopic,
     message: FixedTopic,
     heartbeat: FixedTopic,
+    schema_changes: FixedTopic,
 }
 
 impl Encoder {
@@ -408,6 +424,13 @@ impl Encoder {
             ("heartbeat-value.avsc", HEARTBEAT_VALUE_AVSC),
         )
         .await?;
+        let schema_changes = FixedTopic::new(
+            &backend,
+            schema_changes_topic(prefix),
+            ("schema-change-key.avsc", SCHEMA_CHANGE_KEY_AVSC),
+            ("schema-change-value.avsc", SCHEMA_CHANGE_VALUE_AVSC),
+        )
+        .await?;
         Ok(Encoder {
             settings,
             backend,
@@ -416,6 +439,7 @@ impl Encoder {
             transaction,
             message,
             heartbeat,
+            schema_changes,
         })
     }
 
@@ -457,10 +481,7 @@ impl Encoder {
 
     /// `<prefix>.<schema>.<table>`, with characters Kafka does not allow replaced by `_`.
     pub fn topic(&self, table: &TableSchema) -> String {
-        schema::topic_name(&format!(
-            "{}.{}.{}",
-            self.settings.topic_prefix, table.schema, table.table
-        ))
+        table_topic(&self.settings.topic_prefix, &table.schema, &table.table)
     }
 
     /// The change event as a record on its table's topic.
@@ -550,6 +571,37 @@ impl Encoder {
             Backend::Json => {
                 json::write_message_key(&mut key, prefix);
                 json::write_message_value(&mut value, prefix, content, &source, processed_at_us);
+            }
+        }
+        Ok(self.fixed_record(fixed, key, value))
+    }
+
+    /// A schema change event for `<prefix>.schema_changes`, keyed by database and table.
+    pub fn encode_schema_change(
+        &self,
+        change: &SchemaChange,
+        processed_at_us: i64,
+    ) -> Result<Record, EncodeError> {
+        let fixed = &self.schema_changes;
+        let database = &self.settings.database;
+        let source = SourceBlock {
+            name: &self.settings.topic_prefix,
+            db: database,
+            schema: &change.schema,
+            table: &change.table,
+            position: &change.source,
+        };
+        let names = database.len() + change.schema.len() + change.table.len();
+        let mut key = self.start(&fixed.key, names + 16);
+        let mut value = self.start(&fixed.value, names * 2 + 512);
+        match &self.backend {
+            Backend::Avro(_) => {
+                avro::write_schema_change_key(&mut key, database, change);
+                avro::write_schema_change_value(&mut value, change, &source, processed_at_us);
+            }
+            Backend::Json => {
+                json::write_schema_change_key(&mut key, database, change);
+                json::write_schema_change_value(&mut value, change, &source, processed_at_us);
             }
         }
         Ok(self.fixed_record(fixed, key, value))

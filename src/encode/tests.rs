@@ -194,6 +194,7 @@ fn every_type_table() -> Arc<TableSchema> {
         (
             "mood",
             PgType::Enum {
+                type_name: "l1.mood".into(),
                 labels: vec!["sad".into(), "ok".into()],
             },
         ),

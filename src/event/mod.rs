@@ -301,6 +301,63 @@ pub struct LogicalMessage {
     pub source: SourcePosition,
 }
 
+/// What happened to a table, as a schema change event's `tableChanges[].type` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableChangeKind {
+    /// The table was created.
+    Create,
+    /// Its definition changed.
+    Alter,
+    /// It was dropped (or no longer matches `capture.tables`): it is not captured any more.
+    Drop,
+}
+
+impl TableChangeKind {
+    /// The spelling in the event.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TableChangeKind::Create => "CREATE",
+            TableChangeKind::Alter => "ALTER",
+            TableChangeKind::Drop => "DROP",
+        }
+    }
+
+    /// Reads the spelling back.
+    pub fn parse(text: &str) -> Option<TableChangeKind> {
+        [
+            TableChangeKind::Create,
+            TableChangeKind::Alter,
+            TableChangeKind::Drop,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == text)
+    }
+}
+
+/// A change to one captured table's definition, for `<prefix>.schema_changes` (Debezium's
+/// schema change event, one table per event).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchemaChange {
+    /// The table's schema.
+    pub schema: String,
+    /// The table's name.
+    pub table: String,
+    /// What happened.
+    pub kind: TableChangeKind,
+    /// The statement, when it is known.
+    pub ddl: Option<String>,
+    /// Where the change sits in the stream: the changes of the table before it precede it.
+    pub source: SourcePosition,
+}
+
+impl SchemaChange {
+    /// Debezium's table id: `"schema"."table"`, each part double-quoted.
+    pub fn table_id(&self) -> String {
+        let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+        format!("{}.{}", quote(&self.schema), quote(&self.table))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

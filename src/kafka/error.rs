@@ -22,6 +22,15 @@ pub enum KafkaError {
     /// The consumer failed for good while polling.
     #[error("consume: {0}")]
     Consume(#[source] RdKafkaError),
+    /// Reading a topic's partitions and watermarks failed.
+    #[error("read the watermarks of {topic}: {source}")]
+    Watermarks {
+        /// The topic.
+        topic: String,
+        /// librdkafka's error.
+        #[source]
+        source: RdKafkaError,
+    },
     /// No broker answered a metadata request in time.
     #[error("broker unreachable at {brokers}: {source}")]
     Unreachable {

@@ -8,7 +8,9 @@ mod producer;
 mod topic;
 
 pub use compacted::read_latest;
-pub use consumer::{ChangeConsumer, Consumed, ConsumedRecord, LagReport, StartOffsets};
+pub use consumer::{
+    subscription, topic_matches, ChangeConsumer, Consumed, ConsumedRecord, LagReport, StartOffsets,
+};
 pub use error::{KafkaError, SendError};
 pub use producer::{Producer, ProducerSettings, BACKPRESSURE_PAUSE};
 pub use topic::{ensure_topic, TopicSettings};

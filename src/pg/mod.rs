@@ -2,6 +2,7 @@
 //! a libpq-style URL ([`PgConnectOptions::parse`]), libpq's `sslmode` semantics, and
 //! [`PgConnectOptions::connect_sql`] for tokio-postgres clients.
 
+mod error;
 mod tls;
 mod url;
 
@@ -12,6 +13,7 @@ use std::time::Duration;
 use postgres_openssl::MakeTlsConnector;
 use tokio_postgres::NoTls;
 
+pub use error::PgError;
 pub use tls::TlsSetupError;
 pub(crate) use tls::{tls_server_end_point, TlsConfig};
 pub use url::PgUrlError;
@@ -126,7 +128,7 @@ impl PgConnectOptions {
                 None => {
                     let (client, connection) = config.connect(NoTls).await?;
                     tokio::spawn(drive(connection));
-                    Ok(client)
+                    Ok::<_, tokio_postgres::Error>(client)
                 }
                 Some(tls) => {
                     let (client, connection) = config.connect(tls.make_tls_connect()).await?;
@@ -139,8 +141,7 @@ impl PgConnectOptions {
             Ok(Ok(client)) => Ok(client),
             Ok(Err(error)) => Err(PgConnectError::Connect {
                 target: self.to_string(),
-                reason: describe_postgres_error(&error),
-                source: error,
+                source: error.into(),
             }),
             Err(_) => Err(PgConnectError::Timeout {
                 target: self.to_string(),
@@ -165,30 +166,8 @@ where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     if let Err(error) = connection.await {
-        tracing::warn!(error = %describe_postgres_error(&error), "postgres connection ended");
+        tracing::warn!(error = %PgError::from(error), "postgres connection ended");
     }
-}
-
-/// tokio-postgres prints only "db error" for server errors: spell out what the server said,
-/// and the causes of other errors.
-pub fn describe_postgres_error(error: &tokio_postgres::Error) -> String {
-    if let Some(db) = error.as_db_error() {
-        let mut text = format!("{}: {}", db.severity(), db.message());
-        if let Some(detail) = db.detail() {
-            text.push_str(&format!(" (DETAIL: {detail})"));
-        }
-        if let Some(hint) = db.hint() {
-            text.push_str(&format!(" (HINT: {hint})"));
-        }
-        return text;
-    }
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
 }
 
 impl TlsConfig {
@@ -249,14 +228,12 @@ pub enum PgConnectError {
     #[error(transparent)]
     TlsSetup(#[from] TlsSetupError),
     /// The server could not be reached, refused the connection or the login.
-    #[error("could not connect to {target}: {reason}")]
+    #[error("could not connect to {target}: {source}")]
     Connect {
         /// The URL without password.
         target: String,
         /// What the server or the network said.
-        reason: String,
-        /// The tokio-postgres error.
-        source: tokio_postgres::Error,
+        source: PgError,
     },
     /// `connect_timeout` passed before the connection was ready.
     #[error("connecting to {target} timed out after {timeout:?}; check that the server is reachable or raise connect_timeout in the URL")]

@@ -538,6 +538,7 @@ mod tests {
                     name: (*name).into(),
                     sql_type: "text".into(),
                     optional: true,
+                    enum_type: None,
                 })
                 .collect(),
             key: vec![0],

@@ -209,6 +209,7 @@ mod tests {
                     name: (*name).into(),
                     sql_type: "integer".into(),
                     optional: true,
+                    enum_type: None,
                 })
                 .collect(),
             key: key.to_vec(),
@@ -379,6 +380,7 @@ mod tests {
             name: "w".into(),
             sql_type: "text".into(),
             optional: true,
+            enum_type: None,
         });
         let wider = Arc::new(wider);
         let mut batch = TableBatch::default();

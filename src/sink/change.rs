@@ -17,6 +17,87 @@ pub struct SinkColumn {
     pub sql_type: String,
     /// Whether the schema allows null.
     pub optional: bool,
+    /// The source enum type of an enum column (or of an array column's elements), when the
+    /// schema names it; `sql_type` is then `text` (or `text[]`) for targets without it.
+    pub enum_type: Option<Arc<EnumType>>,
+}
+
+/// A source enum type, from an `io.debezium.data.Enum` schema: the type named by its
+/// `__debezium.source.column.type` parameter, the labels by `allowed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnumType {
+    /// The type's schema, when the name is qualified.
+    pub schema: Option<String>,
+    /// The type's name.
+    pub name: String,
+    /// The labels in sort order.
+    pub labels: Vec<String>,
+}
+
+impl EnumType {
+    /// The type a parameter names, read as SQL reads a type name: `l1.mood`, `"My Schema"."Mood"`
+    /// (quoted parts kept as written, unquoted ones folded to lower case, as PostgreSQL folds
+    /// them); `None` when it is not such a name. `allowed` is Debezium's comma-separated list.
+    pub fn parse(type_name: &str, allowed: &str) -> Option<EnumType> {
+        let mut parts = sql_identifiers(type_name)?;
+        let name = parts.pop()?;
+        let schema = parts.pop();
+        if !parts.is_empty() {
+            return None;
+        }
+        let labels = if allowed.is_empty() {
+            Vec::new()
+        } else {
+            allowed.split(',').map(str::to_owned).collect()
+        };
+        Some(EnumType {
+            schema,
+            name,
+            labels,
+        })
+    }
+}
+
+/// Splits a dotted SQL name into its identifiers; `None` when it is malformed.
+fn sql_identifiers(text: &str) -> Option<Vec<String>> {
+    let mut parts = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        let mut part = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next()? {
+                    '"' if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        part.push('"');
+                    }
+                    '"' => break,
+                    c => part.push(c),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == '.' {
+                    break;
+                }
+                if c == '"' || c.is_whitespace() {
+                    return None;
+                }
+                part.extend(c.to_lowercase());
+                chars.next();
+            }
+        }
+        if part.is_empty() {
+            return None;
+        }
+        parts.push(part);
+        match chars.next() {
+            None => return Some(parts),
+            Some('.') => {}
+            Some(_) => return None,
+        }
+    }
 }
 
 /// A source table as one pair of key and value schemas describes it.
@@ -83,4 +164,28 @@ pub struct SinkChange {
     pub after: Option<Vec<Cell>>,
     /// The change's position in the source stream.
     pub position: Position,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enum_type_names_read_as_sql_reads_them() {
+        let parsed = |name| EnumType::parse(name, "a,b").map(|t| (t.schema, t.name));
+        assert_eq!(parsed("l1.mood"), Some((Some("l1".into()), "mood".into())));
+        assert_eq!(
+            parsed("\"My Schema\".\"Mo\"\"od\""),
+            Some((Some("My Schema".into()), "Mo\"od".into()))
+        );
+        assert_eq!(parsed("MOOD"), Some((None, "mood".into())));
+        for malformed in ["", "a..b", "a.b.c", "\"open", "a b", "a.\"\""] {
+            assert_eq!(parsed(malformed), None, "{malformed}");
+        }
+        assert_eq!(
+            EnumType::parse("mood", "sad,ok").unwrap().labels,
+            ["sad", "ok"]
+        );
+        assert!(EnumType::parse("mood", "").unwrap().labels.is_empty());
+    }
 }

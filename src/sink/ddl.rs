@@ -3,7 +3,7 @@
 
 use tokio_postgres::Transaction;
 
-use super::change::SinkTable;
+use super::change::{EnumType, SinkColumn, SinkTable};
 use super::SinkError;
 
 /// A target table as the catalog describes it.
@@ -82,9 +82,48 @@ pub async fn describe(
     }))
 }
 
+/// Where the target keeps a source enum type: in `apply.target_schema` when it is set (as the
+/// tables are), else in the type's own schema (or, for an unqualified name, its table's).
+pub fn enum_target(
+    enum_type: &EnumType,
+    table: &SinkTable,
+    target_schema: &str,
+) -> (String, String) {
+    let schema = if !target_schema.is_empty() {
+        target_schema
+    } else {
+        enum_type.schema.as_deref().unwrap_or(&table.schema)
+    };
+    (schema.to_owned(), enum_type.name.clone())
+}
+
+/// The SQL type a created column gets: the target's enum type for a column of a known enum
+/// type (an array of it for arrays), else the type its schema maps to.
+fn column_sql_type(column: &SinkColumn, table: &SinkTable, target_schema: &str) -> String {
+    match &column.enum_type {
+        Some(enum_type) => {
+            let (schema, name) = enum_target(enum_type, table, target_schema);
+            let quoted = format!("{}.{}", quote_ident(&schema), quote_ident(&name));
+            // `text`, `text[]` or deeper: PostgreSQL has one array type per element type.
+            let array = if column.sql_type.ends_with("[]") {
+                "[]"
+            } else {
+                ""
+            };
+            format!("{quoted}{array}")
+        }
+        None => column.sql_type.clone(),
+    }
+}
+
 /// `CREATE TABLE` for `source` under the target name: its columns with their SQL types, and the
-/// key schema's columns as primary key.
-pub fn create_table_sql(schema: &str, table: &str, source: &SinkTable) -> String {
+/// key schema's columns as primary key. `target_schema` is `apply.target_schema`.
+pub fn create_table_sql(
+    schema: &str,
+    table: &str,
+    source: &SinkTable,
+    target_schema: &str,
+) -> String {
     let mut columns: Vec<String> = source
         .columns
         .iter()
@@ -93,7 +132,7 @@ pub fn create_table_sql(schema: &str, table: &str, source: &SinkTable) -> String
             format!(
                 "{} {}{not_null}",
                 quote_ident(&column.name),
-                column.sql_type
+                column_sql_type(column, source, target_schema)
             )
         })
         .collect();
@@ -116,7 +155,11 @@ pub fn create_table_sql(schema: &str, table: &str, source: &SinkTable) -> String
 
 /// `ALTER TABLE … ADD COLUMN` for every column of `source` the target lacks; `None` when
 /// nothing is missing. New columns are nullable: existing rows have no value for them.
-pub fn add_columns_sql(target: &TargetTable, source: &SinkTable) -> Option<String> {
+pub fn add_columns_sql(
+    target: &TargetTable,
+    source: &SinkTable,
+    target_schema: &str,
+) -> Option<String> {
     let missing: Vec<String> = source
         .columns
         .iter()
@@ -125,7 +168,7 @@ pub fn add_columns_sql(target: &TargetTable, source: &SinkTable) -> Option<Strin
             format!(
                 "ADD COLUMN IF NOT EXISTS {} {}",
                 quote_ident(&column.name),
-                column.sql_type
+                column_sql_type(column, source, target_schema)
             )
         })
         .collect();
@@ -148,6 +191,7 @@ mod tests {
             name: name.into(),
             sql_type: sql_type.into(),
             optional,
+            enum_type: None,
         };
         SinkTable {
             schema: "l1".into(),
@@ -164,7 +208,7 @@ mod tests {
     #[test]
     fn create_table_uses_the_key_schema_as_primary_key() {
         assert_eq!(
-            create_table_sql("replica", "orders", &source()),
+            create_table_sql("replica", "orders", &source(), ""),
             "CREATE SCHEMA IF NOT EXISTS \"replica\"; CREATE TABLE IF NOT EXISTS \"replica\".\"orders\" \
              (\"id\" integer NOT NULL, \"region\" text NOT NULL, \"total\" numeric(10,2), \
              PRIMARY KEY (\"region\", \"id\"))"
@@ -183,14 +227,14 @@ mod tests {
             primary_key: vec!["region".into(), "id".into()],
         };
         assert_eq!(
-            add_columns_sql(&target, &source()).as_deref(),
+            add_columns_sql(&target, &source(), "").as_deref(),
             Some("ALTER TABLE \"l1\".\"orders\" ADD COLUMN IF NOT EXISTS \"total\" numeric(10,2)")
         );
         let mut complete = target;
         complete
             .columns
             .push(("total".into(), "numeric(10,2)".into()));
-        assert_eq!(add_columns_sql(&complete, &source()), None);
+        assert_eq!(add_columns_sql(&complete, &source(), ""), None);
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub const HEADER_PARTITION: &str = "__connect.errors.partition";
 pub const HEADER_OFFSET: &str = "__connect.errors.offset";
 /// Why the record could not be applied.
 pub const HEADER_ERROR: &str = "__connect.errors.exception.message";
+/// The target's SQL state, when the target refused the record (pgcdc's own header).
+pub const HEADER_SQL_STATE: &str = "__pgcdc.errors.sqlstate";
 
 /// How long a flush before a batch commit may wait for the broker.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -81,11 +83,17 @@ impl DeadLetters {
         })
     }
 
-    /// Enqueues `record` with the reason it could not be applied.
-    pub fn send(&mut self, record: &ConsumedRecord, reason: &str) -> Result<(), SinkError> {
+    /// Enqueues `record` with the reason it could not be applied and, when the target refused
+    /// it, the target's SQL state.
+    pub fn send(
+        &mut self,
+        record: &ConsumedRecord,
+        reason: &str,
+        sql_state: Option<&str>,
+    ) -> Result<(), SinkError> {
         let partition = record.partition.to_string();
         let offset = record.offset.to_string();
-        let headers = OwnedHeaders::new()
+        let mut headers = OwnedHeaders::new()
             .insert(Header {
                 key: HEADER_TOPIC,
                 value: Some(record.topic.as_bytes()),
@@ -102,6 +110,12 @@ impl DeadLetters {
                 key: HEADER_ERROR,
                 value: Some(reason.as_bytes()),
             });
+        if let Some(sql_state) = sql_state {
+            headers = headers.insert(Header {
+                key: HEADER_SQL_STATE,
+                value: Some(sql_state.as_bytes()),
+            });
+        }
         let mut out = BaseRecord::<[u8], [u8]>::to(&self.topic).headers(headers);
         if let Some(key) = &record.key {
             out = out.key(key.as_slice());

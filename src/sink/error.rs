@@ -16,7 +16,7 @@ pub enum SinkError {
         what: String,
         /// The server's or the connection's error.
         #[source]
-        source: tokio_postgres::Error,
+        source: crate::pg::PgError,
     },
     /// Connecting to the target failed.
     #[error(transparent)]
@@ -76,6 +76,17 @@ pub enum SinkError {
     /// A comparison query of `verify` failed.
     #[error(transparent)]
     Verify(Box<super::verify::VerifyError>),
+    /// A record written after a table's DROP arrived before the DROP could be applied (other
+    /// partitions of the table are behind); the session starts again from the stored offsets.
+    #[error("{topic} partition {partition}: a record written after the DROP of {table} waits until the table's other partitions are applied")]
+    WaitingForDrop {
+        /// The record's topic.
+        topic: String,
+        /// Its partition.
+        partition: i32,
+        /// The dropped table, `schema.table`.
+        table: String,
+    },
     /// The consumer's poll thread ended.
     #[error("the Kafka consumer thread stopped")]
     ConsumerStopped,
@@ -95,7 +106,7 @@ impl SinkError {
     pub fn target(what: impl Into<String>, source: tokio_postgres::Error) -> SinkError {
         SinkError::Target {
             what: what.into(),
-            source,
+            source: source.into(),
         }
     }
 
@@ -105,6 +116,7 @@ impl SinkError {
         match self {
             SinkError::Connect(_)
             | SinkError::Fenced { .. }
+            | SinkError::WaitingForDrop { .. }
             | SinkError::ConsumerStopped
             | SinkError::Registry(_)
             | SinkError::Kafka { .. } => true,
@@ -134,6 +146,14 @@ impl SinkError {
         }
     }
 
+    /// The target's SQL state, when the target refused a statement.
+    pub fn sql_state(&self) -> Option<&str> {
+        match self {
+            SinkError::Target { source, .. } => source.code().map(|code| code.code()),
+            _ => None,
+        }
+    }
+
     /// Whether the target refused the data itself (constraint, type, value), so the record
     /// that caused it is poison rather than the sink broken.
     pub fn is_data_error(&self) -> bool {
@@ -148,14 +168,14 @@ impl SinkError {
     }
 }
 
-fn is_transient_pg(error: &tokio_postgres::Error) -> bool {
+fn is_transient_pg(error: &crate::pg::PgError) -> bool {
     if error.is_closed() {
         return true;
     }
     let Some(code) = error.code() else {
         // No SQLSTATE: an I/O error on the connection is worth retrying; a value that could
         // not be serialized (or any other client-side error) is not.
-        return std::error::Error::source(error).is_some_and(|s| s.is::<std::io::Error>());
+        return error.cause().is_some_and(|s| s.is::<std::io::Error>());
     };
     let class = &code.code()[..2];
     // 08: connection exception; 40: transaction rollback (serialization, deadlock);

@@ -10,9 +10,11 @@ pub mod batch;
 pub mod change;
 pub mod ddl;
 pub mod dead_letter;
+pub mod enums;
 mod error;
 pub mod offsets;
 pub mod run;
+pub mod schema_changes;
 pub mod verify;
 pub mod verify_all;
 

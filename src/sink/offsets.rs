@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use tokio_postgres::{Client, Transaction};
+use tokio_postgres::{Client, GenericClient, Transaction};
 
 use super::change::Position;
 use super::SinkError;
@@ -156,6 +156,38 @@ pub async fn record_table(
     )
     .await
     .map_err(|e| SinkError::target("record the table in pgcdc.sink_tables", e))?;
+    Ok(())
+}
+
+/// The progress stored for each partition of `topics` (by any sink of the group).
+pub async fn stored_for(
+    client: &impl GenericClient,
+    group_id: &str,
+    topics: &[String],
+) -> Result<HashMap<Partition, PartitionProgress>, SinkError> {
+    let rows = client
+        .query(
+            "SELECT topic, kafka_partition, next_offset, commit_lsn, lsn FROM pgcdc.sink_offsets
+             WHERE group_id = $1 AND topic = ANY ($2)",
+            &[&group_id, &topics],
+        )
+        .await
+        .map_err(|e| SinkError::target("read pgcdc.sink_offsets", e))?;
+    Ok(rows.iter().map(progress_row).collect())
+}
+
+/// Forgets that `target` is written by this group (its source table is gone).
+pub async fn forget_table(
+    tx: &Transaction<'_>,
+    group_id: &str,
+    (schema, table): (&str, &str),
+) -> Result<(), SinkError> {
+    tx.execute(
+        "DELETE FROM pgcdc.sink_tables WHERE group_id = $1 AND target_schema = $2 AND target_table = $3",
+        &[&group_id, &schema, &table],
+    )
+    .await
+    .map_err(|e| SinkError::target("remove the table from pgcdc.sink_tables", e))?;
     Ok(())
 }
 

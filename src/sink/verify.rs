@@ -17,8 +17,6 @@ use std::fmt;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row};
 
-use crate::pg::describe_postgres_error;
-
 /// Rows per bucket the bucket count aims at, so that a differing bucket is about one page.
 const ROWS_PER_BUCKET: f64 = 50_000.0;
 /// At most this many buckets: the aggregate's result stays small for any table.
@@ -126,7 +124,7 @@ impl fmt::Display for Side {
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     /// The server refused a query or the connection broke.
-    #[error("verify {table} on the {side}: {what} failed: {reason}")]
+    #[error("verify {table} on the {side}: {what} failed: {source}")]
     Query {
         /// The database the query ran on.
         side: Side,
@@ -136,10 +134,8 @@ pub enum VerifyError {
         what: &'static str,
         /// The query's SQL text.
         sql: String,
-        /// What the server or the network said.
-        reason: String,
         /// The tokio-postgres error.
-        source: tokio_postgres::Error,
+        source: crate::pg::PgError,
     },
 }
 
@@ -605,8 +601,7 @@ impl<'a> Session<'a> {
             table: self.name.clone(),
             what,
             sql: sql.to_owned(),
-            reason: describe_postgres_error(&source),
-            source,
+            source: source.into(),
         }
     }
 

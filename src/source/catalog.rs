@@ -19,7 +19,7 @@ pub enum CatalogError {
     #[error("catalog query ({what}) failed: {source}")]
     Query {
         what: &'static str,
-        source: tokio_postgres::Error,
+        source: crate::pg::PgError,
     },
     /// A table to snapshot does not exist (any more).
     #[error("table {table} does not exist")]
@@ -58,7 +58,7 @@ async fn attribute_facts(
         .await
         .map_err(|source| CatalogError::Query {
             what: "columns",
-            source,
+            source: source.into(),
         })?;
     Ok(rows
         .iter()
@@ -81,7 +81,7 @@ async fn type_families(
         .await
         .map_err(|source| CatalogError::Query {
             what: "types",
-            source,
+            source: source.into(),
         })?;
     let rows = rows.iter().map(|row| CatalogTypeRow {
         oid: row.get(0),
@@ -92,6 +92,7 @@ async fn type_families(
         base_oid: row.get(5),
         base_type_modifier: row.get(6),
         enum_labels: row.get(7),
+        qualified_name: row.get(8),
     });
     Ok(catalog_types_from_rows(rows))
 }
@@ -181,6 +182,7 @@ pub async fn describe_relation(
         }),
         tuple_columns,
         captured,
+        relation: relation.clone(),
     })
 }
 
@@ -199,6 +201,7 @@ fn uncaptured(relation: &Relation) -> RelationEntry {
         }),
         tuple_columns: vec![None; relation.columns.len()],
         captured: false,
+        relation: relation.clone(),
     }
 }
 
@@ -225,7 +228,12 @@ pub async fn relation_from_catalog(
     schema: &str,
     table: &str,
 ) -> Result<Relation, CatalogError> {
-    let query_error = |what| move |source| CatalogError::Query { what, source };
+    let query_error = |what| {
+        move |source: tokio_postgres::Error| CatalogError::Query {
+            what,
+            source: source.into(),
+        }
+    };
     let row = client
         .query_opt(RELATION_SQL, &[&schema, &table])
         .await
@@ -257,28 +265,92 @@ pub async fn relation_from_catalog(
     })
 }
 
-const USER_TABLES_SQL: &str = "
+/// The tables publication `$1` publishes, as `(schema, table)`: a partitioned table counts as
+/// published when its partitions are (a publication without `publish_via_partition_root`
+/// lists those), and partitions themselves are left out.
+pub const PUBLISHED_TABLES_SQL: &str = "
+    WITH RECURSIVE up(oid) AS (
+        SELECT c.oid FROM pg_publication_tables t
+        JOIN pg_namespace n ON n.nspname = t.schemaname
+        JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.tablename
+        WHERE t.pubname = $1
+      UNION
+        SELECT i.inhparent FROM up JOIN pg_inherits i ON i.inhrelid = up.oid
+    )
     SELECT n.nspname::text, c.relname::text
+    FROM up JOIN pg_class c ON c.oid = up.oid JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE NOT c.relispartition
+    ORDER BY 1, 2";
+
+/// Every user table that is not a partition: its schema, name and OID, and for a partitioned
+/// table the OIDs of its leaf partitions (at any depth), which hold its rows.
+const USER_TABLES_SQL: &str = "
+    SELECT n.nspname::text, c.relname::text, c.oid,
+           CASE WHEN c.relkind = 'p' THEN ARRAY(
+               WITH RECURSIVE tree(oid) AS (
+                   SELECT c.oid
+                 UNION ALL
+                   SELECT i.inhrelid FROM tree JOIN pg_inherits i ON i.inhparent = tree.oid)
+               SELECT tree.oid FROM tree JOIN pg_class part ON part.oid = tree.oid
+               WHERE part.relkind <> 'p' ORDER BY 1)
+           ELSE '{}'::oid[] END
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
       AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
     ORDER BY 1, 2";
+
+/// A table `capture.tables` selects, as the catalog shows it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapturedTable {
+    /// Schema name.
+    pub schema: String,
+    /// Table name.
+    pub table: String,
+    /// `pg_class.oid`: tells a table from another one of the same name made later.
+    pub oid: u32,
+    /// A partitioned table's leaf partitions; empty for a plain table.
+    pub partitions: Vec<u32>,
+}
+
+impl CapturedTable {
+    /// `schema.table`.
+    pub fn name(&self) -> String {
+        format!("{}.{}", self.schema, self.table)
+    }
+}
+
+/// The tables `capture.tables` / `exclude_tables` select (partitioned tables as their root).
+pub async fn captured_relations(
+    client: &Client,
+    filter: &TableFilter,
+) -> Result<Vec<CapturedTable>, CatalogError> {
+    let rows = client
+        .query(USER_TABLES_SQL, &[])
+        .await
+        .map_err(|source| CatalogError::Query {
+            what: "tables",
+            source: source.into(),
+        })?;
+    Ok(rows
+        .iter()
+        .map(|row| CapturedTable {
+            schema: row.get(0),
+            table: row.get(1),
+            oid: row.get(2),
+            partitions: row.get(3),
+        })
+        .filter(|table| filter.matches(&table.schema, &table.table))
+        .collect())
+}
 
 /// The tables `capture.tables` / `exclude_tables` select, as `(schema, table)`.
 pub async fn captured_tables(
     client: &Client,
     filter: &TableFilter,
 ) -> Result<Vec<(String, String)>, CatalogError> {
-    let rows = client
-        .query(USER_TABLES_SQL, &[])
-        .await
-        .map_err(|source| CatalogError::Query {
-            what: "tables",
-            source,
-        })?;
-    Ok(rows
-        .iter()
-        .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)))
-        .filter(|(schema, table)| filter.matches(schema, table))
+    Ok(captured_relations(client, filter)
+        .await?
+        .into_iter()
+        .map(|table| (table.schema, table.table))
         .collect())
 }

@@ -14,6 +14,7 @@
 
 pub mod catalog;
 pub mod check;
+pub mod discovery;
 pub mod pgoutput;
 pub mod progress;
 pub mod provision;
@@ -36,6 +37,7 @@ use crate::kafka::{
 use crate::lsn::Lsn;
 use crate::metrics::SourceMetrics;
 use crate::pg::{PgConnectError, PgConnectOptions};
+use discovery::DiscoverySettings;
 use progress::Progress;
 use replication::SnapshotAction;
 use replication::{ReplicationClient, ReplicationError};
@@ -43,7 +45,7 @@ use session::{Session, SessionSettings, HEARTBEAT_PREFIX};
 use setup::SetupError;
 use snapshot::incremental::{Incremental, IncrementalSettings};
 use snapshot::initial::{publish_and_wait, InitialSnapshot};
-use snapshot::signal::{execute_snapshot_data, EXECUTE_SNAPSHOT};
+use snapshot::signal::{execute_snapshot_data, SNAPSHOT_REQUEST_PREFIX};
 use snapshot::state::{incremental_key, initial_key, offsets_topic, InitialRecord, SnapshotState};
 use snapshot::{SlotCondition, SnapshotError, StartAction};
 
@@ -164,7 +166,7 @@ impl SourceError {
         move |source| {
             SourceError::Setup(SetupError::Sql {
                 what: what.to_owned(),
-                source,
+                source: source.into(),
             })
         }
     }
@@ -282,11 +284,20 @@ pub async fn run(
         metrics,
         shutdown,
     };
-    if runner.start_with_retries().await? {
-        runner.stream_with_retries().await
-    } else {
-        Ok(())
+    if !runner.start_with_retries().await? {
+        return Ok(());
     }
+    if let Some(interval) = runner.config.capture.discovery_interval {
+        let settings = DiscoverySettings {
+            options: runner.options.clone(),
+            filter: runner.filter.clone(),
+            publication: runner.config.capture.publication.clone(),
+            interval,
+        };
+        let captured = runner.tables.clone();
+        tokio::spawn(discovery::run(settings, captured, runner.shutdown.clone()));
+    }
+    runner.stream_with_retries().await
 }
 
 fn producer_for(
@@ -439,8 +450,8 @@ impl Runner {
             Some(serde_json::to_vec(&record).expect("a record serializes")),
         )];
         // A new initial snapshot supersedes the incremental ones of the old slot.
-        for table in state.incremental.keys() {
-            records.push((topic.clone(), incremental_key(&capture.slot, table), None));
+        for id in state.incremental.keys() {
+            records.push((topic.clone(), incremental_key(&capture.slot, id), None));
         }
         publish_and_wait(&producer, &progress, &records, &self.shutdown).await?;
         // The exported snapshot lives until the replication connection moves on.
@@ -463,23 +474,14 @@ impl Runner {
         if new.is_empty() {
             return Ok(());
         }
-        let Some((schema, table)) = &self.signal_table else {
-            tracing::warn!(tables = %new.join(", "), "tables were added to capture.tables after the initial snapshot; their existing rows are not read: set capture.signal_table to have them snapshotted incrementally");
-            return Ok(());
-        };
-        let id = format!("pgcdc-added-{}", std::process::id());
         sql.execute(
-            &format!(
-                "INSERT INTO {}.{} (id, type, data) VALUES ($1 || '-' || pg_current_wal_lsn()::text, $2, $3)",
-                snapshot::plan::quote_ident(schema),
-                snapshot::plan::quote_ident(table)
-            ),
-            &[&id, &EXECUTE_SNAPSHOT, &execute_snapshot_data(&new)],
+            "SELECT pg_logical_emit_message(true, $1, $2)",
+            &[&SNAPSHOT_REQUEST_PREFIX, &execute_snapshot_data(&new)],
         )
         .await
         .map_err(|source| SetupError::Sql {
             what: format!("signal incremental snapshots of {}", new.join(", ")),
-            source,
+            source: source.into(),
         })?;
         tracing::info!(tables = %new.join(", "), "tables added to capture.tables will be snapshotted incrementally");
         Ok(())
@@ -545,39 +547,33 @@ impl Runner {
             status_interval: capture.status_interval,
             shutdown: self.shutdown.clone(),
         };
-        let incremental = match &self.signal_table {
-            Some(signal_table) => {
-                let unfinished = self
-                    .load_state()
-                    .await?
-                    .incremental
-                    .into_values()
-                    .filter(|record| !record.done)
-                    .collect();
-                Some(Incremental::new(
-                    IncrementalSettings {
-                        options: self.options.clone(),
-                        signal_table: signal_table.clone(),
-                        chunk_rows: capture.incremental_chunk_size,
-                        filter: self.filter.clone(),
-                        slot: capture.slot.clone(),
-                        offsets_topic: offsets_topic(&self.config.kafka.topic_prefix),
-                    },
-                    unfinished,
-                ))
-            }
-            None => None,
-        };
+        let unfinished = self
+            .load_state()
+            .await?
+            .incremental
+            .into_values()
+            .filter(|record| !record.done)
+            .collect();
+        let incremental = Incremental::new(
+            IncrementalSettings {
+                options: self.options.clone(),
+                signal_table: self.signal_table.clone(),
+                chunk_rows: capture.incremental_chunk_size,
+                filter: self.filter.clone(),
+                slot: capture.slot.clone(),
+                offsets_topic: offsets_topic(&self.config.kafka.topic_prefix),
+            },
+            unfinished,
+        );
         let mut session = Session::new(
             stream,
             &sql,
             &mut self.encoder,
             &mut producer,
-            progress,
+            (progress, incremental),
             &self.metrics,
             &settings,
         );
-        session.incremental = incremental;
         match session.run().await {
             Ok(_) | Err(SourceError::Interrupted) => {}
             Err(error) => return Err(error),
@@ -589,11 +585,12 @@ impl Runner {
 }
 
 /// The topics every source writes besides the table topics (SPEC §3).
-fn fixed_topics(prefix: &str) -> [String; 3] {
+fn fixed_topics(prefix: &str) -> [String; 4] {
     [
         format!("{prefix}.transaction"),
         format!("{prefix}.message"),
         format!("__pgcdc-heartbeat.{prefix}"),
+        crate::encode::schema_changes_topic(prefix),
     ]
 }
 

@@ -55,21 +55,26 @@ async fn set_full_identity(
     let tables = super::catalog::captured_tables(client, &prepared.filter).await?;
     let mut done = Vec::new();
     for (schema, table) in tables {
-        let needs_full: bool = client
-            .query_one(
-                "SELECT c.relreplident = 'n' OR (c.relreplident = 'd' AND NOT EXISTS \
-                   (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)) \
-                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = $1 AND c.relname = $2",
+        // A partitioned table and each of its partitions log their own old rows.
+        let rows = client
+            .query(
+                "WITH RECURSIVE tree(oid) AS ( \
+                     SELECT to_regclass(format('%I.%I', $1::text, $2::text))::oid \
+                   UNION ALL \
+                     SELECT i.inhrelid FROM tree JOIN pg_inherits i ON i.inhparent = tree.oid) \
+                 SELECT format('%I.%I', n.nspname, c.relname) \
+                 FROM tree JOIN pg_class c ON c.oid = tree.oid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relreplident = 'n' OR (c.relreplident = 'd' AND NOT EXISTS \
+                   (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))",
                 &[&schema, &table],
             )
             .await
-            .map_err(SourceError::sql("read a table's replica identity"))?
-            .get(0);
-        if needs_full {
+            .map_err(SourceError::sql("read a table's replica identity"))?;
+        for row in rows {
             let sql = format!(
                 "ALTER TABLE {} REPLICA IDENTITY FULL",
-                quote_table(&schema, &table)
+                row.get::<_, String>(0)
             );
             client
                 .batch_execute(&sql)

@@ -15,12 +15,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::event::types::{parse_text, TypeError};
+use crate::event::types::{parse_text, PgType, TypeError};
 use crate::event::{
     ChangeEvent, KeyChange, Op, Row, SourcePosition, TableSchema, TransactionBlock, Value,
 };
 use crate::lsn::Lsn;
-use crate::source::pgoutput::{Delete, Insert, OldTuple, Truncate, TupleValue, Update};
+use crate::source::pgoutput::{Delete, Insert, OldTuple, Relation, Truncate, TupleValue, Update};
 
 /// Why a row message could not become change events.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +56,40 @@ pub struct RelationEntry {
     pub tuple_columns: Vec<Option<usize>>,
     /// Whether `capture.tables` selects the table (a publication may cover more tables).
     pub captured: bool,
+    /// The Relation message it was described from.
+    pub relation: Relation,
+}
+
+impl RelationEntry {
+    /// Whether `tuple` holds an enum label the described types lack: the type gained a label
+    /// after the table was described, which PostgreSQL announces with no new Relation message.
+    pub fn has_unknown_label(&self, tuple: &[TupleValue<'_>]) -> bool {
+        tuple
+            .iter()
+            .zip(&self.tuple_columns)
+            .any(|(value, target)| {
+                let (Some(index), TupleValue::Text(text)) = (target, value) else {
+                    return false;
+                };
+                let pg_type = &self.schema.columns[*index].pg_type;
+                match pg_type {
+                    PgType::Enum { labels, .. } => !labels.iter().any(|l| l.as_bytes() == *text),
+                    PgType::Array(element) if matches!(**element, PgType::Enum { .. }) => {
+                        parse_text(pg_type, text).is_ok_and(|value| unknown_label(&value, element))
+                    }
+                    _ => false,
+                }
+            })
+    }
+}
+
+/// Whether a parsed enum value (or array of them) holds a label `enum_type` lacks.
+fn unknown_label(value: &Value, enum_type: &PgType) -> bool {
+    match (value, enum_type) {
+        (Value::Array(items), _) => items.iter().any(|item| unknown_label(item, enum_type)),
+        (Value::String(label), PgType::Enum { labels, .. }) => !labels.contains(label),
+        _ => false,
+    }
 }
 
 /// Relations described in the current replication session, by OID.
@@ -362,7 +396,36 @@ mod tests {
             }),
             tuple_columns: vec![Some(0), Some(1), None],
             captured: true,
+            relation: Relation {
+                xid: None,
+                relation_id: 7,
+                namespace: "l1".into(),
+                name: "item".into(),
+                replica_identity: b'd',
+                columns: Vec::new(),
+            },
         }
+    }
+
+    #[test]
+    fn labels_an_enum_gained_later_are_noticed() {
+        let mood = PgType::Enum {
+            type_name: "l1.mood".into(),
+            labels: vec!["sad".into(), "ok".into()],
+        };
+        let mut entry = entry(ReplicaIdentity::Default);
+        let mut schema = (*entry.schema).clone();
+        schema.columns[1] = column("body", mood.clone(), false);
+        schema
+            .columns
+            .push(column("moods", PgType::Array(Box::new(mood)), false));
+        entry.schema = Arc::new(schema);
+        entry.tuple_columns = vec![Some(0), Some(1), Some(2)];
+        let known = tuple(&[Some("1"), Some("ok"), Some("{sad,NULL,ok}")]);
+        assert!(!entry.has_unknown_label(&known));
+        assert!(entry.has_unknown_label(&tuple(&[Some("1"), Some("elated"), None])));
+        assert!(entry.has_unknown_label(&tuple(&[Some("1"), None, Some("{{ok},{elated}}")])));
+        assert!(!entry.has_unknown_label(&tuple(&[Some("1"), Some("<unchanged>"), None])));
     }
 
     fn tuple<'a>(values: &[Option<&'a str>]) -> Vec<TupleValue<'a>> {

@@ -17,15 +17,17 @@ use tokio_postgres::Client;
 use crate::config::TableFilter;
 use crate::encode::{Encoder, Record};
 use crate::event::{
-    ChangeEvent, LogicalMessage, Op, SourcePosition, TransactionEvent, TransactionStatus,
+    ChangeEvent, LogicalMessage, Op, SchemaChange, SourcePosition, TableChangeKind,
+    TransactionEvent, TransactionStatus,
 };
 use crate::kafka::{Producer, BACKPRESSURE_PAUSE};
 use crate::lsn::Lsn;
 use crate::metrics::SourceMetrics;
 use crate::source::catalog::describe_relation;
-use crate::source::pgoutput::{self, Decoder, Message};
+use crate::source::discovery::{DroppedTable, TABLE_DROPPED_PREFIX};
+use crate::source::pgoutput::{self, Decoder, Message, OldTuple, Relation, Tuple};
 use crate::source::progress::{Progress, Ticket};
-use crate::source::relations::{self, OpenTransaction, Relations};
+use crate::source::relations::{self, OpenTransaction, RelationEntry, Relations};
 use crate::source::replication::{ReplicationMessage, ReplicationStream};
 use crate::source::snapshot::incremental::{Incremental, SignalEffect};
 use crate::source::snapshot::visibility::current_snapshot;
@@ -70,8 +72,7 @@ pub struct Session<'a> {
     transaction: Option<StreamedTransaction>,
     last_received: Lsn,
     last_status: Instant,
-    /// Incremental snapshots, when a signal table is configured.
-    pub(crate) incremental: Option<Incremental>,
+    incremental: Incremental,
 }
 
 /// How a session ended without an error.
@@ -93,7 +94,7 @@ impl<'a> Session<'a> {
         sql: &'a Client,
         encoder: &'a mut Encoder,
         producer: &'a mut Producer,
-        progress: Arc<Mutex<Progress>>,
+        (progress, incremental): (Arc<Mutex<Progress>>, Incremental),
         metrics: &'a SourceMetrics,
         settings: &'a SessionSettings,
     ) -> Self {
@@ -103,6 +104,7 @@ impl<'a> Session<'a> {
             encoder,
             producer,
             progress,
+            incremental,
             metrics,
             settings,
             decoder: Decoder::new(),
@@ -110,7 +112,6 @@ impl<'a> Session<'a> {
             transaction: None,
             last_received: Lsn::ZERO,
             last_status: Instant::now(),
-            incremental: None,
         }
     }
 
@@ -134,9 +135,7 @@ impl<'a> Session<'a> {
                 },
             }
             self.check_delivery()?;
-            if let Some(incremental) = &mut self.incremental {
-                incremental.start_next_chunk();
-            }
+            self.incremental.start_next_chunk();
         }
     }
 
@@ -192,9 +191,7 @@ impl<'a> Session<'a> {
     /// Its own checkpoint at the already confirmed position, so it holds nothing back.
     async fn write_confirmed_snapshot_progress(&mut self) -> Result<(), SourceError> {
         let confirmed = self.confirmable();
-        let Some(incremental) = &mut self.incremental else {
-            return Ok(());
-        };
+        let incremental = &mut self.incremental;
         let records: Vec<_> = incremental
             .confirmed_records(confirmed)
             .iter()
@@ -218,11 +215,11 @@ impl<'a> Session<'a> {
     /// Forgets the streamed commits that a snapshot taken now sees, so incremental snapshots
     /// remember only the few that may still be invisible.
     async fn settle_streamed_commits(&mut self) -> Result<(), SourceError> {
-        let Some(incremental) = self.incremental.as_mut().filter(|i| i.has_unsettled()) else {
+        if !self.incremental.has_unsettled() {
             return Ok(());
-        };
+        }
         let snapshot = current_snapshot(self.sql).await?;
-        incremental.settle(&snapshot);
+        self.incremental.settle(&snapshot);
         Ok(())
     }
 
@@ -273,42 +270,37 @@ impl<'a> Session<'a> {
             Message::Commit(commit) => self.commit(commit.end_lsn).await?,
             Message::Relation(relation) => {
                 tracing::debug!(namespace = %relation.namespace, name = %relation.name, id = relation.relation_id, "relation message");
-                if let Some(incremental) = &mut self.incremental {
-                    incremental.on_relation(&relation);
-                }
-                let entry = describe_relation(self.sql, &relation, &self.settings.filter).await?;
-                if entry.captured {
-                    self.encoder.register_table(&entry.schema).await?;
-                    let topic = self.encoder.topic(&entry.schema);
-                    self.producer.ensure_topic(&topic).await?;
-                    tracing::debug!(topic, "schemas registered and topic ready");
-                }
+                self.incremental.on_relation(&relation);
+                let entry = self.describe(&relation).await?;
                 self.relations.insert(entry);
             }
-            Message::Insert(insert) if self.is_signal(insert.relation_id) => {
-                let effect = self.incremental_mut().on_signal_insert(&insert.new);
-                self.apply_signal(effect).await?;
-            }
-            Message::Delete(delete) if self.is_signal(delete.relation_id) => {
-                let effect = self.incremental_mut().on_signal_delete(delete.old.tuple());
+            Message::Insert(insert) if self.incremental.is_signal(insert.relation_id) => {
+                let effect = self.incremental.on_signal_insert(&insert.new);
                 self.apply_signal(effect).await?;
             }
             Message::Insert(insert) => {
-                let entry = self.relations.get(insert.relation_id)?;
+                let entry = self
+                    .entry(insert.relation_id, [Some(&insert.new), None])
+                    .await?;
                 if entry.captured {
                     let events = relations::insert_events(&entry, &insert, lsn, self.open()?)?;
                     self.publish_changes(events).await?;
                 }
             }
             Message::Update(update) => {
-                let entry = self.relations.get(update.relation_id)?;
+                let old = update.old.as_ref().map(OldTuple::tuple);
+                let entry = self
+                    .entry(update.relation_id, [Some(&update.new), old])
+                    .await?;
                 if entry.captured {
                     let events = relations::update_events(&entry, &update, lsn, self.open()?)?;
                     self.publish_changes(events).await?;
                 }
             }
             Message::Delete(delete) => {
-                let entry = self.relations.get(delete.relation_id)?;
+                let entry = self
+                    .entry(delete.relation_id, [Some(delete.old.tuple()), None])
+                    .await?;
                 if entry.captured {
                     let events = relations::delete_events(&entry, &delete, lsn, self.open()?)?;
                     self.publish_changes(events).await?;
@@ -337,16 +329,6 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    fn is_signal(&self, relation_id: u32) -> bool {
-        self.incremental
-            .as_ref()
-            .is_some_and(|incremental| incremental.is_signal(relation_id))
-    }
-
-    fn incremental_mut(&mut self) -> &mut Incremental {
-        self.incremental.as_mut().expect("incremental snapshots")
-    }
-
     /// Records requested snapshots in this transaction, or publishes a closed window's rows.
     async fn apply_signal(&mut self, effect: SignalEffect) -> Result<(), SourceError> {
         let ticket = self
@@ -358,7 +340,7 @@ impl<'a> Session<'a> {
             SignalEffect::None => Ok(()),
             SignalEffect::Requested(records) => {
                 for record in &records {
-                    let record = self.incremental_mut().state_record(record);
+                    let record = self.incremental.state_record(record);
                     self.send(&record, ticket).await?;
                 }
                 Ok(())
@@ -381,7 +363,7 @@ impl<'a> Session<'a> {
             commit_lsn: None,
             snapshot: Default::default(),
         };
-        let Some(closed) = self.incremental_mut().close_window(&position).await? else {
+        let Some(closed) = self.incremental.close_window(&position).await? else {
             return Ok(());
         };
         self.encoder.register_table(&closed.schema).await?;
@@ -402,6 +384,35 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
+    /// Describes a relation from the catalog; a captured one gets its schemas and topic ready.
+    async fn describe(&mut self, relation: &Relation) -> Result<RelationEntry, SourceError> {
+        let entry = describe_relation(self.sql, relation, &self.settings.filter).await?;
+        if entry.captured {
+            self.encoder.register_table(&entry.schema).await?;
+            let topic = self.encoder.topic(&entry.schema);
+            self.producer.ensure_topic(&topic).await?;
+            tracing::debug!(topic, "schemas registered and topic ready");
+        }
+        Ok(entry)
+    }
+
+    /// The relation's entry for a change with these tuples, described again first when they
+    /// hold an enum label its types lack (its value schema then gets the label too).
+    async fn entry(
+        &mut self,
+        relation_id: u32,
+        tuples: [Option<&Tuple<'_>>; 2],
+    ) -> Result<Arc<RelationEntry>, SourceError> {
+        let entry = self.relations.get(relation_id)?;
+        if !entry.captured || !tuples.iter().flatten().any(|t| entry.has_unknown_label(t)) {
+            return Ok(entry);
+        }
+        tracing::info!(table = %entry.schema.qualified_name(), "an enum type the table uses gained labels: describing the table again");
+        let fresh = self.describe(&entry.relation).await?;
+        self.relations.insert(fresh);
+        Ok(self.relations.get(relation_id)?)
+    }
+
     fn open(&mut self) -> Result<&mut OpenTransaction, SourceError> {
         self.transaction
             .as_mut()
@@ -417,9 +428,7 @@ impl<'a> Session<'a> {
         if transaction.begin_published {
             self.metrics
                 .observe_commit(transaction.events.commit_ts_us, now_us());
-            if let Some(incremental) = &mut self.incremental {
-                incremental.committed(transaction.events.xid);
-            }
+            self.incremental.committed(transaction.events.xid);
             let end = TransactionEvent {
                 status: TransactionStatus::End {
                     data_collections: transaction.events.data_collections(),
@@ -445,9 +454,7 @@ impl<'a> Session<'a> {
         let ticket = self.publish_begin_once().await?;
         let processed_at = now_us();
         for event in &events {
-            if let Some(incremental) = &mut self.incremental {
-                incremental.observe(event);
-            }
+            self.incremental.observe(event);
             let record = self.encoder.encode_change(event, processed_at)?;
             self.send(&record, ticket).await?;
             if event.op == Op::Delete && self.settings.tombstones && !event.table.key.is_empty() {
@@ -488,6 +495,20 @@ impl<'a> Session<'a> {
         message: &pgoutput::LogicalMessage<'_>,
         lsn: Lsn,
     ) -> Result<(), SourceError> {
+        if message.prefix == TABLE_DROPPED_PREFIX {
+            return self.table_dropped(message.content, message.lsn).await;
+        }
+        if Incremental::is_own_message(message.prefix) {
+            if !message.transactional || self.transaction.is_none() {
+                tracing::warn!(
+                    prefix = message.prefix,
+                    "ignoring a non-transactional message with a prefix of pgcdc's own"
+                );
+                return Ok(());
+            }
+            let effect = self.incremental.on_message(message.prefix, message.content);
+            return self.apply_signal(effect).await;
+        }
         let record = if message.prefix == HEARTBEAT_PREFIX {
             self.encoder.encode_heartbeat(now_us() / 1000)?
         } else {
@@ -533,6 +554,66 @@ impl<'a> Session<'a> {
                     .commit(ticket, checkpoint);
                 Ok(())
             }
+        }
+    }
+
+    /// A captured table stopped being captured (discovery's message, inside its transaction):
+    /// its DROP schema change goes out once every record before it is acknowledged, so a
+    /// consumer that reads the DROP already has every record of the table.
+    async fn table_dropped(&mut self, content: &[u8], lsn: Lsn) -> Result<(), SourceError> {
+        let Some(dropped) = DroppedTable::parse(content) else {
+            tracing::warn!(content = %String::from_utf8_lossy(content), "ignoring an unreadable dropped-table message");
+            return Ok(());
+        };
+        let transaction = self
+            .transaction
+            .as_ref()
+            .ok_or(SourceError::OutsideTransaction("dropped-table message"))?;
+        let (ticket, source) = (
+            transaction.ticket,
+            SourcePosition {
+                commit_ts_us: transaction.events.commit_ts_us,
+                txid: Some(transaction.events.xid),
+                lsn: Some(lsn),
+                commit_lsn: Some(transaction.events.commit_lsn),
+                snapshot: Default::default(),
+            },
+        );
+        self.await_acknowledged().await?;
+        let change = SchemaChange {
+            schema: dropped.schema,
+            table: dropped.table,
+            kind: TableChangeKind::Drop,
+            ddl: None,
+            source,
+        };
+        let record = self.encoder.encode_schema_change(&change, now_us())?;
+        self.send(&record, ticket).await?;
+        tracing::info!(table = %format!("{}.{}", change.schema, change.table), "published the table's DROP schema change");
+        Ok(())
+    }
+
+    /// Waits until the broker acknowledged every record sent so far, keeping the walsender
+    /// alive meanwhile.
+    async fn await_acknowledged(&mut self) -> Result<(), SourceError> {
+        loop {
+            if self
+                .progress
+                .lock()
+                .expect("progress lock")
+                .inflight_records()
+                == 0
+            {
+                return Ok(());
+            }
+            self.check_delivery()?;
+            if *self.settings.shutdown.borrow() {
+                return Err(SourceError::Interrupted);
+            }
+            if self.last_status.elapsed() >= self.settings.status_interval {
+                self.send_status(false).await?;
+            }
+            tokio::time::sleep(BACKPRESSURE_PAUSE).await;
         }
     }
 

@@ -9,7 +9,7 @@ use tokio_postgres::Client;
 
 use crate::config::TableFilter;
 use crate::lsn::Lsn;
-use crate::source::catalog::{captured_tables, CatalogError};
+use crate::source::catalog::{captured_tables, CatalogError, PUBLISHED_TABLES_SQL};
 use crate::source::check::CREATED_BY;
 use crate::source::replication::{ReplicationClient, ReplicationError, SnapshotAction};
 use crate::source::snapshot::plan::quote_ident;
@@ -25,7 +25,7 @@ pub enum SetupError {
     #[error("{what}: {source}")]
     Sql {
         what: String,
-        source: tokio_postgres::Error,
+        source: crate::pg::PgError,
     },
     /// The replication connection refused a command.
     #[error("{what}: {source}")]
@@ -50,15 +50,22 @@ pub async fn existing_captured_tables(
 ) -> Result<Vec<(String, String)>, SetupError> {
     let tables = captured_tables(client, filter).await?;
     if let Some(named) = filter.exact_tables() {
-        let missing: Vec<String> = named
+        let missing: Vec<&(String, String)> = named
             .iter()
             .filter(|table| !tables.contains(table))
-            .map(|(schema, table)| format!("{schema}.{table}"))
             .collect();
+        for (schema, table) in &missing {
+            if let Some(root) = partition_root(client, schema, table).await? {
+                return Err(SetupError::Prerequisite(format!(
+                    "capture.tables names {schema}.{table}, a partition of {root}: partitioned tables are captured as their root, so name {root} instead"
+                )));
+            }
+        }
         if !missing.is_empty() {
+            let names: Vec<String> = missing.iter().map(|(s, t)| format!("{s}.{t}")).collect();
             return Err(SetupError::Prerequisite(format!(
                 "capture.tables names {} which does not exist in the source database: create it or remove it from capture.tables",
-                missing.join(", ")
+                names.join(", ")
             )));
         }
     }
@@ -71,7 +78,8 @@ pub async fn existing_captured_tables(
 }
 
 /// Creates the publication for the captured tables (and the signal table) if it does not
-/// exist, or adds the ones it lacks. Returns the captured tables.
+/// exist, or adds the ones it lacks, and makes a publication pgcdc created publish
+/// partitioned tables through their root. Returns the captured tables.
 pub async fn ensure_publication(
     client: &Client,
     publication: &str,
@@ -81,19 +89,107 @@ pub async fn ensure_publication(
     let tables = existing_captured_tables(client, filter).await?;
     let mut published_set = tables.clone();
     published_set.extend(signal_table.cloned());
-    match published_tables(client, publication).await? {
-        None => create_publication(client, publication, &published_set).await?,
-        Some(published) => {
-            let missing: Vec<(String, String)> = published_set
-                .into_iter()
-                .filter(|table| !published.contains(table))
-                .collect();
-            if !missing.is_empty() {
-                add_to_publication(client, publication, &missing).await?;
-            }
+    let Some(existing) = publication_state(client, publication).await? else {
+        let whole_schemas = match may_publish_schemas(client).await? {
+            true => filter.whole_schemas(signal_table),
+            false => Vec::new(),
+        };
+        create_publication(client, publication, &whole_schemas, &published_set).await?;
+        return Ok(tables);
+    };
+    let missing: Vec<(String, String)> = published_set
+        .into_iter()
+        .filter(|table| !existing.tables.contains(table))
+        .collect();
+    if !missing.is_empty() {
+        add_to_publication(client, publication, &missing).await?;
+    }
+    if !existing.via_root && !partitioned(client, &tables).await?.is_empty() {
+        let fix = via_root_sql(publication);
+        if !existing.created_by_pgcdc {
+            return Err(SetupError::Prerequisite(format!(
+                "publication {publication} publishes partitioned tables partition by partition: run {fix};"
+            )));
         }
+        client
+            .batch_execute(&fix)
+            .await
+            .map_err(|source| SetupError::Sql {
+                what: format!(
+                    "set publish_via_partition_root on publication {publication} ({fix})"
+                ),
+                source: source.into(),
+            })?;
+        tracing::info!(
+            publication,
+            "the publication now publishes partitioned tables through their root"
+        );
     }
     Ok(tables)
+}
+
+/// `ALTER PUBLICATION … SET (publish_via_partition_root = true)`.
+pub fn via_root_sql(publication: &str) -> String {
+    format!(
+        "ALTER PUBLICATION {} SET (publish_via_partition_root = true)",
+        quote_ident(publication)
+    )
+}
+
+/// Which of `tables` are partitioned tables, as `schema.table`.
+pub async fn partitioned(
+    client: &Client,
+    tables: &[(String, String)],
+) -> Result<Vec<String>, SetupError> {
+    let (schemas, names): (Vec<&str>, Vec<&str>) =
+        tables.iter().map(|(s, t)| (s.as_str(), t.as_str())).unzip();
+    let rows = client
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname)              FROM unnest($1::text[], $2::text[]) AS t(schema_name, table_name)              JOIN pg_namespace n ON n.nspname = t.schema_name              JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.table_name              WHERE c.relkind = 'p' ORDER BY 1",
+            &[&schemas, &names],
+        )
+        .await
+        .map_err(|source| SetupError::Sql {
+            what: "find the partitioned tables among the captured ones".into(),
+            source: source.into(),
+        })?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// The root partitioned table of a partition, `schema.table`, or `None` when `schema.table`
+/// is not a partition (or does not exist).
+async fn partition_root(
+    client: &Client,
+    schema: &str,
+    table: &str,
+) -> Result<Option<String>, SetupError> {
+    let row = client
+        .query_opt(
+            "WITH RECURSIVE up(oid) AS (                  SELECT to_regclass(format('%I.%I', $1::text, $2::text))::oid                UNION ALL                  SELECT i.inhparent FROM up JOIN pg_inherits i ON i.inhrelid = up.oid)              SELECT format('%I.%I', n.nspname, c.relname)              FROM up JOIN pg_class c ON c.oid = up.oid JOIN pg_namespace n ON n.oid = c.relnamespace              WHERE c.relkind = 'p' AND NOT c.relispartition",
+            &[&schema, &table],
+        )
+        .await
+        .map_err(|source| SetupError::Sql {
+            what: format!("look up whether {schema}.{table} is a partition"),
+            source: source.into(),
+        })?;
+    Ok(row.map(|row| row.get(0)))
+}
+
+/// Whether this role may create `FOR TABLES IN SCHEMA` publications: PostgreSQL 15 or later,
+/// and a superuser (PostgreSQL's rule for schema publications).
+async fn may_publish_schemas(client: &Client) -> Result<bool, SetupError> {
+    let row = client
+        .query_one(
+            "SELECT current_setting('server_version_num')::int >= 150000                     AND (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)",
+            &[],
+        )
+        .await
+        .map_err(|source| SetupError::Sql {
+            what: "read the server version and the role's attributes".into(),
+            source: source.into(),
+        })?;
+    Ok(row.get(0))
 }
 
 /// Adds tables captured since the publication was made (they are snapshotted incrementally).
@@ -102,7 +198,7 @@ async fn add_to_publication(
     publication: &str,
     missing: &[(String, String)],
 ) -> Result<(), SetupError> {
-    let sql = publication_sql("ALTER", publication, "ADD TABLE", missing);
+    let sql = add_table_sql(publication, missing);
     client.batch_execute(&sql).await.map_err(|_| {
         SetupError::Prerequisite(format!(
             "publication {publication} does not cover every captured table and this role cannot add them; run as the tables' owner: {sql};"
@@ -130,7 +226,7 @@ pub async fn ensure_signal_table(
         .await
         .map_err(|source| SetupError::Sql {
             what: format!("look up the signal table {schema}.{table}"),
-            source,
+            source: source.into(),
         })?
         .is_some();
     if exists {
@@ -143,7 +239,7 @@ pub async fn ensure_signal_table(
         .await
         .map_err(|source| SetupError::Sql {
             what: format!("look up schema {schema}"),
-            source,
+            source: source.into(),
         })?
         .is_some();
     let create_schema = if schema_exists {
@@ -158,63 +254,89 @@ pub async fn ensure_signal_table(
     let marked = format!("{sql}; COMMENT ON TABLE {quoted} IS '{CREATED_BY}'");
     client.batch_execute(&marked).await.map_err(|_| {
         SetupError::Prerequisite(format!(
-            "capture.signal_table {schema}.{table} does not exist and this role cannot create it; run: {sql}; and grant this role INSERT, DELETE on it"
+            "capture.signal_table {schema}.{table} does not exist and this role cannot create it; run: {sql}; (users who send signals need INSERT on it)"
         ))
     })?;
     tracing::info!(table = %quoted, "created the signal table");
     Ok(())
 }
 
-async fn published_tables(
+/// What an existing publication is.
+struct PublicationState {
+    /// The tables it publishes (for a partitioned table published through its root, the root).
+    tables: Vec<(String, String)>,
+    /// `publish_via_partition_root`.
+    via_root: bool,
+    /// Whether pgcdc created it (its comment says so).
+    created_by_pgcdc: bool,
+}
+
+async fn publication_state(
     client: &Client,
     publication: &str,
-) -> Result<Option<Vec<(String, String)>>, SetupError> {
-    let sql_error = |source| SetupError::Sql {
+) -> Result<Option<PublicationState>, SetupError> {
+    let sql_error = |source: tokio_postgres::Error| SetupError::Sql {
         what: format!("look up publication {publication}"),
-        source,
+        source: source.into(),
     };
-    let exists = client
+    let Some(row) = client
         .query_opt(
-            "SELECT 1 FROM pg_publication WHERE pubname = $1",
-            &[&publication],
+            "SELECT pubviaroot, coalesce(obj_description(oid, 'pg_publication') = $2, false)              FROM pg_publication WHERE pubname = $1",
+            &[&publication, &CREATED_BY],
         )
         .await
         .map_err(sql_error)?
-        .is_some();
-    if !exists {
+    else {
         return Ok(None);
-    }
+    };
     let rows = client
-        .query(
-            "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1",
-            &[&publication],
-        )
+        .query(PUBLISHED_TABLES_SQL, &[&publication])
         .await
         .map_err(sql_error)?;
-    Ok(Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect()))
+    Ok(Some(PublicationState {
+        tables: rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
+        via_root: row.get(0),
+        created_by_pgcdc: row.get(1),
+    }))
 }
 
-/// `<verb> PUBLICATION "p" <clause> "s"."t", …`.
-fn publication_sql(
-    verb: &str,
-    publication: &str,
-    clause: &str,
-    tables: &[(String, String)],
-) -> String {
+/// `ALTER PUBLICATION "p" ADD TABLE "s"."t", …`.
+pub fn add_table_sql(publication: &str, tables: &[(String, String)]) -> String {
     let list: Vec<String> = tables.iter().map(quote_table).collect();
     format!(
-        "{verb} PUBLICATION {} {clause} {}",
+        "ALTER PUBLICATION {} ADD TABLE {}",
         quote_ident(publication),
         list.join(", ")
     )
 }
 
+/// Creates the publication, publishing partitioned tables through their root: `FOR TABLES IN
+/// SCHEMA` for `whole_schemas` (tables created there later are published from their first
+/// row), `TABLE` for the rest of `tables`.
 async fn create_publication(
     client: &Client,
     publication: &str,
+    whole_schemas: &[String],
     tables: &[(String, String)],
 ) -> Result<(), SetupError> {
-    let sql = publication_sql("CREATE", publication, "FOR TABLE", tables);
+    let mut parts: Vec<String> = Vec::new();
+    if !whole_schemas.is_empty() {
+        let schemas: Vec<String> = whole_schemas.iter().map(|s| quote_ident(s)).collect();
+        parts.push(format!("TABLES IN SCHEMA {}", schemas.join(", ")));
+    }
+    let listed: Vec<String> = tables
+        .iter()
+        .filter(|(schema, _)| !whole_schemas.contains(schema))
+        .map(quote_table)
+        .collect();
+    if !listed.is_empty() {
+        parts.push(format!("TABLE {}", listed.join(", ")));
+    }
+    let sql = format!(
+        "CREATE PUBLICATION {} FOR {} WITH (publish_via_partition_root = true)",
+        quote_ident(publication),
+        parts.join(", ")
+    );
     client
         .batch_execute(&format!(
             "{sql}; COMMENT ON PUBLICATION {} IS '{CREATED_BY}'",
@@ -225,7 +347,7 @@ async fn create_publication(
             what: format!(
                 "create publication {publication} (the role must own the tables; or run as an owner: {sql};)"
             ),
-            source,
+            source: source.into(),
         })?;
     tracing::info!(publication, tables = tables.len(), "created publication");
     Ok(())
@@ -278,7 +400,7 @@ pub async fn slot_row(client: &Client, slot: &str) -> Result<Option<SlotRow>, Se
         .await
         .map_err(|source| SetupError::Sql {
             what: format!("look up replication slot {slot}"),
-            source,
+            source: source.into(),
         })?;
     Ok(row.map(|row| SlotRow {
         plugin: row.get(0),
@@ -324,7 +446,7 @@ pub async fn drop_slot(client: &Client, slot: &str) -> Result<(), SetupError> {
             Err(source) => {
                 return Err(SetupError::Sql {
                     what: format!("drop replication slot {slot} to take a new snapshot"),
-                    source,
+                    source: source.into(),
                 })
             }
         }

@@ -173,6 +173,54 @@ async fn a_publication_missing_a_table_is_told_the_alter() {
     assert_passes(&config);
 }
 
+const PARTITIONED: &str = "CREATE SCHEMA l1;
+    CREATE TABLE l1.parted (id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+    CREATE TABLE l1.parted_2024 PARTITION OF l1.parted FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');";
+
+#[tokio::test]
+async fn a_publication_of_partitions_one_by_one_is_told_to_publish_through_the_root() {
+    let capture = Capture::on_shared_testbed(PARTITIONED).await;
+    let publication = &capture.names.publication;
+    capture
+        .client
+        .batch_execute(&format!(
+            "CREATE PUBLICATION {publication} FOR TABLE l1.parted"
+        ))
+        .await
+        .expect("a publication without publish_via_partition_root");
+    let config = capture.config(&["l1.*"], "", "");
+    let output = failing(&config);
+    let fix =
+        format!("ALTER PUBLICATION \"{publication}\" SET (publish_via_partition_root = true);");
+    let failures: Vec<&str> = output.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert_eq!(failures.len(), 1, "{output}");
+    assert_line(
+        &output,
+        "partitioned tables",
+        &["publishes the partitions of l1.parted one by one", &fix],
+    );
+    capture
+        .client
+        .batch_execute(&fix)
+        .await
+        .expect("publish through the root");
+    assert_passes(&config);
+}
+
+#[tokio::test]
+async fn a_partition_named_in_capture_tables_is_told_its_root() {
+    let capture = Capture::on_shared_testbed(PARTITIONED).await;
+    let config = capture.config(&["l1.parted_2024"], "", "");
+    assert_fails(
+        &config,
+        "captured tables",
+        &[
+            "l1.parted_2024, a partition of l1.parted",
+            "name l1.parted instead",
+        ],
+    );
+}
+
 #[tokio::test]
 async fn a_slot_held_by_another_connection_names_its_holder() {
     let mut capture = Capture::on_shared_testbed(ONE_TABLE).await;

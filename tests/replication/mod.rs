@@ -691,7 +691,7 @@ async fn sslmodes_verify_what_they_promise() {
     .await
     .expect_err("verify-full with the wrong host name fails");
     assert!(
-        matches!(&error, PgConnectError::Connect { reason, .. } if reason.contains("IP address mismatch")),
+        matches!(&error, PgConnectError::Connect { source, .. } if source.to_string().contains("IP address mismatch")),
         "{error}"
     );
     let error = options(&url("127.0.0.1", "sslmode=disable"))

@@ -125,3 +125,92 @@ async fn a_poison_record_goes_to_the_dead_letter_topic() {
     );
     assert_eq!(capture.stop(), 0);
 }
+
+/// A CHECK constraint only the target has: the row that breaks it is refused in PostgreSQL's
+/// own words, with the constraint's name and the table, in the sink's error and log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_refusal_is_shown_in_postgresqls_words() {
+    let (mut capture, mut target) = pipeline("").await;
+    refuse_long_values(&target).await;
+    capture
+        .client
+        .batch_execute("INSERT INTO l1.t VALUES (2, 'far too long for the target')")
+        .await
+        .expect("a row the target refuses");
+    let sink = target.sink.as_mut().expect("sink running");
+    assert_eq!(
+        sink.wait_exit(Duration::from_secs(60)),
+        1,
+        "{}",
+        sink.stderr_text()
+    );
+    let stderr = sink.stderr_text();
+    let error = stderr
+        .lines()
+        .find(|line| line.starts_with("error: poison record at "))
+        .unwrap_or_else(|| panic!("no poison error in:\n{stderr}"));
+    for fragment in [
+        "\"l1\".\"t\": ERROR: ",
+        "ERROR: new row for relation \"t\" violates check constraint \"v_is_short\"",
+        "SQLSTATE 23514",
+        "table l1.t",
+        "constraint v_is_short",
+        "DETAIL: Failing row contains (2, far too long for the target)",
+    ] {
+        assert!(
+            error.contains(fragment),
+            "{fragment:?} missing from {error:?}"
+        );
+    }
+    assert!(!stderr.contains("db error"), "{stderr}");
+    assert_eq!(capture.stop(), 0);
+}
+
+/// With a dead-letter topic, the refused record goes there with the server's words and the
+/// SQL state in its headers, and the rows around it are applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_record_carries_the_servers_words_to_the_dead_letter_topic() {
+    let dead_letters = format!("dlq_{}", crate::support::random_suffix());
+    let (mut capture, target) = pipeline(&format!("dead_letter_topic = \"{dead_letters}\"")).await;
+    refuse_long_values(&target).await;
+    capture
+        .client
+        .batch_execute(
+            "INSERT INTO l1.t VALUES (2, 'far too long for the target');
+             INSERT INTO l1.t VALUES (3, 'short');",
+        )
+        .await
+        .expect("rows");
+    let records = read_topic(
+        &capture.bootstrap,
+        &dead_letters,
+        1,
+        Duration::from_secs(60),
+    );
+    assert_eq!(records.len(), 1, "{records:?}");
+    let header =
+        |name| String::from_utf8_lossy(records[0].header(name).unwrap_or_default()).into_owned();
+    assert_eq!(header("__pgcdc.errors.sqlstate"), "23514");
+    let reason = header("__connect.errors.exception.message");
+    assert!(
+        reason.contains("violates check constraint \"v_is_short\"")
+            && reason.contains("constraint v_is_short"),
+        "{reason}"
+    );
+    assert_eq!(
+        target
+            .rows("SELECT id || ':' || v FROM l1.t ORDER BY id")
+            .await,
+        ["1:before", "3:short"]
+    );
+    assert_eq!(capture.stop(), 0);
+}
+
+/// A CHECK constraint only the target has: values of 10 characters and more are refused.
+async fn refuse_long_values(target: &Target) {
+    target
+        .client
+        .batch_execute("ALTER TABLE l1.t ADD CONSTRAINT v_is_short CHECK (length(v) < 10)")
+        .await
+        .expect("a constraint only the target has");
+}

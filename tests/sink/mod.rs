@@ -4,6 +4,7 @@
 mod bad_records;
 mod crash;
 mod evolution;
+mod pickup;
 pub mod target;
 mod types;
 

@@ -126,6 +126,25 @@ listen = ""
         }
     }
 
+    /// [`settle`](Self::settle) on every one of `tables` (`schema.table`, applied under the
+    /// same name) being equal, with the row count the source has now.
+    pub async fn settle_like_source(&mut self, capture: &Capture<'_>, tables: &[&str]) {
+        let mut expected = Vec::new();
+        for table in tables {
+            let rows: i64 = capture
+                .client
+                .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+                .await
+                .expect("count")
+                .get(0);
+            let unit = if rows == 1 { "row" } else { "rows" };
+            expected.push(format!("{table} -> {table}: ok ({rows} {unit})"));
+        }
+        expected.sort();
+        let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+        self.settle(&expected);
+    }
+
     /// The first column of every row `sql` returns, as text.
     pub async fn rows(&self, sql: &str) -> Vec<String> {
         self.client

@@ -36,7 +36,10 @@ async fn an_added_table_is_snapshotted_incrementally_under_load_and_resumes_afte
     let mut first = CdcProcess::run(&config);
     // About 2,000 chunks of 100 rows; killed once a chunk's progress is in the offsets topic,
     // long before the last chunk.
-    let progressed = eventually(WAIT, || async { snapshot_rows(&capture, "l1.b").await > 0 }).await;
+    let progressed = eventually(WAIT * 3, || async {
+        snapshot_rows(&capture, "l1.b").await > 0
+    })
+    .await;
     assert!(
         progressed,
         "no incremental progress:\n{}",

@@ -395,7 +395,7 @@ async fn a_failed_query_names_the_table_and_side() {
     assert_eq!(
         error.to_string(),
         "verify l1.t on the target: hash the rows by key bucket failed: \
-         ERROR: permission denied for schema l1"
+         ERROR: permission denied for schema l1 (SQLSTATE 42501)"
     );
     // Both snapshots were ended: the connections are usable again.
     for client in [&source, &target] {

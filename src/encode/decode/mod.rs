@@ -45,7 +45,7 @@ use std::sync::Arc;
 
 use crate::config::Format;
 use crate::encode::registry::{RegistryClient, RegistryError};
-use crate::sink::change::SinkChange;
+use crate::sink::change::{Position, SinkChange};
 
 use plan::Plan;
 
@@ -108,6 +108,11 @@ impl DecodeError {
             _ => false,
         }
     }
+}
+
+/// A record's position from its `source.sequence` and `source.lsn`, as data events carry them.
+pub fn source_position(sequence: Option<&str>, lsn: Option<i64>) -> Result<Position, DecodeError> {
+    plan::position(sequence, lsn)
 }
 
 /// Buffers reused across records.

@@ -8,14 +8,15 @@ use std::sync::Arc;
 
 use crate::encode::columns::UNBOUNDED_BITS_LENGTH;
 use crate::encode::schema::DECIMAL_NAME;
-use crate::encode::SOURCE_COLUMN_NAME_PARAMETER;
-use crate::sink::change::{Cell, Position, SinkChange, SinkColumn, SinkOp, SinkTable};
+use crate::encode::{SOURCE_COLUMN_NAME_PARAMETER, SOURCE_COLUMN_TYPE_PARAMETER};
+use crate::sink::change::{Cell, EnumType, Position, SinkChange, SinkColumn, SinkOp, SinkTable};
 
 use super::schema::{Kind, Record, Schema};
 use super::text::{ArrayPlaceholder, ScalarKind};
 use super::DecodeError;
 
 const VARIABLE_SCALE_DECIMAL: &str = "io.debezium.data.VariableScaleDecimal";
+const ENUM_NAME: &str = "io.debezium.data.Enum";
 /// PostgreSQL's limit on a numeric type modifier's precision (and its scale's magnitude).
 const MAX_NUMERIC_PRECISION: i64 = 1000;
 
@@ -251,8 +252,21 @@ fn column(field: &str, schema: &Schema) -> Result<(ColumnPlan, SinkColumn), Stri
         name,
         sql_type,
         optional: nullable.is_some(),
+        enum_type: enum_type(inner).map(Arc::new),
     };
     Ok((plan, sink))
+}
+
+/// The source enum type an `io.debezium.data.Enum` schema (or an array's elements) names.
+fn enum_type(schema: &Schema) -> Option<EnumType> {
+    if let Kind::Array(items) = &schema.kind {
+        return enum_type(nullable_parts(items).1);
+    }
+    if schema.name.as_deref() != Some(ENUM_NAME) {
+        return None;
+    }
+    let type_name = schema.parameter(SOURCE_COLUMN_TYPE_PARAMETER)?;
+    EnumType::parse(type_name, schema.parameter("allowed").unwrap_or_default())
 }
 
 fn value_plan(schema: &Schema) -> Result<(ValuePlan, String), String> {
@@ -423,7 +437,7 @@ fn names_from(record_name: &str) -> (String, String) {
 
 /// `source.sequence` (`["<commit lsn>","<lsn>"]`, elements possibly `null`), falling back to
 /// `source.lsn` for a missing change LSN and to the change LSN for a missing commit LSN.
-fn position(sequence: Option<&str>, lsn: Option<i64>) -> Result<Position, DecodeError> {
+pub(super) fn position(sequence: Option<&str>, lsn: Option<i64>) -> Result<Position, DecodeError> {
     let lsn = lsn
         .map(|lsn| {
             u64::try_from(lsn).map_err(|_| DecodeError::Sequence {

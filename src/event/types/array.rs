@@ -341,6 +341,7 @@ mod tests {
             ])
         );
         let moods = array_of(PgType::Enum {
+            type_name: "l1.mood".into(),
             labels: vec!["sad".into(), "happy".into()],
         });
         assert_eq!(

@@ -10,7 +10,8 @@ use super::PgType;
 /// `oid` (oid → u32), `name` (text), `kind` (`"char"` → i8, `typtype`), `category`
 /// (`"char"` → i8, `typcategory`), `element_oid` (oid), `base_oid` (oid),
 /// `base_type_modifier` (int4, `typtypmod`), `enum_labels` (text[], in sort order, empty for
-/// non-enums). Feed them to [`catalog_types_from_rows`] as [`CatalogTypeRow`]s.
+/// non-enums), `qualified_name` (text, `schema.name` quoted where SQL needs it). Feed them to
+/// [`catalog_types_from_rows`] as [`CatalogTypeRow`]s.
 pub const CATALOG_TYPES_SQL: &str = "\
 WITH RECURSIVE wanted(oid) AS (
     SELECT unnest($1::oid[])
@@ -32,9 +33,11 @@ SELECT t.oid,
            (SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder)
             FROM pg_catalog.pg_enum e
             WHERE e.enumtypid = t.oid),
-           ARRAY[]::text[]) AS enum_labels
+           ARRAY[]::text[]) AS enum_labels,
+       format('%I.%I', n.nspname, t.typname) AS qualified_name
 FROM wanted
-JOIN pg_catalog.pg_type t ON t.oid = wanted.oid";
+JOIN pg_catalog.pg_type t ON t.oid = wanted.oid
+JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace";
 
 /// One row of [`CATALOG_TYPES_SQL`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +58,8 @@ pub struct CatalogTypeRow {
     pub base_type_modifier: i32,
     /// Enum labels in `enumsortorder`.
     pub enum_labels: Vec<String>,
+    /// `schema.name`, each part quoted where SQL needs it (`format('%I.%I', …)`).
+    pub qualified_name: String,
 }
 
 /// What the catalog says about a column's type (pg_type), enough to pick its PgType.
@@ -76,6 +81,8 @@ pub struct CatalogType {
     pub base_type_modifier: i32,
     /// Enums: labels in sort order.
     pub enum_labels: Vec<String>,
+    /// `schema.name`, quoted where SQL needs it, e.g. `l1.mood`.
+    pub qualified_name: String,
 }
 
 /// Far beyond any real chain of domains and arrays; stops a malformed row set from looping.
@@ -112,6 +119,7 @@ fn resolve(rows: &HashMap<u32, CatalogTypeRow>, oid: u32, depth: usize) -> Optio
         base: linked(row.base_oid),
         base_type_modifier: row.base_type_modifier,
         enum_labels: row.enum_labels.clone(),
+        qualified_name: row.qualified_name.clone(),
     })
 }
 
@@ -136,6 +144,7 @@ impl PgType {
                 PgType::from_catalog(base, modifier)
             }
             (b'e', _, _) => PgType::Enum {
+                type_name: ty.qualified_name.clone(),
                 labels: ty.enum_labels.clone(),
             },
             (b'b', _, Some(element))
@@ -220,6 +229,7 @@ mod tests {
             base_oid: 0,
             base_type_modifier: -1,
             enum_labels: vec![],
+            qualified_name: format!("public.{name}"),
         }
     }
 
@@ -333,6 +343,7 @@ mod tests {
         assert_eq!(
             column(&catalog, 16489, -1),
             PgType::Array(Box::new(PgType::Enum {
+                type_name: "public.mood".into(),
                 labels: vec!["sad".into(), "ok".into(), "happy".into()]
             }))
         );

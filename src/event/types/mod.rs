@@ -65,8 +65,12 @@ pub enum PgType {
     Json,
     /// xml.
     Xml,
-    /// A user-defined enum type, with its labels in sort order.
-    Enum { labels: Vec<String> },
+    /// A user-defined enum type: its qualified name (`l1.mood`, quoted where SQL needs it)
+    /// and its labels in sort order.
+    Enum {
+        type_name: String,
+        labels: Vec<String>,
+    },
     /// bit(1).
     Bit1,
     /// bit(n > 1), varbit; `length` is n or None for unbounded varbit.
@@ -133,7 +137,7 @@ impl fmt::Display for PgType {
             PgType::Uuid => f.write_str("uuid"),
             PgType::Json => f.write_str("json"),
             PgType::Xml => f.write_str("xml"),
-            PgType::Enum { .. } => f.write_str("enum"),
+            PgType::Enum { type_name, .. } => f.write_str(type_name),
             PgType::Bit1 => f.write_str("bit(1)"),
             PgType::Bits { length: Some(n) } => write!(f, "bit({n})"),
             PgType::Bits { length: None } => f.write_str("varbit"),
@@ -362,6 +366,7 @@ mod tests {
             PgType::Json,
             PgType::Xml,
             PgType::Enum {
+                type_name: "l1.mood".into(),
                 labels: vec!["happy".into()],
             },
             PgType::Other {
@@ -440,7 +445,10 @@ mod tests {
             (PgType::Json, Some("io.debezium.data.Json")),
             (PgType::Xml, Some("io.debezium.data.Xml")),
             (
-                PgType::Enum { labels: vec![] },
+                PgType::Enum {
+                    type_name: "mood".into(),
+                    labels: vec![],
+                },
                 Some("io.debezium.data.Enum"),
             ),
             (PgType::Bit1, None),

@@ -1,11 +1,16 @@
 //! Incremental snapshots while streaming (DBLog's watermark algorithm, as Debezium runs it).
 //!
-//! For each chunk a reader task (its own SQL connection) inserts a low-watermark row into the
-//! signal table, selects the next `incremental_chunk_size` rows after the last key read,
-//! hands them to the session, and deletes the watermark row (the high watermark). The session
-//! sees both in the stream: between them it notes the key of every streamed change of that
-//! table; at the high watermark it publishes the chunk's rows except those keys, whose
-//! streamed change is newer. Streaming never pauses.
+//! For each chunk a reader task (its own SQL connection) emits a low-watermark message (a
+//! transactional logical message, committed on its own), selects the next
+//! `incremental_chunk_size` rows after the last key read, hands them to the session, and emits
+//! the high-watermark message. The session sees both in the stream: between them it notes the
+//! key of every streamed change of that table; at the high watermark it publishes the chunk's
+//! rows except those keys, whose streamed change is newer. Streaming never pauses.
+//!
+//! Snapshots are requested by `execute-snapshot` rows in the signal table (Debezium's signals,
+//! when `capture.signal_table` is set) or by pgcdc's own request messages (tables added to
+//! `capture.tables` or created later); either way the request sits in the WAL, so it is
+//! recorded in the offsets topic in its transaction's turn.
 //!
 //! A chunk whose query missed a transaction that committed before its low watermark is read
 //! again (see [`visibility`](super::visibility)); so is a chunk whose table was truncated
@@ -22,8 +27,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use super::plan::{key_row, literal_row, qualified, quote_ident, select_list};
-use super::signal::{parse_execute_snapshot, EXECUTE_SNAPSHOT, WINDOW_OPEN};
+use super::plan::{key_row, literal_row, qualified, select_list};
+use super::signal::{
+    parse_execute_snapshot, Watermark, EXECUTE_SNAPSHOT, SNAPSHOT_REQUEST_PREFIX, WATERMARK_PREFIX,
+};
 use super::state::{incremental_key, IncrementalRecord};
 use super::visibility::{current_snapshot, TxSnapshot, UnsettledCommits};
 use super::SnapshotError;
@@ -33,7 +40,7 @@ use crate::event::types::parse_text;
 use crate::event::{ChangeEvent, Op, Row, SnapshotMarker, SourcePosition, TableSchema, Value};
 use crate::lsn::Lsn;
 use crate::pg::PgConnectOptions;
-use crate::source::catalog::{describe_relation, relation_from_catalog};
+use crate::source::catalog::{describe_relation, relation_from_catalog, CatalogError};
 use crate::source::pgoutput::{Relation, Tuple, TupleValue};
 
 /// What incremental snapshots need from the configuration.
@@ -41,8 +48,8 @@ use crate::source::pgoutput::{Relation, Tuple, TupleValue};
 pub struct IncrementalSettings {
     /// The captured database.
     pub options: PgConnectOptions,
-    /// The signal table, `(schema, table)`.
-    pub signal_table: (String, String),
+    /// The signal table, `(schema, table)`, when users may request snapshots there.
+    pub signal_table: Option<(String, String)>,
     /// Rows per chunk.
     pub chunk_rows: u64,
     /// Column exclusions.
@@ -70,6 +77,14 @@ struct ChunkRead {
     last_key: Option<Vec<String>>,
     full: bool,
     snapshot: TxSnapshot,
+}
+
+/// What the reader found between its watermarks.
+enum ChunkOutcome {
+    /// The chunk's rows.
+    Read(ChunkRead),
+    /// The table cannot be read by key (gone, or without a key); the reason says which.
+    Unreadable(String),
 }
 
 /// What the reader task is asked to do.
@@ -110,7 +125,7 @@ pub struct Incremental {
     queue: VecDeque<IncrementalRecord>,
     window: Option<Window>,
     requests: Option<mpsc::Sender<ChunkRequest>>,
-    chunks: Option<mpsc::Receiver<Result<ChunkRead, SnapshotError>>>,
+    chunks: Option<mpsc::Receiver<Result<ChunkOutcome, SnapshotError>>>,
     signal: Option<SignalColumns>,
     deferred: Vec<(Lsn, IncrementalRecord)>,
     windows_opened: u64,
@@ -150,7 +165,9 @@ impl Incremental {
 
     /// Notes where the signal table's columns are when its Relation message arrives.
     pub fn on_relation(&mut self, relation: &Relation) {
-        let (schema, table) = &self.settings.signal_table;
+        let Some((schema, table)) = &self.settings.signal_table else {
+            return;
+        };
         if relation.namespace != *schema || relation.name != *table {
             return;
         }
@@ -189,15 +206,6 @@ impl Incremental {
             text(tuple, columns.data),
         );
         match kind.as_deref() {
-            Some(WINDOW_OPEN) => {
-                if let Some(window) = &mut self.window {
-                    if !window.open && id.as_deref() == Some(window.id.as_str()) {
-                        window.open = true;
-                        window.committed_before = self.unsettled.take();
-                    }
-                }
-                SignalEffect::None
-            }
             Some(EXECUTE_SNAPSHOT) => self.request(id.as_deref(), data.as_deref().unwrap_or("")),
             other => {
                 tracing::warn!(id, kind = other, "ignoring a signal of an unknown type");
@@ -216,7 +224,11 @@ impl Incremental {
         };
         let mut queued = Vec::new();
         for request in requests {
-            if self.queue.iter().any(|r| r.table == request.table) {
+            if self
+                .queue
+                .iter()
+                .any(|r| r.table == request.table && r.filter == request.filter)
+            {
                 tracing::info!(table = %request.table, "an incremental snapshot of the table is already under way");
                 continue;
             }
@@ -234,15 +246,31 @@ impl Incremental {
         SignalEffect::Requested(queued)
     }
 
-    /// A row deleted from the signal table: the high watermark of the open window?
-    pub fn on_signal_delete(&mut self, old: &Tuple<'_>) -> SignalEffect {
-        let (Some(columns), Some(window)) = (&self.signal, &self.window) else {
+    /// Whether a logical message with this prefix is one of pgcdc's own (watermarks and
+    /// snapshot requests), to be handled here rather than published.
+    pub fn is_own_message(prefix: &str) -> bool {
+        prefix == WATERMARK_PREFIX || prefix == SNAPSHOT_REQUEST_PREFIX
+    }
+
+    /// A transactional logical message of pgcdc's own: a window opens or closes, or
+    /// snapshots are requested.
+    pub fn on_message(&mut self, prefix: &str, content: &[u8]) -> SignalEffect {
+        if prefix == SNAPSHOT_REQUEST_PREFIX {
+            return self.request(Some(prefix), &String::from_utf8_lossy(content));
+        }
+        let Some(window) = &mut self.window else {
             return SignalEffect::None;
         };
-        if window.open && text(old, columns.id).as_deref() == Some(window.id.as_str()) {
-            SignalEffect::CloseWindow
-        } else {
-            SignalEffect::None
+        match Watermark::parse(content) {
+            Some(Watermark::Open(id)) if !window.open && id == window.id => {
+                window.open = true;
+                window.committed_before = self.unsettled.take();
+                SignalEffect::None
+            }
+            Some(Watermark::Close(id)) if window.open && id == window.id => {
+                SignalEffect::CloseWindow
+            }
+            _ => SignalEffect::None,
         }
     }
 
@@ -323,8 +351,9 @@ impl Incremental {
 
     /// Closes the window at its high watermark: the chunk's rows that the stream did not
     /// change meanwhile, as `r` events at `position`, and the table's progress record to
-    /// write once `position`'s transaction is confirmed; `None` when the chunk must be read
-    /// again.
+    /// write once `position`'s transaction is confirmed; `None` when there is nothing to
+    /// publish: the chunk must be read again, or the table cannot be read by key (its
+    /// snapshot ends, with a warning).
     pub async fn close_window(
         &mut self,
         position: &SourcePosition,
@@ -335,9 +364,25 @@ impl Incremental {
             None => None,
         }
         .ok_or_else(|| SnapshotError::Row {
-            table: self.settings.signal_table.1.clone(),
+            table: self
+                .queue
+                .front()
+                .map(|r| r.table.clone())
+                .unwrap_or_default(),
             message: "the incremental snapshot reader stopped".into(),
         })??;
+        let chunk = match chunk {
+            ChunkOutcome::Read(chunk) => chunk,
+            ChunkOutcome::Unreadable(reason) => {
+                self.unsettled.extend(window.committed_before);
+                let mut record = self.queue.pop_front().expect("a queued table");
+                tracing::warn!(table = %record.table, reason, "the table cannot be snapshotted incrementally; its rows from before it was captured are not read");
+                record.done = true;
+                self.deferred
+                    .push((position.lsn.unwrap_or(Lsn::ZERO), record));
+                return Ok(None);
+            }
+        };
         let missed = window
             .committed_before
             .iter()
@@ -394,7 +439,7 @@ impl Incremental {
     pub fn state_record(&self, record: &IncrementalRecord) -> Record {
         Record {
             topic: self.settings.offsets_topic.clone(),
-            key: Some(incremental_key(&self.settings.slot, &record.table).into_bytes()),
+            key: Some(incremental_key(&self.settings.slot, &record.id()).into_bytes()),
             value: Some(serde_json::to_vec(record).expect("a record serializes")),
             headers: Vec::new(),
         }
@@ -440,7 +485,7 @@ fn now_ms() -> u128 {
 async fn reader(
     settings: IncrementalSettings,
     mut requests: mpsc::Receiver<ChunkRequest>,
-    results: mpsc::Sender<Result<ChunkRead, SnapshotError>>,
+    results: mpsc::Sender<Result<ChunkOutcome, SnapshotError>>,
 ) {
     let client = match settings.options.connect_sql().await {
         Ok(client) => client,
@@ -449,40 +494,49 @@ async fn reader(
             return;
         }
     };
-    let (schema, table) = &settings.signal_table;
-    let signal = format!("{}.{}", quote_ident(schema), quote_ident(table));
     while let Some(request) = requests.recv().await {
         if request.again {
             tokio::time::sleep(READ_AGAIN_PAUSE).await;
         }
-        let outcome = read_window(&client, &settings, &signal, &request).await;
+        let outcome = read_window(&client, &settings, &request).await;
         let failed = outcome.is_err();
         if results.send(outcome).await.is_err() || failed {
             return;
         }
-        let high_watermark = client
-            .execute(
-                &format!("DELETE FROM {signal} WHERE id = $1"),
-                &[&request.window],
-            )
-            .await;
-        if let Err(source) = high_watermark {
-            tracing::error!(%source, "could not write the incremental snapshot's high watermark");
+        let high_watermark = Watermark::Close(request.window);
+        if let Err(error) = emit_watermark(&client, &high_watermark).await {
+            tracing::error!(%error, "could not write the incremental snapshot's high watermark");
             return;
         }
     }
+}
+
+/// Writes a watermark into the WAL, in a transaction of its own.
+async fn emit_watermark(
+    client: &Client,
+    watermark: &Watermark,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "SELECT pg_logical_emit_message(true, $1, $2)",
+            &[&WATERMARK_PREFIX, &watermark.content()],
+        )
+        .await
+        .map(|_| ())
 }
 
 /// Writes the low watermark and selects the chunk.
 async fn read_window(
     client: &Client,
     settings: &IncrementalSettings,
-    signal: &str,
     request: &ChunkRequest,
-) -> Result<ChunkRead, SnapshotError> {
+) -> Result<ChunkOutcome, SnapshotError> {
     let sql_error = |what: &str| {
         let what = format!("incremental snapshot of {}: {what}", request.table);
-        move |source| SnapshotError::Sql { what, source }
+        move |source: tokio_postgres::Error| SnapshotError::Sql {
+            what,
+            source: source.into(),
+        }
     };
     let (schema_name, table_name) =
         request
@@ -492,22 +546,23 @@ async fn read_window(
                 table: request.table.clone(),
                 message: "name the table as schema.table".into(),
             })?;
-    let relation = relation_from_catalog(client, schema_name, table_name).await?;
+    emit_watermark(client, &Watermark::Open(request.window.clone()))
+        .await
+        .map_err(sql_error("write the low watermark"))?;
+    let relation = match relation_from_catalog(client, schema_name, table_name).await {
+        Ok(relation) => relation,
+        Err(CatalogError::Missing { .. }) => {
+            return Ok(ChunkOutcome::Unreadable("it no longer exists".into()))
+        }
+        Err(error) => return Err(error.into()),
+    };
     let entry = describe_relation(client, &relation, &settings.filter).await?;
     let schema = entry.schema;
     if schema.key.is_empty() {
-        return Err(SnapshotError::Row {
-            table: request.table.clone(),
-            message: "an incremental snapshot reads by key: give the table a primary key".into(),
-        });
+        return Ok(ChunkOutcome::Unreadable(
+            "it has neither a primary key nor a replica identity index to read it by".into(),
+        ));
     }
-    client
-        .execute(
-            &format!("INSERT INTO {signal} (id, type, data) VALUES ($1, $2, $3)"),
-            &[&request.window, &WINDOW_OPEN, &request.table],
-        )
-        .await
-        .map_err(sql_error("write the low watermark"))?;
     let mut conditions = Vec::new();
     if let Some(after) = &request.after {
         conditions.push(format!("{} > {}", key_row(&schema), literal_row(after)));
@@ -564,11 +619,11 @@ async fn read_window(
         rows.push(values);
     }
     let full = rows.len() as u64 >= settings.chunk_rows;
-    Ok(ChunkRead {
+    Ok(ChunkOutcome::Read(ChunkRead {
         schema,
         rows,
         last_key,
         full,
         snapshot,
-    })
+    }))
 }

@@ -156,7 +156,7 @@ impl InitialSnapshot<'_> {
                 .await
                 .map_err(|source| SnapshotError::Sql {
                     what: "import the exported snapshot".into(),
-                    source,
+                    source: source.into(),
                 })?;
             clients.push(client);
         }
@@ -213,7 +213,7 @@ impl InitialSnapshot<'_> {
             .await
             .map_err(|source| SnapshotError::Sql {
                 what: "read the snapshot's transaction horizon".into(),
-                source,
+                source: source.into(),
             })?
             .get(0);
         Ok((tables, chunks, xmin as u32))
@@ -273,9 +273,9 @@ impl Job<'_> {
         range: &ChunkRange,
     ) -> Result<(), SnapshotError> {
         let table = &self.tables[table_index];
-        let sql_error = |source| SnapshotError::Sql {
+        let sql_error = |source: tokio_postgres::Error| SnapshotError::Sql {
             what: format!("read {}", table.name),
-            source,
+            source: source.into(),
         };
         let sql = chunk_copy(&table.schema, range);
         tracing::debug!(%sql, "reading a snapshot chunk");

@@ -35,7 +35,7 @@ pub enum SnapshotError {
     #[error("snapshot: {what}: {source}")]
     Sql {
         what: String,
-        source: tokio_postgres::Error,
+        source: crate::pg::PgError,
     },
     /// A snapshot connection could not be opened.
     #[error(transparent)]

@@ -118,9 +118,9 @@ pub struct TableSize {
 
 /// Looks up the size of `table` inside the snapshot transaction.
 pub async fn table_size(client: &Client, table: &TableSchema) -> Result<TableSize, SnapshotError> {
-    let sql_error = |source| SnapshotError::Sql {
+    let sql_error = |source: tokio_postgres::Error| SnapshotError::Sql {
         what: format!("estimate the size of {}", table.qualified_name()),
-        source,
+        source: source.into(),
     };
     let row = client
         .query_one(
@@ -231,7 +231,7 @@ async fn sample_keys(
         .await
         .map_err(|source| SnapshotError::Sql {
             what: format!("sample the keys of {}", table.qualified_name()),
-            source,
+            source: source.into(),
         })?;
     Ok(rows
         .iter()

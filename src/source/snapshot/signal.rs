@@ -2,6 +2,7 @@
 //! columns `id`, `type` and `data`. `execute-snapshot` asks for an incremental snapshot:
 //! `{"data-collections": ["schema.table", …], "type": "incremental",
 //!   "additional-conditions": [{"data-collection": "schema.table", "filter": "id > 10"}]}`.
+//! pgcdc's own requests and window watermarks are transactional logical messages instead.
 
 use serde::Deserialize;
 
@@ -14,8 +15,43 @@ pub fn create_table_sql(quoted_table: &str) -> String {
 
 /// The signal type that requests an incremental snapshot.
 pub const EXECUTE_SNAPSHOT: &str = "execute-snapshot";
-/// The type of the low-watermark rows pgcdc writes; the high watermark deletes the row.
-pub const WINDOW_OPEN: &str = "snapshot-window-open";
+/// The prefix of the transactional logical messages that open (`open:<window>`) and close
+/// (`close:<window>`) an incremental snapshot's window: they sit in the WAL in commit order
+/// with the changes, as Debezium's signal-table watermarks do, without a table to write.
+pub const WATERMARK_PREFIX: &str = "pgcdc-watermark";
+/// The prefix of the transactional logical messages by which pgcdc asks itself for
+/// incremental snapshots; the content is an `execute-snapshot` signal's data.
+pub const SNAPSHOT_REQUEST_PREFIX: &str = "pgcdc-snapshot";
+
+/// A watermark message's content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Watermark {
+    /// The low watermark of a window.
+    Open(String),
+    /// The high watermark of a window.
+    Close(String),
+}
+
+impl Watermark {
+    /// The message content.
+    pub fn content(&self) -> String {
+        match self {
+            Watermark::Open(window) => format!("open:{window}"),
+            Watermark::Close(window) => format!("close:{window}"),
+        }
+    }
+
+    /// Reads a message content; `None` when it is not a watermark.
+    pub fn parse(content: &[u8]) -> Option<Watermark> {
+        let text = std::str::from_utf8(content).ok()?;
+        if let Some(window) = text.strip_prefix("open:") {
+            Some(Watermark::Open(window.to_owned()))
+        } else {
+            text.strip_prefix("close:")
+                .map(|window| Watermark::Close(window.to_owned()))
+        }
+    }
+}
 
 /// One table an `execute-snapshot` signal names, with its optional row filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +110,16 @@ pub fn execute_snapshot_data(tables: &[String]) -> String {
     serde_json::json!({ "data-collections": tables, "type": "incremental" }).to_string()
 }
 
+/// The data of an `execute-snapshot` signal for the rows of `table` that `filter` selects.
+pub fn filtered_snapshot_data(table: &str, filter: &str) -> String {
+    serde_json::json!({
+        "data-collections": [table],
+        "type": "incremental",
+        "additional-conditions": [{ "data-collection": table, "filter": filter }],
+    })
+    .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +145,13 @@ mod tests {
             ]
         );
         assert_eq!(
+            parse_execute_snapshot(&filtered_snapshot_data("l1.p", "tableoid IN (7)")).unwrap(),
+            vec![SnapshotRequest {
+                table: "l1.p".into(),
+                filter: Some("tableoid IN (7)".into())
+            }]
+        );
+        assert_eq!(
             parse_execute_snapshot(&execute_snapshot_data(&["l1.c".to_owned()])).unwrap(),
             vec![SnapshotRequest {
                 table: "l1.c".into(),
@@ -111,5 +164,20 @@ mod tests {
                 .contains("use \"incremental\"")
         );
         assert!(parse_execute_snapshot("{}").is_err());
+    }
+
+    #[test]
+    fn watermarks_round_trip() {
+        for watermark in [
+            Watermark::Open("w-1".into()),
+            Watermark::Close("w:2".into()),
+        ] {
+            assert_eq!(
+                Watermark::parse(watermark.content().as_bytes()),
+                Some(watermark)
+            );
+        }
+        assert_eq!(Watermark::parse(b"other"), None);
+        assert_eq!(Watermark::parse(&[0xff]), None);
     }
 }

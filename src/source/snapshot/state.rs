@@ -41,12 +41,23 @@ pub struct IncrementalRecord {
     pub rows: u64,
 }
 
+impl IncrementalRecord {
+    /// What tells this snapshot from others: the table, and the filter when there is one (a
+    /// table may be read whole and, say, one new partition of it by a filter).
+    pub fn id(&self) -> String {
+        match &self.filter {
+            None => self.table.clone(),
+            Some(filter) => format!("{}?{filter}", self.table),
+        }
+    }
+}
+
 /// The snapshot state of one slot, as read back from the offsets topic.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SnapshotState {
     /// The completed initial snapshot, if any.
     pub initial: Option<InitialRecord>,
-    /// Incremental snapshots by table.
+    /// Incremental snapshots by [`IncrementalRecord::id`].
     pub incremental: BTreeMap<String, IncrementalRecord>,
 }
 
@@ -55,9 +66,9 @@ pub fn initial_key(slot: &str) -> String {
     format!("initial/{slot}")
 }
 
-/// The key of a table's incremental-snapshot record.
-pub fn incremental_key(slot: &str, table: &str) -> String {
-    format!("incremental/{slot}/{table}")
+/// The key of an incremental snapshot's record; `id` is [`IncrementalRecord::id`].
+pub fn incremental_key(slot: &str, id: &str) -> String {
+    format!("incremental/{slot}/{id}")
 }
 
 impl SnapshotState {
@@ -73,14 +84,15 @@ impl SnapshotState {
                 state.initial = parse(&key, value);
             } else if key.starts_with(&incremental) {
                 if let Some(record) = parse::<IncrementalRecord>(&key, value) {
-                    state.incremental.insert(record.table.clone(), record);
+                    state.incremental.insert(record.id(), record);
                 }
             }
         }
         state
     }
 
-    /// Whether `table` was read by the initial snapshot or an incremental one was started.
+    /// Whether `table` was read by the initial snapshot or an incremental snapshot of all its
+    /// rows was started.
     pub fn knows(&self, table: &str) -> bool {
         self.initial
             .as_ref()
@@ -128,12 +140,21 @@ mod tests {
                     r#"{"table":"l1.b","filter":null,"last_key":["7"],"done":false,"rows":7}"#,
                 ),
                 ("incremental/s1/l1.c", "not json"),
+                (
+                    "incremental/s1/l1.d?tableoid IN (7)",
+                    r#"{"table":"l1.d","filter":"tableoid IN (7)","last_key":null,"done":false,"rows":0}"#,
+                ),
             ]),
         );
         assert_eq!(state.initial.as_ref().map(|i| i.rows), Some(3));
         assert!(state.knows("l1.a"));
         assert!(state.knows("l1.b"));
         assert!(!state.knows("l1.c"));
+        assert!(
+            !state.knows("l1.d"),
+            "a filtered snapshot does not read the whole table"
+        );
+        assert!(state.incremental.contains_key("l1.d?tableoid IN (7)"));
         assert_eq!(
             state.incremental["l1.b"].last_key,
             Some(vec!["7".to_owned()])

@@ -61,7 +61,7 @@ pub async fn current_snapshot(client: &Client) -> Result<TxSnapshot, SnapshotErr
         .await
         .map_err(|source| SnapshotError::Sql {
             what: "read the transaction snapshot".into(),
-            source,
+            source: source.into(),
         })?
         .get(0);
     TxSnapshot::parse(&text).map_err(|message| SnapshotError::Row {

@@ -19,7 +19,7 @@ use crate::event::{
     TransactionBlock, Value,
 };
 use crate::lsn::Lsn;
-use crate::sink::change::{Cell, Position, SinkColumn, SinkOp, SinkTable};
+use crate::sink::change::{Cell, EnumType, Position, SinkColumn, SinkOp, SinkTable};
 
 const PREFIX: &str = "shop";
 const COMMIT_US: i64 = 1_704_164_645_678_901;
@@ -203,6 +203,7 @@ fn sink_column(name: &str, sql_type: &str, optional: bool) -> SinkColumn {
         name: name.to_string(),
         sql_type: sql_type.to_string(),
         optional,
+        enum_type: None,
     }
 }
 

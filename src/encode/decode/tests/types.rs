@@ -188,6 +188,7 @@ pub(super) fn cases() -> Vec<Case> {
         (PgType::Xml, "xml", same(&["<a>ü</a>"])),
         (
             PgType::Enum {
+                type_name: "l1.mood".into(),
                 labels: vec!["sad".into(), "ok".into()],
             },
             "text",
@@ -309,9 +310,21 @@ async fn every_type_round_trips_to_postgres_text() {
                 let insert = event(&table, Op::Create, None, Some(vec![Value::Int(1), value]));
                 let change = harness.round_trip(&insert).await;
                 let context = format!("{format:?} {pg_type} {source:?}");
+                let decoded = &change.table.columns[1];
+                let enum_type = match &pg_type {
+                    PgType::Enum { labels, .. } => Some(Arc::new(EnumType {
+                        schema: Some("l1".into()),
+                        name: "mood".into(),
+                        labels: labels.clone(),
+                    })),
+                    _ => None,
+                };
                 assert_eq!(
-                    change.table.columns[1],
-                    sink_column("v", sql_type, true),
+                    decoded,
+                    &SinkColumn {
+                        enum_type,
+                        ..sink_column("v", sql_type, true)
+                    },
                     "{context}"
                 );
                 assert_eq!(change.after, Some(vec![text("1"), expected]), "{context}");

@@ -8,7 +8,9 @@
 //! applied twice. A record the target rejects for its data is found by applying the batch again
 //! change by change, each in a savepoint, and is dead-lettered or stops the sink by name.
 
-use std::collections::HashMap;
+mod schema;
+
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,12 +22,18 @@ use super::batch::{Segment, TableBatch};
 use super::change::{SinkChange, SinkTable};
 use super::ddl::{self, TargetTable};
 use super::dead_letter::DeadLetters;
+use super::enums::TargetEnums;
 use super::offsets::{self, Partition, PartitionProgress};
+use super::schema_changes::{
+    self, is_schema_change_topic, PendingChange, SchemaChangeReader, TableChange,
+};
 use super::SinkError;
 use crate::config::{Format, SinkConfig};
 use crate::encode::decode::{DecodeError, RecordDecoder};
 use crate::encode::registry::RegistryClient;
-use crate::kafka::{ChangeConsumer, Consumed, ConsumedRecord, KafkaError, StartOffsets};
+use crate::kafka::{
+    subscription, ChangeConsumer, Consumed, ConsumedRecord, KafkaError, StartOffsets,
+};
 use crate::metrics::SinkMetrics;
 use crate::pg::PgConnectOptions;
 
@@ -37,6 +45,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 const STARTUP_RETRY_WINDOW: Duration = Duration::from_secs(60);
 /// Decoded chunks waiting for the applier: with the consumer's chunks, bounds read-ahead.
 const DECODED_CHUNKS: usize = 4;
+/// How often schema changes waiting for their tables' records are looked at again (the
+/// records may be applied by another sink of the group).
+const PENDING_CHANGE_RETRY: Duration = Duration::from_secs(1);
 
 /// Runs the sink until `shutdown` becomes true or an error that retrying cannot fix.
 pub async fn run(
@@ -105,6 +116,15 @@ struct Decoders {
     registry: Option<Arc<RegistryClient>>,
     avro: RecordDecoder,
     json: RecordDecoder,
+    schema_changes: SchemaChangeReader,
+}
+
+/// What a record carries.
+enum Item {
+    /// A row change (or truncate) of a table.
+    Change(SinkChange),
+    /// Changes to tables' definitions, from a schema-change topic.
+    SchemaChanges(Vec<TableChange>),
 }
 
 impl Decoders {
@@ -112,6 +132,7 @@ impl Decoders {
         Decoders {
             avro: RecordDecoder::new(Format::Avro, registry.clone()),
             json: RecordDecoder::new(Format::Json, None),
+            schema_changes: SchemaChangeReader::new(registry.clone()),
             registry,
         }
     }
@@ -121,18 +142,23 @@ impl Decoders {
         Decoders::new(self.registry.clone())
     }
 
-    async fn decode(&mut self, record: &ConsumedRecord) -> Result<Option<SinkChange>, DecodeError> {
+    async fn decode(&mut self, record: &ConsumedRecord) -> Result<Option<Item>, DecodeError> {
         let (key, value) = (record.key.as_deref(), record.value.as_deref());
+        if let Some(value) = value.filter(|_| is_schema_change_topic(&record.topic)) {
+            if let Some(changes) = self.schema_changes.read(value).await? {
+                return Ok(Some(Item::SchemaChanges(changes)));
+            }
+        }
         let avro = value.or(key).is_some_and(|bytes| bytes.first() == Some(&0));
         let decoder = if avro { &mut self.avro } else { &mut self.json };
-        decoder.decode(key, value).await
+        Ok(decoder.decode(key, value).await?.map(Item::Change))
     }
 }
 
 /// A consumed record with its decoded change.
 struct Decoded {
     record: ConsumedRecord,
-    change: Result<Option<SinkChange>, DecodeError>,
+    change: Result<Option<Item>, DecodeError>,
 }
 
 /// What the decoding task hands over.
@@ -203,6 +229,8 @@ struct Session<'a> {
     applied: HashMap<Partition, PartitionProgress>,
     writer: Writer<'a>,
     pending: Pending,
+    /// Schema changes read and not applied yet, in the order they were read.
+    pending_changes: VecDeque<PendingChange>,
 }
 
 /// Target tables and statements of a session.
@@ -210,6 +238,7 @@ struct Writer<'a> {
     config: &'a SinkConfig,
     metrics: &'a SinkMetrics,
     targets: HashMap<(String, String), TargetTable>,
+    enums: TargetEnums,
     applier: Applier,
 }
 
@@ -230,10 +259,17 @@ async fn session(
             .map(|(p, progress)| (p.clone(), progress.next_offset))
             .collect(),
     ));
+    let mut subscriptions: Vec<String> = config
+        .apply
+        .topics
+        .iter()
+        .map(|t| subscription(t))
+        .collect();
+    subscriptions.extend(schema_changes::subscriptions(&config.apply.topics));
     let (consumer, consumed) = ChangeConsumer::start(
         &config.kafka.brokers,
         &config.apply.group_id,
-        &config.apply.topics,
+        &subscriptions,
         &config.kafka.options,
         Arc::clone(&start),
         metrics.lag_report(),
@@ -264,11 +300,14 @@ async fn session(
             config,
             metrics,
             targets: HashMap::new(),
+            enums: TargetEnums::default(),
             applier: Applier::default(),
         },
         pending: Pending::default(),
+        pending_changes: VecDeque::new(),
     };
     let mut deadline: Option<tokio::time::Instant> = None;
+    let mut changes_timer = tokio::time::interval(PENDING_CHANGE_RETRY);
     loop {
         let wake =
             deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
@@ -283,9 +322,13 @@ async fn session(
                 session.flush().await?;
                 deadline = None;
             }
+            _ = changes_timer.tick(), if !session.pending_changes.is_empty() => {
+                session.apply_pending_changes().await?;
+            }
             decoded = records.recv() => match decoded {
                 Some(DecodedChunk::Records(chunk)) => {
                     for decoded in chunk {
+                        session.wait_for_pending_changes(&decoded).await?;
                         session.take(decoded)?;
                         if session.pending.changes >= config.apply.batch_size {
                             session.flush().await?;
@@ -320,12 +363,19 @@ impl Session<'_> {
         let mut progress = stored.unwrap_or_default();
         progress.next_offset = record.offset + 1;
         match change {
+            Ok(Some(Item::SchemaChanges(changes))) => {
+                // Stored when applied, in the order read (see `apply_pending_changes`).
+                self.queue_schema_changes(record, changes);
+                return Ok(());
+            }
             Ok(None) => {}
-            Ok(Some(change)) if offsets::already_applied(stored.as_ref(), change.position) => {
+            Ok(Some(Item::Change(change)))
+                if offsets::already_applied(stored.as_ref(), change.position) =>
+            {
                 self.metrics.count_skipped(&change.table);
                 self.pending.skipped += 1;
             }
-            Ok(Some(change)) => {
+            Ok(Some(Item::Change(change))) => {
                 progress.position = progress.position.max(change.position);
                 self.pending.push(self.config, change);
             }
@@ -335,7 +385,7 @@ impl Session<'_> {
                 ))
             }
             Err(error) if error.is_transient() => return Err(SinkError::Registry(Box::new(error))),
-            Err(error) => poison(&mut self.dead_letters, self.metrics, &record, &error.to_string())?,
+            Err(error) => poison(&mut self.dead_letters, self.metrics, &record, &error.to_string(), None)?,
         }
         self.pending
             .first_offsets
@@ -370,10 +420,13 @@ impl Session<'_> {
                 "skipped changes the target already has (a source replay)"
             );
         }
-        Ok(())
+        self.apply_pending_changes().await
     }
 
     async fn apply_batch(&mut self, pending: &mut Pending) -> Result<(), SinkError> {
+        if self.config.apply.create_tables {
+            self.prepare_enum_types(pending).await?;
+        }
         let tx = begin(&mut self.client, self.config.apply.disable_triggers).await?;
         check_fence(&tx, &self.config.apply.group_id, pending).await?;
         for mut changes in std::mem::take(&mut pending.tables) {
@@ -396,6 +449,27 @@ impl Session<'_> {
         .await
     }
 
+    /// Creates or extends the target's enum types the batch's columns use, each statement
+    /// committed before the batch's transaction begins (see [`TargetEnums`]).
+    async fn prepare_enum_types(&mut self, pending: &Pending) -> Result<(), SinkError> {
+        let mut seen: Vec<&Arc<SinkTable>> = Vec::new();
+        for change in pending.tables.iter().flatten() {
+            if seen.iter().any(|table| Arc::ptr_eq(table, &change.table)) {
+                continue;
+            }
+            seen.push(&change.table);
+            self.writer
+                .enums
+                .prepare(
+                    &self.client,
+                    &change.table,
+                    &self.config.apply.target_schema,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Applies the batch's records one at a time, each in a savepoint, routing the ones the
     /// target rejects to the dead-letter topic (or stopping with the first one's offset).
     async fn reapply_one_by_one(&mut self, pending: &Pending) -> Result<(), SinkError> {
@@ -404,7 +478,7 @@ impl Session<'_> {
         let mut progress = self.applied.clone();
         for record in &pending.records {
             let partition = (record.topic.clone(), record.partition);
-            let Ok(Some(change)) = self.decoders.decode(record).await else {
+            let Ok(Some(Item::Change(change))) = self.decoders.decode(record).await else {
                 continue;
             };
             let stored = progress.entry(partition).or_default();
@@ -441,6 +515,7 @@ impl Session<'_> {
                         self.metrics,
                         record,
                         &error.to_string(),
+                        error.sql_state(),
                     )?;
                 }
                 Err(error) => return Err(error),
@@ -527,7 +602,7 @@ impl Writer<'_> {
             None if create => {
                 run_ddl(
                     tx,
-                    &ddl::create_table_sql(&schema, &name, table),
+                    &ddl::create_table_sql(&schema, &name, table, &self.config.apply.target_schema),
                     &qualified,
                 )
                 .await?;
@@ -536,7 +611,8 @@ impl Writer<'_> {
             }
             None => return Err(SinkError::MissingTable { table: qualified }),
         };
-        if let Some(sql) = ddl::add_columns_sql(&target, table).filter(|_| create) {
+        let added = ddl::add_columns_sql(&target, table, &self.config.apply.target_schema);
+        if let Some(sql) = added.filter(|_| create) {
             run_ddl(tx, &sql, &qualified).await?;
             tracing::info!(table = qualified, "added new columns to the target table");
             target = described(tx, &schema, &name).await?;
@@ -655,10 +731,11 @@ fn poison(
     metrics: &SinkMetrics,
     record: &ConsumedRecord,
     reason: &str,
+    sql_state: Option<&str>,
 ) -> Result<(), SinkError> {
     match dead_letters {
         Some(dead_letters) => {
-            dead_letters.send(record, reason)?;
+            dead_letters.send(record, reason, sql_state)?;
             metrics.count_dead_letter(&record.topic);
             Ok(())
         }

@@ -1,0 +1,392 @@
+//! Schema changes for the sink: which `<prefix>.schema_changes` topics belong to the topics it
+//! applies, how their records read, and when a table's DROP may be applied.
+//!
+//! cdc-source publishes a table's DROP (the table was dropped, renamed or moved out of the
+//! captured tables) only after the broker acknowledged every record of that table it
+//! published before. So when the sink reads the DROP, each partition of the table's topic
+//! already holds everything that precedes it, and the DROP is applied once each partition is
+//! applied up to the high watermark it had then, or up to the first record written after the
+//! drop (of a table created again under the name, say), whichever comes first. Records written
+//! after the drop wait for it. Applying it removes the table from `pgcdc.sink_tables` (so
+//! `verify` stops comparing it), drops the target table with `apply.drop_tables`, and stores
+//! the schema-change record's offset, all in one target transaction.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+
+use super::change::Position;
+use super::offsets::PartitionProgress;
+use crate::encode::decode::{source_position, DecodeError};
+use crate::encode::registry::{RegistryClient, RegistryError};
+use crate::encode::table_topic;
+use crate::event::TableChangeKind;
+use crate::kafka::ConsumedRecord;
+
+/// The suffix of the schema-change topics' names.
+const TOPIC_SUFFIX: &str = ".schema_changes";
+/// The value schema's name ends with this (`io.debezium.connector.<connector>.…`).
+const VALUE_NAME_SUFFIX: &str = ".SchemaChangeValue";
+
+/// The subscriptions (anchored regexes) for the schema-change topics that may go with
+/// `topics`: `<prefix>.schema_changes` for every prefix an entry can start with, up to its
+/// first `*` (`shop.l1.*` and `shop.l1.orders` give `shop` and `shop.l1`). A pattern that
+/// starts with `*` names no prefix.
+pub fn subscriptions(topics: &[String]) -> Vec<String> {
+    let mut prefixes: Vec<&str> = Vec::new();
+    for topic in topics {
+        let literal = topic.split('*').next().unwrap_or_default();
+        for (index, _) in literal.match_indices('.') {
+            let prefix = &literal[..index];
+            if !prefix.is_empty() && !prefixes.contains(&prefix) {
+                prefixes.push(prefix);
+            }
+        }
+    }
+    prefixes
+        .into_iter()
+        .map(|prefix| format!("^{}$", regex_escape(&format!("{prefix}{TOPIC_SUFFIX}"))))
+        .collect()
+}
+
+fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 4);
+    for c in text.chars() {
+        if !c.is_ascii_alphanumeric() && c != '_' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Whether records of `topic` may be schema changes.
+pub fn is_schema_change_topic(topic: &str) -> bool {
+    topic.ends_with(TOPIC_SUFFIX)
+}
+
+/// One table change a schema-change record announces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableChange {
+    /// The source's `topic_prefix` (`source.name`).
+    pub prefix: String,
+    /// The table's schema.
+    pub schema: String,
+    /// The table's name.
+    pub table: String,
+    /// What happened to it.
+    pub kind: TableChangeKind,
+    /// The change's position in the source stream.
+    pub position: Position,
+}
+
+impl TableChange {
+    /// The table's data topic.
+    pub fn topic(&self) -> String {
+        table_topic(&self.prefix, &self.schema, &self.table)
+    }
+}
+
+/// Reads schema-change records, Avro (schemas by id from the registry, cached) or JSON.
+pub struct SchemaChangeReader {
+    registry: Option<Arc<RegistryClient>>,
+    /// Parsed value schemas by id; `None` for a schema that is not a schema-change value.
+    schemas: HashMap<u32, Option<apache_avro::Schema>>,
+}
+
+impl SchemaChangeReader {
+    /// A reader fetching Avro schemas from `registry`.
+    pub fn new(registry: Option<Arc<RegistryClient>>) -> SchemaChangeReader {
+        SchemaChangeReader {
+            registry,
+            schemas: HashMap::new(),
+        }
+    }
+
+    /// The table changes a record's value announces; `None` when it is not a schema change
+    /// event (a table named `schema_changes` has such a topic name too).
+    pub async fn read(&mut self, value: &[u8]) -> Result<Option<Vec<TableChange>>, DecodeError> {
+        let payload = match value {
+            [0, a, b, c, d, datum @ ..] => {
+                let id = u32::from_be_bytes([*a, *b, *c, *d]);
+                let Some(schema) = self.avro_schema(id).await? else {
+                    return Ok(None);
+                };
+                let decoded = apache_avro::from_avro_datum(schema, &mut &datum[..], None)
+                    .map_err(|e| malformed(e.to_string()))?;
+                Json::try_from(decoded).map_err(|e| malformed(e.to_string()))?
+            }
+            _ => {
+                let envelope: Json =
+                    serde_json::from_slice(value).map_err(|e| malformed(e.to_string()))?;
+                let named = envelope["schema"]["name"]
+                    .as_str()
+                    .is_some_and(|name| name.ends_with(VALUE_NAME_SUFFIX));
+                if !named {
+                    return Ok(None);
+                }
+                envelope["payload"].clone()
+            }
+        };
+        table_changes(&payload).map(Some)
+    }
+
+    async fn avro_schema(&mut self, id: u32) -> Result<Option<&apache_avro::Schema>, DecodeError> {
+        if !self.schemas.contains_key(&id) {
+            let registry = self.registry.as_deref().ok_or(DecodeError::NoRegistry)?;
+            let text = registry
+                .schema_by_id(id)
+                .await
+                .map_err(|source| match source {
+                    RegistryError::Status { status: 404, .. } => {
+                        DecodeError::UnknownSchema { part: "value", id }
+                    }
+                    source => DecodeError::Registry {
+                        part: "value",
+                        id,
+                        source,
+                    },
+                })?;
+            let parsed = apache_avro::Schema::parse_str(&text)
+                .ok()
+                .filter(|schema| match schema {
+                    apache_avro::Schema::Record(record) => {
+                        record.name.name == VALUE_NAME_SUFFIX[1..]
+                    }
+                    _ => false,
+                });
+            self.schemas.insert(id, parsed);
+        }
+        Ok(self.schemas.get(&id).and_then(Option::as_ref))
+    }
+}
+
+fn malformed(detail: String) -> DecodeError {
+    DecodeError::Malformed {
+        part: "schema change",
+        detail,
+    }
+}
+
+/// The table changes of a schema change event's payload.
+fn table_changes(payload: &Json) -> Result<Vec<TableChange>, DecodeError> {
+    let source = &payload["source"];
+    let prefix = source["name"]
+        .as_str()
+        .ok_or_else(|| malformed("no source.name".into()))?;
+    let position = source_position(source["sequence"].as_str(), source["lsn"].as_i64())?;
+    let changes = payload["tableChanges"]
+        .as_array()
+        .ok_or_else(|| malformed("no tableChanges array".into()))?;
+    changes
+        .iter()
+        .map(|change| {
+            let kind = change["type"]
+                .as_str()
+                .and_then(TableChangeKind::parse)
+                .ok_or_else(|| malformed(format!("tableChanges type {}", change["type"])))?;
+            let id = change["id"].as_str().unwrap_or_default();
+            let (schema, table) = table_id(id).ok_or_else(|| {
+                malformed(format!(
+                    "tableChanges id {id:?} is not \"schema\".\"table\""
+                ))
+            })?;
+            Ok(TableChange {
+                prefix: prefix.to_owned(),
+                schema,
+                table,
+                kind,
+                position,
+            })
+        })
+        .collect()
+}
+
+/// `"schema"."table"` (Debezium's quoting, `""` inside a name) → its two names.
+fn table_id(id: &str) -> Option<(String, String)> {
+    let mut names = Vec::new();
+    let mut rest = id;
+    while !rest.is_empty() {
+        let body = rest.strip_prefix('"')?;
+        let mut name = String::new();
+        let mut chars = body.char_indices();
+        let end = loop {
+            let (index, c) = chars.next()?;
+            if c != '"' {
+                name.push(c);
+            } else if body[index + 1..].starts_with('"') {
+                name.push('"');
+                chars.next();
+            } else {
+                break index + 1;
+            }
+        };
+        names.push(name);
+        rest = &body[end..];
+        if let Some(next) = rest.strip_prefix('.') {
+            rest = next;
+        } else if !rest.is_empty() {
+            return None;
+        }
+    }
+    let table = names.pop()?;
+    let schema = names.pop()?;
+    Some((schema, table))
+}
+
+/// A topic partition.
+type Partition = (String, i32);
+
+/// A schema-change record read but not applied yet: its DROPs wait for the records of their
+/// tables that precede them.
+#[derive(Debug)]
+pub struct PendingChange {
+    /// The schema-change record.
+    pub record: ConsumedRecord,
+    /// What it says.
+    pub changes: Vec<TableChange>,
+    /// The topics of the tables it drops that this sink applies.
+    pub dropped_topics: Vec<String>,
+    /// Each partition of those topics and the offset it must be applied up to (its high
+    /// watermark when first looked at), and its low watermark; `None` until looked at.
+    pub watermarks: Option<HashMap<Partition, (i64, i64)>>,
+    /// Partitions where a record written after the change was met, and its offset.
+    pub met_after: HashMap<Partition, i64>,
+}
+
+impl PendingChange {
+    /// Whether a data record at `position` on `topic` was written after this change.
+    pub fn precedes(&self, topic: &str, position: Position) -> bool {
+        self.dropped_topics.iter().any(|t| t == topic)
+            && self.changes.iter().any(|change| position > change.position)
+    }
+
+    /// Whether every partition of the dropped tables' topics is applied far enough, given
+    /// the progress stored for each (absent before any was applied).
+    pub fn caught_up(&self, stored: &HashMap<Partition, PartitionProgress>) -> bool {
+        let Some(watermarks) = &self.watermarks else {
+            return self.dropped_topics.is_empty();
+        };
+        watermarks.iter().all(|(partition, (low, high))| {
+            let next = stored.get(partition).map_or(*low, |p| p.next_offset);
+            next >= *high || self.met_after.get(partition).is_some_and(|at| next >= *at)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_change_topics_follow_the_prefixes_of_the_sinks_topics() {
+        let topics = [
+            "shop.l1.*".to_owned(),
+            "shop.l2.orders".to_owned(),
+            "*.x".to_owned(),
+        ];
+        assert_eq!(
+            subscriptions(&topics),
+            [
+                "^shop\\.schema_changes$",
+                "^shop\\.l1\\.schema_changes$",
+                "^shop\\.l2\\.schema_changes$",
+            ]
+        );
+        assert!(is_schema_change_topic("shop.schema_changes"));
+        assert!(!is_schema_change_topic("shop.l1.orders"));
+    }
+
+    #[test]
+    fn table_ids_read_as_debezium_quotes_them() {
+        assert_eq!(table_id("\"l1\".\"t\""), Some(("l1".into(), "t".into())));
+        assert_eq!(
+            table_id("\"a\"\"b\".\"c.d\""),
+            Some(("a\"b".into(), "c.d".into()))
+        );
+        assert_eq!(
+            table_id("\"db\".\"l1\".\"t\""),
+            Some(("l1".into(), "t".into()))
+        );
+        for malformed in ["", "l1.t", "\"l1\"", "\"l1\".\"t", "\"l1\"x\"t\""] {
+            assert_eq!(table_id(malformed), None, "{malformed}");
+        }
+    }
+
+    #[test]
+    fn a_drop_waits_for_every_partition_of_its_table() {
+        let drop = TableChange {
+            prefix: "p".into(),
+            schema: "l1".into(),
+            table: "t".into(),
+            kind: TableChangeKind::Drop,
+            position: Position {
+                commit_lsn: 9,
+                lsn: 9,
+            },
+        };
+        let mut pending = PendingChange {
+            record: ConsumedRecord {
+                topic: "p.schema_changes".into(),
+                partition: 0,
+                offset: 4,
+                key: None,
+                value: None,
+            },
+            changes: vec![drop],
+            dropped_topics: vec!["p.l1.t".into()],
+            watermarks: None,
+            met_after: HashMap::new(),
+        };
+        let at = |partition: i32| ("p.l1.t".to_owned(), partition);
+        let stored = |entries: &[(i32, i64)]| -> HashMap<Partition, PartitionProgress> {
+            entries
+                .iter()
+                .map(|(p, next)| {
+                    let progress = PartitionProgress {
+                        next_offset: *next,
+                        ..Default::default()
+                    };
+                    (at(*p), progress)
+                })
+                .collect()
+        };
+        assert!(!pending.caught_up(&stored(&[])), "watermarks not read yet");
+        assert!(pending.precedes(
+            "p.l1.t",
+            Position {
+                commit_lsn: 10,
+                lsn: 10
+            }
+        ));
+        assert!(!pending.precedes(
+            "p.l1.t",
+            Position {
+                commit_lsn: 9,
+                lsn: 8
+            }
+        ));
+        assert!(!pending.precedes(
+            "p.l1.u",
+            Position {
+                commit_lsn: 10,
+                lsn: 10
+            }
+        ));
+        pending.watermarks = Some(HashMap::from([
+            (at(0), (0, 10)),
+            (at(1), (0, 5)),
+            (at(2), (0, 0)),
+        ]));
+        assert!(!pending.caught_up(&stored(&[(0, 10)])));
+        assert!(pending.caught_up(&stored(&[(0, 10), (1, 5)])));
+        // Records after the drop on partition 1 from offset 3: applied up to there suffices.
+        pending.met_after.insert(at(1), 3);
+        assert!(pending.caught_up(&stored(&[(0, 10), (1, 3)])));
+        assert!(!pending.caught_up(&stored(&[(0, 10), (1, 2)])));
+        // Retention removed partition 0's records: its low watermark counts as applied.
+        pending.watermarks = Some(HashMap::from([(at(0), (10, 10)), (at(1), (0, 5))]));
+        assert!(pending.caught_up(&stored(&[(1, 5)])));
+    }
+}
