@@ -13,7 +13,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError as RdKafkaError;
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
-use rdkafka::types::RDKafkaRespErr;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
@@ -38,9 +38,9 @@ const DEFAULT_OPTIONS: &[(&str, &str)] = &[
     // A partition the target knows nothing of starts at its first record.
     ("auto.offset.reset", "earliest"),
     // New topics (named or matching a pattern) are found within this time, not librdkafka's
-    // 5 minutes: with the group's rejoin, well inside the 10 s the README promises. A
-    // metadata request every 3 s costs a broker nothing.
-    ("topic.metadata.refresh.interval.ms", "3000"),
+    // 5 minutes: with the group's rejoin, inside the 10 s the README promises. A pattern makes
+    // each refresh list every topic of the broker, so not much more often than that.
+    ("topic.metadata.refresh.interval.ms", "5000"),
     // Read-ahead bounds memory: librdkafka's defaults (a 64 MiB queue, 50 MiB fetches) would
     // make read-ahead most of the sink's footprint while buying no throughput.
     ("queued.max.messages.kbytes", "8192"),
@@ -90,6 +90,17 @@ pub struct SinkContext {
 }
 
 impl ClientContext for SinkContext {
+    /// A subscribed topic that does not exist yet is expected (the source creates topics as
+    /// tables get their first change; not every schema-change topic the sink looks for
+    /// exists): it is picked up once it does, so it is not an error.
+    fn error(&self, error: RdKafkaError, reason: &str) {
+        if is_missing_topic(&error) {
+            tracing::debug!(reason, "a subscribed topic does not exist yet");
+        } else {
+            tracing::error!(%error, reason, "librdkafka error");
+        }
+    }
+
     fn stats(&self, statistics: Statistics) {
         let start = self.start.lock().expect("start offsets lock");
         for (topic, stats) in &statistics.topics {
@@ -291,6 +302,9 @@ fn poll_loop(
                     let _ = sender.blocking_send(Consumed::Failed(KafkaError::Consume(error)));
                     return;
                 }
+                Some(Err(error)) if is_missing_topic(&error) => {
+                    tracing::debug!(%error, "a subscribed topic does not exist yet");
+                }
                 Some(Err(error)) => tracing::warn!(%error, "consumer error; retrying"),
             }
             // Once records flow, take what is already buffered without waiting.
@@ -323,6 +337,11 @@ fn hand_over(
             }
         }
     }
+}
+
+/// Whether `error` says a subscribed topic does not exist (yet).
+fn is_missing_topic(error: &RdKafkaError) -> bool {
+    error.rdkafka_error_code() == Some(RDKafkaErrorCode::UnknownTopicOrPartition)
 }
 
 /// Errors after which the consumer cannot go on (the rest are retried by librdkafka).

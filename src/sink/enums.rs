@@ -51,8 +51,10 @@ async fn prepare_type(
 ) -> Result<Vec<String>, SinkError> {
     let quoted = format!("{}.{}", quote_ident(schema), quote_ident(name));
     let labels = match target_labels(client, schema, name).await? {
-        Some(labels) => labels,
-        None => {
+        TargetType::Enum(labels) => labels,
+        // A type of that name that is not an enum: casting into it is left to PostgreSQL.
+        TargetType::Other => return Ok(source.labels.clone()),
+        TargetType::Missing => {
             let create = create_sql(schema, &quoted, &source.labels);
             match client.batch_execute(&create).await {
                 Ok(()) => tracing::info!(r#type = quoted, "created the enum type on the target"),
@@ -65,9 +67,7 @@ async fn prepare_type(
                     ))
                 }
             }
-            target_labels(client, schema, name)
-                .await?
-                .unwrap_or_default()
+            target_labels(client, schema, name).await?.labels()
         }
     };
     let additions = add_value_statements(&quoted, &labels, &source.labels);
@@ -84,30 +84,47 @@ async fn prepare_type(
         r#type = quoted,
         "added the source's new labels to the target's enum type"
     );
-    Ok(target_labels(client, schema, name)
-        .await?
-        .unwrap_or_default())
+    Ok(target_labels(client, schema, name).await?.labels())
 }
 
-/// The labels of the target's type in sort order, `None` when it has no such type. A type of
-/// that name that is not an enum has no labels: casting into it is left to PostgreSQL.
-async fn target_labels(
-    client: &Client,
-    schema: &str,
-    name: &str,
-) -> Result<Option<Vec<String>>, SinkError> {
+/// What the target has under an enum type's name.
+enum TargetType {
+    /// No type of that name.
+    Missing,
+    /// An enum, with its labels in sort order.
+    Enum(Vec<String>),
+    /// A type of another kind.
+    Other,
+}
+
+impl TargetType {
+    fn labels(self) -> Vec<String> {
+        match self {
+            TargetType::Enum(labels) => labels,
+            TargetType::Missing | TargetType::Other => Vec::new(),
+        }
+    }
+}
+
+/// What the target has under the type's name.
+async fn target_labels(client: &Client, schema: &str, name: &str) -> Result<TargetType, SinkError> {
     let row = client
         .query_opt(
-            "SELECT coalesce(array_agg(e.enumlabel::text ORDER BY e.enumsortorder) \
+            "SELECT t.typtype = 'e', \
+                    coalesce(array_agg(e.enumlabel::text ORDER BY e.enumsortorder) \
                              FILTER (WHERE e.enumlabel IS NOT NULL), '{}') \
              FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
              LEFT JOIN pg_enum e ON e.enumtypid = t.oid \
-             WHERE n.nspname = $1 AND t.typname = $2 GROUP BY t.oid",
+             WHERE n.nspname = $1 AND t.typname = $2 GROUP BY t.oid, t.typtype",
             &[&schema, &name],
         )
         .await
         .map_err(|e| SinkError::target("look up an enum type", e))?;
-    Ok(row.map(|row| row.get(0)))
+    Ok(match row {
+        None => TargetType::Missing,
+        Some(row) if row.get(0) => TargetType::Enum(row.get(1)),
+        Some(_) => TargetType::Other,
+    })
 }
 
 fn literal(text: &str) -> String {

@@ -176,6 +176,24 @@ pub async fn stored_for(
     Ok(rows.iter().map(progress_row).collect())
 }
 
+/// Locks and reads the stored progress of every partition of `topic` for the rest of the
+/// transaction.
+pub async fn lock_topic(
+    tx: &Transaction<'_>,
+    group_id: &str,
+    topic: &str,
+) -> Result<Vec<PartitionProgress>, SinkError> {
+    let rows = tx
+        .query(
+            "SELECT topic, kafka_partition, next_offset, commit_lsn, lsn FROM pgcdc.sink_offsets
+             WHERE group_id = $1 AND topic = $2 FOR UPDATE",
+            &[&group_id, &topic],
+        )
+        .await
+        .map_err(|e| SinkError::target("lock a topic's rows in pgcdc.sink_offsets", e))?;
+    Ok(rows.iter().map(|row| progress_row(row).1).collect())
+}
+
 /// Forgets that `target` is written by this group (its source table is gone).
 pub async fn forget_table(
     tx: &Transaction<'_>,

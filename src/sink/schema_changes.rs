@@ -1,8 +1,8 @@
 //! Schema changes for the sink: which `<prefix>.schema_changes` topics belong to the topics it
 //! applies, how their records read, and when a table's DROP may be applied.
 //!
-//! cdc-source publishes a table's DROP (the table was dropped, renamed or moved out of the
-//! captured tables) only after the broker acknowledged every record of that table it
+//! cdc-source publishes a table's DROP (the table was dropped, renamed or moved to another
+//! schema) only after the broker acknowledged every record of that table it
 //! published before. So when the sink reads the DROP, each partition of the table's topic
 //! already holds everything that precedes it, and the DROP is applied once each partition is
 //! applied up to the high watermark it had then, or up to the first record written after the

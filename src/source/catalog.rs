@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
 use crate::config::TableFilter;
@@ -265,25 +266,35 @@ pub async fn relation_from_catalog(
     })
 }
 
-/// The tables publication `$1` publishes, as `(schema, table)`: a partitioned table counts as
-/// published when its partitions are (a publication without `publish_via_partition_root`
-/// lists those), and partitions themselves are left out.
+/// The tables publication `$1` publishes, as `(schema, table)`, partitions left out: a table
+/// listed itself, or a partitioned table all of whose leaf partitions are listed (a
+/// publication without `publish_via_partition_root` lists those).
 pub const PUBLISHED_TABLES_SQL: &str = "
-    WITH RECURSIVE up(oid) AS (
+    WITH RECURSIVE listed AS (
         SELECT c.oid FROM pg_publication_tables t
         JOIN pg_namespace n ON n.nspname = t.schemaname
         JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.tablename
         WHERE t.pubname = $1
-      UNION
-        SELECT i.inhparent FROM up JOIN pg_inherits i ON i.inhrelid = up.oid
+    ), tree(root, oid) AS (
+        SELECT c.oid, c.oid FROM pg_class c WHERE c.relkind = 'p' AND NOT c.relispartition
+      UNION ALL
+        SELECT tree.root, i.inhrelid FROM tree JOIN pg_inherits i ON i.inhparent = tree.oid
     )
     SELECT n.nspname::text, c.relname::text
-    FROM up JOIN pg_class c ON c.oid = up.oid JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE NOT c.relispartition
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE NOT c.relispartition AND (
+        c.oid IN (SELECT oid FROM listed)
+        OR (c.relkind = 'p'
+            AND EXISTS (SELECT 1 FROM tree t WHERE t.root = c.oid AND t.oid IN (SELECT oid FROM listed))
+            AND NOT EXISTS (SELECT 1 FROM tree t JOIN pg_class leaf ON leaf.oid = t.oid
+                            WHERE t.root = c.oid AND leaf.relkind <> 'p'
+                              AND t.oid NOT IN (SELECT oid FROM listed))))
     ORDER BY 1, 2";
 
-/// Every user table that is not a partition: its schema, name and OID, and for a partitioned
-/// table the OIDs of its leaf partitions (at any depth), which hold its rows.
+/// Every permanent user table that is not a partition (temporary and unlogged tables cannot
+/// be published): its schema, name and OID, for a partitioned table the OIDs of its leaf
+/// partitions (at any depth), which hold its rows, and whether its updates and deletes log an
+/// old row that identifies it (a primary key, or a replica identity index or FULL).
 const USER_TABLES_SQL: &str = "
     SELECT n.nspname::text, c.relname::text, c.oid,
            CASE WHEN c.relkind = 'p' THEN ARRAY(
@@ -293,14 +304,16 @@ const USER_TABLES_SQL: &str = "
                    SELECT i.inhrelid FROM tree JOIN pg_inherits i ON i.inhparent = tree.oid)
                SELECT tree.oid FROM tree JOIN pg_class part ON part.oid = tree.oid
                WHERE part.relkind <> 'p' ORDER BY 1)
-           ELSE '{}'::oid[] END
+           ELSE '{}'::oid[] END,
+           c.relreplident IN ('f', 'i') OR (c.relreplident = 'd' AND EXISTS
+               (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+    WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relpersistence = 'p'
       AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
     ORDER BY 1, 2";
 
 /// A table `capture.tables` selects, as the catalog shows it now.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CapturedTable {
     /// Schema name.
     pub schema: String,
@@ -310,6 +323,9 @@ pub struct CapturedTable {
     pub oid: u32,
     /// A partitioned table's leaf partitions; empty for a plain table.
     pub partitions: Vec<u32>,
+    /// Whether its updates and deletes log an identifying old row; PostgreSQL refuses updates
+    /// and deletes of a published table that logs none.
+    pub identified: bool,
 }
 
 impl CapturedTable {
@@ -338,6 +354,7 @@ pub async fn captured_relations(
             table: row.get(1),
             oid: row.get(2),
             partitions: row.get(3),
+            identified: row.get(4),
         })
         .filter(|table| filter.matches(&table.schema, &table.table))
         .collect())

@@ -15,6 +15,7 @@
 pub mod catalog;
 pub mod check;
 pub mod discovery;
+pub mod messages;
 pub mod pgoutput;
 pub mod progress;
 pub mod provision;
@@ -37,6 +38,7 @@ use crate::kafka::{
 use crate::lsn::Lsn;
 use crate::metrics::SourceMetrics;
 use crate::pg::{PgConnectError, PgConnectOptions};
+use catalog::CapturedTable;
 use discovery::DiscoverySettings;
 use progress::Progress;
 use replication::SnapshotAction;
@@ -45,7 +47,7 @@ use session::{Session, SessionSettings, HEARTBEAT_PREFIX};
 use setup::SetupError;
 use snapshot::incremental::{Incremental, IncrementalSettings};
 use snapshot::initial::{publish_and_wait, InitialSnapshot};
-use snapshot::signal::{execute_snapshot_data, SNAPSHOT_REQUEST_PREFIX};
+use snapshot::signal::execute_snapshot_data;
 use snapshot::state::{incremental_key, initial_key, offsets_topic, InitialRecord, SnapshotState};
 use snapshot::{SlotCondition, SnapshotError, StartAction};
 
@@ -218,6 +220,10 @@ struct Runner {
     options: PgConnectOptions,
     filter: TableFilter,
     tables: Vec<(String, String)>,
+    /// The captured tables as the catalog showed them at start.
+    catalog: Vec<CapturedTable>,
+    /// The captured tables as table discovery last recorded them, read at start.
+    recorded: Option<Vec<CapturedTable>>,
     signal_table: Option<(String, String)>,
     encoder: Encoder,
     metrics: SourceMetrics,
@@ -263,6 +269,7 @@ pub async fn run(
     )
     .await?;
     tracing::info!(tables = tables.len(), publication = %config.capture.publication, "captured tables");
+    let catalog = catalog::captured_relations(&sql, &filter).await?;
     drop(sql);
     let encoder = Encoder::new(EncoderSettings {
         topic_prefix: config.kafka.topic_prefix.clone(),
@@ -279,6 +286,8 @@ pub async fn run(
         options,
         filter,
         tables,
+        catalog,
+        recorded: None,
         signal_table,
         encoder,
         metrics,
@@ -292,10 +301,20 @@ pub async fn run(
             options: runner.options.clone(),
             filter: runner.filter.clone(),
             publication: runner.config.capture.publication.clone(),
+            slot: runner.config.capture.slot.clone(),
             interval,
         };
-        let captured = runner.tables.clone();
-        tokio::spawn(discovery::run(settings, captured, runner.shutdown.clone()));
+        let recorded = runner.recorded.is_some();
+        let known = runner
+            .recorded
+            .take()
+            .unwrap_or_else(|| std::mem::take(&mut runner.catalog));
+        tokio::spawn(discovery::run(
+            settings,
+            known,
+            recorded,
+            runner.shutdown.clone(),
+        ));
     }
     runner.stream_with_retries().await
 }
@@ -342,6 +361,7 @@ impl Runner {
 
     async fn start(&mut self) -> Result<bool, SourceError> {
         let state = self.load_state().await?;
+        self.recorded.clone_from(&state.tables);
         let slot = self.config.capture.slot.clone();
         let sql = self.options.connect_sql().await?;
         let condition = setup::slot_condition(&sql, &slot).await?;
@@ -358,7 +378,10 @@ impl Runner {
                 if completed && condition == SlotCondition::Missing {
                     tracing::warn!(slot, "the slot is gone since the initial snapshot: a new one streams from now on and changes made meanwhile are missed; set capture.snapshot = \"when_needed\" to snapshot again in this case");
                 }
-                if completed {
+                // Table discovery, when it recorded the tables before, finds those added to
+                // capture.tables meanwhile itself.
+                let discovers = self.config.capture.discovery_interval.is_some();
+                if completed && !(discovers && state.tables.is_some()) {
                     self.request_new_tables(&sql, &state).await?;
                 }
                 Ok(true)
@@ -474,9 +497,10 @@ impl Runner {
         if new.is_empty() {
             return Ok(());
         }
+        let prefix = messages::prefix(messages::SNAPSHOT_REQUEST, &self.config.capture.slot);
         sql.execute(
             "SELECT pg_logical_emit_message(true, $1, $2)",
-            &[&SNAPSHOT_REQUEST_PREFIX, &execute_snapshot_data(&new)],
+            &[&prefix, &execute_snapshot_data(&new)],
         )
         .await
         .map_err(|source| SetupError::Sql {
@@ -545,6 +569,7 @@ impl Runner {
             filter: self.filter.clone(),
             tombstones: self.config.kafka.tombstones,
             status_interval: capture.status_interval,
+            slot: capture.slot.clone(),
             shutdown: self.shutdown.clone(),
         };
         let unfinished = self

@@ -24,7 +24,8 @@ use crate::kafka::{Producer, BACKPRESSURE_PAUSE};
 use crate::lsn::Lsn;
 use crate::metrics::SourceMetrics;
 use crate::source::catalog::describe_relation;
-use crate::source::discovery::{DroppedTable, TABLE_DROPPED_PREFIX};
+use crate::source::discovery::DroppedTable;
+use crate::source::messages::{self, Sender};
 use crate::source::pgoutput::{self, Decoder, Message, OldTuple, Relation, Tuple};
 use crate::source::progress::{Progress, Ticket};
 use crate::source::relations::{self, OpenTransaction, RelationEntry, Relations};
@@ -47,6 +48,8 @@ pub struct SessionSettings {
     pub tombstones: bool,
     /// How often a standby status update goes to the server.
     pub status_interval: Duration,
+    /// The slot, whose own logical messages the session acts on.
+    pub slot: String,
     /// Becomes true when shutdown is requested.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -136,6 +139,7 @@ impl<'a> Session<'a> {
             }
             self.check_delivery()?;
             self.incremental.start_next_chunk();
+            self.incremental.check_reader()?;
         }
     }
 
@@ -488,26 +492,18 @@ impl<'a> Session<'a> {
         Ok(ticket)
     }
 
-    /// `pg_logical_emit_message` output: heartbeats go to the heartbeat topic, everything else
-    /// to `<prefix>.message`. A non-transactional message is a checkpoint of its own.
+    /// `pg_logical_emit_message` output: pgcdc's own messages are acted on (those of other
+    /// slots ignored), heartbeats go to the heartbeat topic, everything else to
+    /// `<prefix>.message`. A non-transactional message is a checkpoint of its own.
     async fn logical_message(
         &mut self,
         message: &pgoutput::LogicalMessage<'_>,
         lsn: Lsn,
     ) -> Result<(), SourceError> {
-        if message.prefix == TABLE_DROPPED_PREFIX {
-            return self.table_dropped(message.content, message.lsn).await;
-        }
-        if Incremental::is_own_message(message.prefix) {
-            if !message.transactional || self.transaction.is_none() {
-                tracing::warn!(
-                    prefix = message.prefix,
-                    "ignoring a non-transactional message with a prefix of pgcdc's own"
-                );
-                return Ok(());
-            }
-            let effect = self.incremental.on_message(message.prefix, message.content);
-            return self.apply_signal(effect).await;
+        match messages::sender(message.prefix, &self.settings.slot) {
+            Sender::Own(kind) => return self.own_message(kind, message).await,
+            Sender::Other => return Ok(()),
+            Sender::User => {}
         }
         let record = if message.prefix == HEARTBEAT_PREFIX {
             self.encoder.encode_heartbeat(now_us() / 1000)?
@@ -557,6 +553,37 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// One of this source's own messages (see [`messages`]), in its place among the changes.
+    async fn own_message(
+        &mut self,
+        kind: &str,
+        message: &pgoutput::LogicalMessage<'_>,
+    ) -> Result<(), SourceError> {
+        let Some(ticket) = self
+            .transaction
+            .as_ref()
+            .map(|t| t.ticket)
+            .filter(|_| message.transactional)
+        else {
+            tracing::warn!(
+                prefix = message.prefix,
+                "ignoring a non-transactional message with a prefix of pgcdc's own"
+            );
+            return Ok(());
+        };
+        match kind {
+            messages::TABLE_DROPPED => self.table_dropped(message.content, message.lsn).await,
+            messages::CAPTURED_TABLES => {
+                let record = self.incremental.tables_record(message.content);
+                self.send(&record, ticket).await
+            }
+            _ => {
+                let effect = self.incremental.on_message(kind, message.content);
+                self.apply_signal(effect).await
+            }
+        }
+    }
+
     /// A captured table stopped being captured (discovery's message, inside its transaction):
     /// its DROP schema change goes out once every record before it is acknowledged, so a
     /// consumer that reads the DROP already has every record of the table.
@@ -579,6 +606,8 @@ impl<'a> Session<'a> {
                 snapshot: Default::default(),
             },
         );
+        self.incremental
+            .forget_table(&format!("{}.{}", dropped.schema, dropped.table), lsn);
         self.await_acknowledged().await?;
         let change = SchemaChange {
             schema: dropped.schema,

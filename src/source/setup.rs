@@ -90,11 +90,7 @@ pub async fn ensure_publication(
     let mut published_set = tables.clone();
     published_set.extend(signal_table.cloned());
     let Some(existing) = publication_state(client, publication).await? else {
-        let whole_schemas = match may_publish_schemas(client).await? {
-            true => filter.whole_schemas(signal_table),
-            false => Vec::new(),
-        };
-        create_publication(client, publication, &whole_schemas, &published_set).await?;
+        create_publication(client, publication, &published_set).await?;
         return Ok(tables);
     };
     let missing: Vec<(String, String)> = published_set
@@ -174,22 +170,6 @@ async fn partition_root(
             source: source.into(),
         })?;
     Ok(row.map(|row| row.get(0)))
-}
-
-/// Whether this role may create `FOR TABLES IN SCHEMA` publications: PostgreSQL 15 or later,
-/// and a superuser (PostgreSQL's rule for schema publications).
-async fn may_publish_schemas(client: &Client) -> Result<bool, SetupError> {
-    let row = client
-        .query_one(
-            "SELECT current_setting('server_version_num')::int >= 150000                     AND (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)",
-            &[],
-        )
-        .await
-        .map_err(|source| SetupError::Sql {
-            what: "read the server version and the role's attributes".into(),
-            source: source.into(),
-        })?;
-    Ok(row.get(0))
 }
 
 /// Adds tables captured since the publication was made (they are snapshotted incrementally).
@@ -310,32 +290,20 @@ pub fn add_table_sql(publication: &str, tables: &[(String, String)]) -> String {
     )
 }
 
-/// Creates the publication, publishing partitioned tables through their root: `FOR TABLES IN
-/// SCHEMA` for `whole_schemas` (tables created there later are published from their first
-/// row), `TABLE` for the rest of `tables`.
+/// Creates the publication for `tables`, publishing partitioned tables through their root.
+/// Not `FOR TABLES IN SCHEMA`, even where it could: that would publish a table created later
+/// without a primary key or replica identity at once, and PostgreSQL would then refuse its
+/// updates and deletes; table discovery adds new tables only once they have one.
 async fn create_publication(
     client: &Client,
     publication: &str,
-    whole_schemas: &[String],
     tables: &[(String, String)],
 ) -> Result<(), SetupError> {
-    let mut parts: Vec<String> = Vec::new();
-    if !whole_schemas.is_empty() {
-        let schemas: Vec<String> = whole_schemas.iter().map(|s| quote_ident(s)).collect();
-        parts.push(format!("TABLES IN SCHEMA {}", schemas.join(", ")));
-    }
-    let listed: Vec<String> = tables
-        .iter()
-        .filter(|(schema, _)| !whole_schemas.contains(schema))
-        .map(quote_table)
-        .collect();
-    if !listed.is_empty() {
-        parts.push(format!("TABLE {}", listed.join(", ")));
-    }
+    let listed: Vec<String> = tables.iter().map(quote_table).collect();
     let sql = format!(
-        "CREATE PUBLICATION {} FOR {} WITH (publish_via_partition_root = true)",
+        "CREATE PUBLICATION {} FOR TABLE {} WITH (publish_via_partition_root = true)",
         quote_ident(publication),
-        parts.join(", ")
+        listed.join(", ")
     );
     client
         .batch_execute(&format!(

@@ -182,32 +182,24 @@ async fn a_whole_schema_with_partitions_user_types_and_late_tables_arrives_equal
     assert_eq!(capture.stop(), 0);
 }
 
-/// A superuser's source publishes whole schemas (`FOR TABLES IN SCHEMA`): a table another role
-/// creates later streams from its first row, without the source adding it.
+/// A schema publication a superuser made (`FOR TABLES IN SCHEMA`) covers a table another role
+/// creates later: it streams from its first row, without the source adding it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_superusers_publication_covers_tables_created_later_by_anyone() {
+async fn a_schema_publication_covers_tables_created_later_by_anyone() {
     let mut capture = Capture::on_shared_sink_testbed(
         "CREATE SCHEMA l1; CREATE TABLE l1.t (id int PRIMARY KEY, v text);",
     )
     .await;
-    let superuser = capture.pg.url(&capture.names.db, "postgres");
-    let config = capture
-        .config(&["l1.*"], "discovery_interval = \"1s\"", "")
-        .replace(&capture.pg.url(&capture.names.db, REPLICATOR), &superuser);
-    capture.start(&config).await;
-    let schemas: Vec<String> = capture
+    capture
         .client
-        .query(
-            "SELECT n.nspname::text FROM pg_publication_namespace pn JOIN pg_namespace n ON n.oid = pn.pnnspid
-             JOIN pg_publication p ON p.oid = pn.pnpubid WHERE p.pubname = $1",
-            &[&capture.names.publication],
-        )
+        .batch_execute(&format!(
+            "CREATE PUBLICATION {} FOR TABLES IN SCHEMA l1 WITH (publish_via_partition_root = true)",
+            capture.names.publication
+        ))
         .await
-        .expect("publication schemas")
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    assert_eq!(schemas, ["l1"]);
+        .expect("a schema publication");
+    let config = capture.config(&["l1.*"], "discovery_interval = \"1s\"", "");
+    capture.start(&config).await;
     let mut target = Target::new(&capture, "").await;
     target.start();
     let owner = format!("owner_{}", random_suffix());
@@ -301,5 +293,80 @@ async fn a_table_dropped_at_the_source_is_dropped_or_kept_on_the_target() {
     assert_eq!(event["tableChanges"][0]["type"], "DROP");
     assert_eq!(event["tableChanges"][0]["id"], "\"l1\".\"gone\"");
     assert_eq!(event["source"]["table"], "gone");
+    assert_eq!(capture.stop(), 0);
+}
+
+/// A table created later without a primary key or replica identity is not published (that
+/// would make PostgreSQL refuse its updates and deletes) until it gets one; then it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_table_without_identity_waits_for_one_and_its_updates_keep_working() {
+    let mut capture = Capture::on_shared_sink_testbed(
+        "CREATE SCHEMA l1; CREATE TABLE l1.t (id int PRIMARY KEY, v text);",
+    )
+    .await;
+    let config = capture.config(&["l1.*"], "discovery_interval = \"1s\"", "");
+    capture.start(&config).await;
+    capture
+        .client
+        .batch_execute(&format!(
+            "CREATE TABLE l1.log (at int, msg text); ALTER TABLE l1.log OWNER TO {REPLICATOR};
+             INSERT INTO l1.log VALUES (1, 'a'), (2, 'b');"
+        ))
+        .await
+        .expect("a keyless table");
+    let warned = crate::support::capture::eventually(Duration::from_secs(30), || async {
+        capture
+            .source_log()
+            .contains("has no primary key and no replica identity")
+    })
+    .await;
+    assert!(warned, "{}", capture.source_log());
+    capture
+        .client
+        .batch_execute("UPDATE l1.log SET msg = 'still updatable' WHERE at = 1")
+        .await
+        .expect("the application's updates keep working");
+    capture
+        .client
+        .batch_execute(
+            "ALTER TABLE l1.log REPLICA IDENTITY FULL;
+             INSERT INTO l1.log VALUES (3, 'c');",
+        )
+        .await
+        .expect("a replica identity");
+    let added = crate::support::capture::eventually(Duration::from_secs(30), || async {
+        capture
+            .source_log()
+            .contains("added a new table to the publication table=l1.log")
+    })
+    .await;
+    assert!(added, "{}", capture.source_log());
+    capture
+        .client
+        .batch_execute(
+            "INSERT INTO l1.log VALUES (4, 'd'); UPDATE l1.log SET msg = 'e' WHERE at = 4;",
+        )
+        .await
+        .expect("changes once published");
+    let mut ops: Vec<String> = capture
+        .read("l1.log", 2)
+        .await
+        .iter()
+        .map(|record| record.op().to_owned())
+        .collect();
+    // Null keys spread over partitions: the reader may see them in either order.
+    ops.sort();
+    assert_eq!(
+        ops,
+        ["c", "u"],
+        "changes after it joined the publication stream"
+    );
+    assert!(
+        capture
+            .source_log()
+            .contains("the table cannot be snapshotted incrementally"),
+        "its earlier rows cannot be read by key, and the log says so:\n{}",
+        capture.source_log()
+    );
     assert_eq!(capture.stop(), 0);
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::support::capture::Capture;
+use crate::support::capture::{eventually, Capture, WAIT};
 use crate::support::postgres::REPLICATOR;
 
 const SCHEMA: &str = "
@@ -113,4 +113,89 @@ async fn detached_and_attached_partitions_keep_the_roots_topic_exact() {
         capture.source_log()
     );
     assert_eq!(capture.stop(), 0);
+}
+
+/// What changes while the source is stopped is found when it starts again (the captured
+/// tables are recorded in the offsets topic): a table created, a partition attached with its
+/// rows, a table dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_made_while_the_source_was_stopped_are_found_at_start() {
+    let mut capture = Capture::on_shared_sink_testbed(SCHEMA).await;
+    capture
+        .client
+        .batch_execute(&format!(
+            "CREATE TABLE l1.doomed (id int PRIMARY KEY); ALTER TABLE l1.doomed OWNER TO {REPLICATOR};"
+        ))
+        .await
+        .expect("a table to drop");
+    let config = capture.config(&["l1.*"], "discovery_interval = \"1s\"", "");
+    capture.start(&config).await;
+    let recorded = eventually(WAIT, || async {
+        recorded_tables(&capture).await.contains("doomed")
+    })
+    .await;
+    assert!(
+        recorded,
+        "discovery never recorded the tables:\n{}",
+        capture.source_log()
+    );
+    assert_eq!(capture.stop(), 0);
+
+    capture
+        .client
+        .batch_execute(&format!(
+            "CREATE TABLE l1.made (id int PRIMARY KEY, v text); ALTER TABLE l1.made OWNER TO {REPLICATOR};
+             INSERT INTO l1.made SELECT g, 'while stopped' FROM generate_series(1, 30) g;
+             CREATE TABLE l1.parted_2026 (LIKE l1.parted INCLUDING ALL);
+             INSERT INTO l1.parted_2026 SELECT 60000 + g, DATE '2026-01-01' + g, g FROM generate_series(1, 40) g;
+             ALTER TABLE l1.parted ATTACH PARTITION l1.parted_2026 FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+             DROP TABLE l1.doomed;"
+        ))
+        .await
+        .expect("changes while the source is stopped");
+    capture.start(&config).await;
+    assert_eq!(
+        capture.read("l1.made", 30).await.len(),
+        30,
+        "the new table's rows"
+    );
+    let attached = capture
+        .read("l1.parted", 200 + 40)
+        .await
+        .iter()
+        .filter(|record| {
+            record.value["after"]["id"]
+                .as_i64()
+                .is_some_and(|id| id > 60_000)
+        })
+        .count();
+    assert_eq!(
+        attached, 40,
+        "the attached partition's rows, through the root"
+    );
+    let drops = capture.read("schema_changes", 1).await;
+    assert_eq!(drops.len(), 1);
+    assert_eq!(drops[0].value["tableChanges"][0]["id"], "\"l1\".\"doomed\"");
+    assert_eq!(capture.stop(), 0);
+}
+
+/// The tables the offsets topic records for the capture's slot, as JSON text.
+async fn recorded_tables(capture: &Capture<'_>) -> String {
+    let bootstrap = capture.bootstrap.clone();
+    let topic = format!("__pgcdc-offsets.{}", capture.names.topic_prefix);
+    let key = format!("tables/{}", capture.names.slot);
+    tokio::task::spawn_blocking(move || {
+        pgcdc::kafka::read_latest(
+            &bootstrap,
+            &std::collections::BTreeMap::new(),
+            &topic,
+            Duration::from_secs(10),
+        )
+    })
+    .await
+    .expect("reader thread")
+    .ok()
+    .and_then(|records| records.get(key.as_bytes()).cloned())
+    .map(|value| String::from_utf8_lossy(&value).into_owned())
+    .unwrap_or_default()
 }

@@ -362,12 +362,30 @@ impl Session<'_> {
         }
         let mut progress = stored.unwrap_or_default();
         progress.next_offset = record.offset + 1;
+        let behind_schema_change = self
+            .pending_changes
+            .iter()
+            .any(|p| p.record.topic == record.topic && p.record.partition == record.partition);
         match change {
             Ok(Some(Item::SchemaChanges(changes))) => {
                 // Stored when applied, in the order read (see `apply_pending_changes`).
                 self.queue_schema_changes(record, changes);
                 return Ok(());
             }
+            // Nothing else of a schema-change partition may store its offset past a schema
+            // change that waits.
+            change if behind_schema_change => {
+                if let Err(error) = change {
+                    if error.is_transient() {
+                        return Err(SinkError::Registry(Box::new(error)));
+                    }
+                    poison(&mut self.dead_letters, self.metrics, &record, &error.to_string(), None)?;
+                }
+                self.queue_schema_changes(record, Vec::new());
+                return Ok(());
+            }
+            // A data topic that only the schema-change subscriptions matched.
+            Ok(Some(Item::Change(_))) if !self.applies(&record.topic) => {}
             Ok(None) => {}
             Ok(Some(Item::Change(change)))
                 if offsets::already_applied(stored.as_ref(), change.position) =>

@@ -13,7 +13,7 @@ use crate::sink::SinkError;
 
 impl Session<'_> {
     /// Whether this sink applies `topic`.
-    fn applies(&self, topic: &str) -> bool {
+    pub(super) fn applies(&self, topic: &str) -> bool {
         self.config
             .apply
             .topics
@@ -147,9 +147,10 @@ impl Session<'_> {
             // Records of its topic can be read before the DROP (they are on other topics): if
             // some written after the drop were applied, a table of the same name was created
             // since, and the target table now holds its rows.
-            let written_since = offsets::stored_for(&tx, group, &[change.topic()])
+            // Locked, so no other sink of the group applies records of it meanwhile.
+            let written_since = offsets::lock_topic(&tx, group, &change.topic())
                 .await?
-                .values()
+                .iter()
                 .any(|p| p.position > change.position);
             if written_since {
                 tracing::warn!(source, target = quoted, "the source table was dropped and made again under its name before the sink read the DROP: the target table is kept (rows of the dropped table may remain in it)");

@@ -323,22 +323,14 @@ impl PostgresChecks<'_> {
                 .iter()
                 .map(|row| row.get(0))
                 .collect(),
-            // pgcdc creates the publication for whole schemas when it may.
-            None if superuser && server_version >= 150_000 => whole.clone(),
             _ => Vec::new(),
         };
         let (verdict, message) = if capture.discovery_interval.is_none() {
             (Verdict::Warn, "capture.discovery_interval = \"0\": tables created later are captured only after a restart".to_owned())
         } else if !whole.is_empty() && whole.iter().all(|s| covered.contains(s)) {
-            (
-                Verdict::Ok,
-                format!(
-                    "tables created later in {} are published from their first row",
-                    whole.join(", ")
-                ),
-            )
+            (Verdict::Ok, format!("tables created later in {} are published from their first row (one without a primary key or replica identity at once too: PostgreSQL then refuses its updates and deletes until it gets one)", whole.join(", ")))
         } else if superuser {
-            (Verdict::Ok, "tables created later are added to the publication and snapshotted within capture.discovery_interval".to_owned())
+            (Verdict::Ok, "tables created later are added to the publication and snapshotted within capture.discovery_interval, once they have a primary key or replica identity".to_owned())
         } else {
             let user = &self.prepared.options.user;
             let schemas = if whole.is_empty() {

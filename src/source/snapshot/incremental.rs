@@ -28,10 +28,8 @@ use tokio::sync::mpsc;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::plan::{key_row, literal_row, qualified, select_list};
-use super::signal::{
-    parse_execute_snapshot, Watermark, EXECUTE_SNAPSHOT, SNAPSHOT_REQUEST_PREFIX, WATERMARK_PREFIX,
-};
-use super::state::{incremental_key, IncrementalRecord};
+use super::signal::{parse_execute_snapshot, Watermark, EXECUTE_SNAPSHOT};
+use super::state::{incremental_key, tables_key, IncrementalRecord};
 use super::visibility::{current_snapshot, TxSnapshot, UnsettledCommits};
 use super::SnapshotError;
 use crate::config::TableFilter;
@@ -40,7 +38,8 @@ use crate::event::types::parse_text;
 use crate::event::{ChangeEvent, Op, Row, SnapshotMarker, SourcePosition, TableSchema, Value};
 use crate::lsn::Lsn;
 use crate::pg::PgConnectOptions;
-use crate::source::catalog::{describe_relation, relation_from_catalog, CatalogError};
+use crate::source::catalog::{describe_relation, relation_from_catalog};
+use crate::source::messages;
 use crate::source::pgoutput::{Relation, Tuple, TupleValue};
 
 /// What incremental snapshots need from the configuration.
@@ -131,6 +130,11 @@ pub struct Incremental {
     windows_opened: u64,
     unsettled: UnsettledCommits,
     read_again: bool,
+    /// The open window's chunk, when the reader finished it before its high watermark
+    /// streamed in.
+    early: Option<ChunkOutcome>,
+    /// Chunks the reader still owes for windows given up on (their table was dropped).
+    stale: usize,
 }
 
 /// What a signal-table change means for the session.
@@ -160,6 +164,8 @@ impl Incremental {
             windows_opened: 0,
             unsettled: UnsettledCommits::default(),
             read_again: false,
+            early: None,
+            stale: 0,
         }
     }
 
@@ -246,17 +252,11 @@ impl Incremental {
         SignalEffect::Requested(queued)
     }
 
-    /// Whether a logical message with this prefix is one of pgcdc's own (watermarks and
-    /// snapshot requests), to be handled here rather than published.
-    pub fn is_own_message(prefix: &str) -> bool {
-        prefix == WATERMARK_PREFIX || prefix == SNAPSHOT_REQUEST_PREFIX
-    }
-
-    /// A transactional logical message of pgcdc's own: a window opens or closes, or
-    /// snapshots are requested.
-    pub fn on_message(&mut self, prefix: &str, content: &[u8]) -> SignalEffect {
-        if prefix == SNAPSHOT_REQUEST_PREFIX {
-            return self.request(Some(prefix), &String::from_utf8_lossy(content));
+    /// One of this source's own messages of kind [`messages::SNAPSHOT_REQUEST`] (snapshots
+    /// are requested) or [`messages::WATERMARK`] (a window opens or closes).
+    pub fn on_message(&mut self, kind: &str, content: &[u8]) -> SignalEffect {
+        if kind == messages::SNAPSHOT_REQUEST {
+            return self.request(Some(kind), &String::from_utf8_lossy(content));
         }
         let Some(window) = &mut self.window else {
             return SignalEffect::None;
@@ -305,6 +305,71 @@ impl Incremental {
     /// Forgets the committed transactions a snapshot taken now sees.
     pub fn settle(&mut self, snapshot: &TxSnapshot) {
         self.unsettled.settle(snapshot);
+    }
+
+    /// The table of `name` is gone: its snapshots end (recorded as done), and a window open
+    /// on it is given up, so none of its rows is published after its DROP.
+    pub fn forget_table(&mut self, name: &str, position: Lsn) {
+        let reading = self.queue.front().is_some_and(|r| r.table == name);
+        if reading && self.window.take().is_some() && self.early.take().is_none() {
+            self.stale += 1;
+        }
+        let (gone, kept): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.queue)
+            .into_iter()
+            .partition(|r| r.table == name);
+        self.queue = kept;
+        for mut record in gone {
+            tracing::info!(table = %record.table, rows = record.rows, "the table is gone: its incremental snapshot ends");
+            record.done = true;
+            self.deferred.push((position, record));
+        }
+    }
+
+    /// Looks whether the reader finished the open window's chunk early (kept for the window's
+    /// close) or failed; its failure ends the session, which starts a new reader.
+    pub fn check_reader(&mut self) -> Result<(), SnapshotError> {
+        if self.window.is_none() || self.early.is_some() {
+            return Ok(());
+        }
+        match self.try_next_chunk() {
+            Some(Ok(outcome)) => {
+                self.early = Some(outcome);
+                Ok(())
+            }
+            Some(Err(error)) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    /// The reader's next chunk if it is ready, stale ones skipped; an error once the reader
+    /// is gone.
+    fn try_next_chunk(&mut self) -> Option<Result<ChunkOutcome, SnapshotError>> {
+        let chunks = self.chunks.as_mut()?;
+        loop {
+            match chunks.try_recv() {
+                Ok(_) if self.stale > 0 => self.stale -= 1,
+                Ok(outcome) => return Some(outcome),
+                Err(mpsc::error::TryRecvError::Empty) => return None,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    return Some(Err(SnapshotError::ReaderStopped))
+                }
+            }
+        }
+    }
+
+    /// The open window's chunk, waited for; stale ones skipped.
+    async fn next_chunk(&mut self) -> Result<ChunkOutcome, SnapshotError> {
+        if let Some(outcome) = self.early.take() {
+            return Ok(outcome);
+        }
+        let chunks = self.chunks.as_mut().ok_or(SnapshotError::ReaderStopped)?;
+        loop {
+            match chunks.recv().await {
+                Some(_) if self.stale > 0 => self.stale -= 1,
+                Some(outcome) => return outcome,
+                None => return Err(SnapshotError::ReaderStopped),
+            }
+        }
     }
 
     /// Asks the reader for the next chunk when no window is open and work is queued.
@@ -359,19 +424,7 @@ impl Incremental {
         position: &SourcePosition,
     ) -> Result<Option<ClosedWindow>, SnapshotError> {
         let window = self.window.take().expect("an open window");
-        let chunk = match self.chunks.as_mut() {
-            Some(chunks) => chunks.recv().await,
-            None => None,
-        }
-        .ok_or_else(|| SnapshotError::Row {
-            table: self
-                .queue
-                .front()
-                .map(|r| r.table.clone())
-                .unwrap_or_default(),
-            message: "the incremental snapshot reader stopped".into(),
-        })??;
-        let chunk = match chunk {
+        let chunk = match self.next_chunk().await? {
             ChunkOutcome::Read(chunk) => chunk,
             ChunkOutcome::Unreadable(reason) => {
                 self.unsettled.extend(window.committed_before);
@@ -435,6 +488,17 @@ impl Incremental {
         }))
     }
 
+    /// The offsets-topic record of the tables captured from here on (the content of a
+    /// [`messages::CAPTURED_TABLES`] message).
+    pub fn tables_record(&self, content: &[u8]) -> Record {
+        Record {
+            topic: self.settings.offsets_topic.clone(),
+            key: Some(tables_key(&self.settings.slot).into_bytes()),
+            value: Some(content.to_vec()),
+            headers: Vec::new(),
+        }
+    }
+
     /// The offsets-topic record for `record`, keyed by slot and table, its value JSON.
     pub fn state_record(&self, record: &IncrementalRecord) -> Record {
         Record {
@@ -454,7 +518,7 @@ impl Incremental {
         self.deferred = waiting;
         let mut newest: Vec<IncrementalRecord> = Vec::new();
         for (_, record) in ready {
-            match newest.iter_mut().find(|r| r.table == record.table) {
+            match newest.iter_mut().find(|r| r.id() == record.id()) {
                 Some(older) => *older = record,
                 None => newest.push(record),
             }
@@ -504,7 +568,7 @@ async fn reader(
             return;
         }
         let high_watermark = Watermark::Close(request.window);
-        if let Err(error) = emit_watermark(&client, &high_watermark).await {
+        if let Err(error) = emit_watermark(&client, &settings.slot, &high_watermark).await {
             tracing::error!(%error, "could not write the incremental snapshot's high watermark");
             return;
         }
@@ -514,19 +578,53 @@ async fn reader(
 /// Writes a watermark into the WAL, in a transaction of its own.
 async fn emit_watermark(
     client: &Client,
+    slot: &str,
     watermark: &Watermark,
 ) -> Result<(), tokio_postgres::Error> {
+    let prefix = messages::prefix(messages::WATERMARK, slot);
     client
         .execute(
             "SELECT pg_logical_emit_message(true, $1, $2)",
-            &[&WATERMARK_PREFIX, &watermark.content()],
+            &[&prefix, &watermark.content()],
         )
         .await
         .map(|_| ())
 }
 
-/// Writes the low watermark and selects the chunk.
+/// Writes the low watermark and selects the chunk. A table the server will not let it read
+/// (gone, not readable by this role, a filter it refuses, a value that does not parse) ends
+/// its snapshot with the reason, after the low watermark, so the window still closes; only a
+/// lost connection is an error.
 async fn read_window(
+    client: &Client,
+    settings: &IncrementalSettings,
+    request: &ChunkRequest,
+) -> Result<ChunkOutcome, SnapshotError> {
+    emit_watermark(
+        client,
+        &settings.slot,
+        &Watermark::Open(request.window.clone()),
+    )
+    .await
+    .map_err(|source| SnapshotError::Sql {
+        what: format!(
+            "incremental snapshot of {}: write the low watermark",
+            request.table
+        ),
+        source: source.into(),
+    })?;
+    match read_chunk(client, settings, request).await {
+        Err(error) if error.is_refusal() => {
+            // A failed chunk query leaves its transaction aborted.
+            let _ = client.batch_execute("ROLLBACK").await;
+            Ok(ChunkOutcome::Unreadable(error.to_string()))
+        }
+        outcome => outcome,
+    }
+}
+
+/// Selects the chunk, inside the window [`read_window`] opened.
+async fn read_chunk(
     client: &Client,
     settings: &IncrementalSettings,
     request: &ChunkRequest,
@@ -546,16 +644,7 @@ async fn read_window(
                 table: request.table.clone(),
                 message: "name the table as schema.table".into(),
             })?;
-    emit_watermark(client, &Watermark::Open(request.window.clone()))
-        .await
-        .map_err(sql_error("write the low watermark"))?;
-    let relation = match relation_from_catalog(client, schema_name, table_name).await {
-        Ok(relation) => relation,
-        Err(CatalogError::Missing { .. }) => {
-            return Ok(ChunkOutcome::Unreadable("it no longer exists".into()))
-        }
-        Err(error) => return Err(error.into()),
-    };
+    let relation = relation_from_catalog(client, schema_name, table_name).await?;
     let entry = describe_relation(client, &relation, &settings.filter).await?;
     let schema = entry.schema;
     if schema.key.is_empty() {
@@ -626,4 +715,130 @@ async fn read_window(
         full,
         snapshot,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CaptureSection;
+    use crate::event::{ReplicaIdentity, TableSchema};
+
+    fn incremental(queued: &[&str]) -> Incremental {
+        let capture: CaptureSection = toml::from_str("tables = [\"l1.*\"]").expect("a section");
+        let settings = IncrementalSettings {
+            options: PgConnectOptions::parse("postgresql://u@127.0.0.1/d").expect("a URL"),
+            signal_table: None,
+            chunk_rows: 10,
+            filter: TableFilter::new(&capture).expect("a filter"),
+            slot: "s".into(),
+            offsets_topic: "__pgcdc-offsets.p".into(),
+        };
+        let records = queued
+            .iter()
+            .map(|table| IncrementalRecord {
+                table: (*table).into(),
+                filter: None,
+                last_key: None,
+                done: false,
+                rows: 0,
+            })
+            .collect();
+        Incremental::new(settings, records)
+    }
+
+    fn window(id: &str) -> Window {
+        Window {
+            id: id.into(),
+            open: true,
+            changed: HashSet::new(),
+            committed_before: HashSet::new(),
+            truncated: false,
+        }
+    }
+
+    fn chunk(table: &str) -> ChunkOutcome {
+        ChunkOutcome::Read(ChunkRead {
+            schema: Arc::new(TableSchema {
+                relation_id: 1,
+                schema: "l1".into(),
+                table: table.into(),
+                columns: Vec::new(),
+                key: Vec::new(),
+                identity: ReplicaIdentity::Default,
+            }),
+            rows: Vec::new(),
+            last_key: None,
+            full: false,
+            snapshot: TxSnapshot::parse("10:10:").expect("a snapshot"),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_dropped_tables_window_is_given_up_and_its_chunk_skipped() {
+        let mut snapshots = incremental(&["l1.gone", "l1.kept"]);
+        let (results, chunks) = mpsc::channel(4);
+        snapshots.chunks = Some(chunks);
+        snapshots.window = Some(window("w1"));
+        snapshots.forget_table("l1.gone", Lsn(5));
+        assert!(
+            snapshots.window.is_none(),
+            "the window on the dropped table is given up"
+        );
+        assert_eq!(snapshots.queue.len(), 1);
+        let ended = snapshots.confirmed_records(Lsn(6));
+        assert_eq!(
+            ended
+                .iter()
+                .map(|r| (r.table.as_str(), r.done))
+                .collect::<Vec<_>>(),
+            [("l1.gone", true)]
+        );
+        // The reader still sends the given-up window's chunk, then the next window's.
+        results.send(Ok(chunk("gone"))).await.unwrap();
+        results.send(Ok(chunk("kept"))).await.unwrap();
+        snapshots.window = Some(window("w2"));
+        snapshots.check_reader().expect("no reader error");
+        let Some(ChunkOutcome::Read(early)) = &snapshots.early else {
+            panic!("the next window's chunk is kept for its close");
+        };
+        assert_eq!(early.schema.table, "kept");
+    }
+
+    #[tokio::test]
+    async fn a_reader_error_or_exit_is_reported_while_a_window_waits() {
+        let mut snapshots = incremental(&["l1.t"]);
+        let (results, chunks) = mpsc::channel(1);
+        snapshots.chunks = Some(chunks);
+        snapshots.window = Some(window("w1"));
+        snapshots.check_reader().expect("nothing yet");
+        results
+            .send(Err(SnapshotError::ReaderStopped))
+            .await
+            .unwrap();
+        assert!(matches!(
+            snapshots.check_reader(),
+            Err(SnapshotError::ReaderStopped)
+        ));
+        drop(results);
+        assert!(snapshots.check_reader().is_err(), "a reader that is gone");
+    }
+
+    #[test]
+    fn progress_of_two_snapshots_of_one_table_is_kept_apart() {
+        let mut snapshots = incremental(&[]);
+        let whole = IncrementalRecord {
+            table: "l1.p".into(),
+            filter: None,
+            last_key: None,
+            done: true,
+            rows: 3,
+        };
+        let partition = IncrementalRecord {
+            filter: Some("tableoid IN (7)".into()),
+            rows: 1,
+            ..whole.clone()
+        };
+        snapshots.deferred = vec![(Lsn(1), whole), (Lsn(2), partition)];
+        assert_eq!(snapshots.confirmed_records(Lsn(3)).len(), 2);
+    }
 }

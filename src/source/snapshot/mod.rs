@@ -58,6 +58,9 @@ pub enum SnapshotError {
     /// Shutdown was requested before the snapshot completed; the next run starts it over.
     #[error("shutdown requested during the snapshot")]
     Interrupted,
+    /// The incremental snapshot reader ended (its error, if any, came before).
+    #[error("the incremental snapshot reader stopped")]
+    ReaderStopped,
     /// The server did not export a snapshot with the new slot.
     #[error("CREATE_REPLICATION_SLOT exported no snapshot")]
     NoSnapshotExported,
@@ -74,11 +77,26 @@ impl From<SendError> for SnapshotError {
 }
 
 impl SnapshotError {
+    /// Whether the server refused to read a table (or a row would not parse), rather than the
+    /// connection failing: reading that table again will not help.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            SnapshotError::Sql { source, .. } => source.code().is_some() && !source.is_closed(),
+            SnapshotError::Catalog(CatalogError::Query { source, .. }) => {
+                source.code().is_some() && !source.is_closed()
+            }
+            SnapshotError::Catalog(_) | SnapshotError::Row { .. } => true,
+            _ => false,
+        }
+    }
+
     /// Whether trying the snapshot again may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
             SnapshotError::Sql { source, .. } => source.is_closed(),
-            SnapshotError::Connect(_) | SnapshotError::Produce(SendError::Kafka(_)) => true,
+            SnapshotError::Connect(_)
+            | SnapshotError::ReaderStopped
+            | SnapshotError::Produce(SendError::Kafka(_)) => true,
             SnapshotError::Kafka(error) => matches!(
                 error,
                 KafkaError::Unreachable { .. }

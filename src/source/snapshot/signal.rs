@@ -15,15 +15,9 @@ pub fn create_table_sql(quoted_table: &str) -> String {
 
 /// The signal type that requests an incremental snapshot.
 pub const EXECUTE_SNAPSHOT: &str = "execute-snapshot";
-/// The prefix of the transactional logical messages that open (`open:<window>`) and close
-/// (`close:<window>`) an incremental snapshot's window: they sit in the WAL in commit order
-/// with the changes, as Debezium's signal-table watermarks do, without a table to write.
-pub const WATERMARK_PREFIX: &str = "pgcdc-watermark";
-/// The prefix of the transactional logical messages by which pgcdc asks itself for
-/// incremental snapshots; the content is an `execute-snapshot` signal's data.
-pub const SNAPSHOT_REQUEST_PREFIX: &str = "pgcdc-snapshot";
-
-/// A watermark message's content.
+/// The content of a watermark message (see `source::messages`), which opens or closes an
+/// incremental snapshot's window: it sits in the WAL in commit order with the changes, as
+/// Debezium's signal-table watermarks do, without a table to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Watermark {
     /// The low watermark of a window.

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::source::catalog::CapturedTable;
+
 /// The offsets topic of a topic prefix.
 pub fn offsets_topic(prefix: &str) -> String {
     format!("__pgcdc-offsets.{prefix}")
@@ -59,11 +61,18 @@ pub struct SnapshotState {
     pub initial: Option<InitialRecord>,
     /// Incremental snapshots by [`IncrementalRecord::id`].
     pub incremental: BTreeMap<String, IncrementalRecord>,
+    /// The tables captured as table discovery last recorded them.
+    pub tables: Option<Vec<CapturedTable>>,
 }
 
 /// The key of a slot's initial-snapshot record.
 pub fn initial_key(slot: &str) -> String {
     format!("initial/{slot}")
+}
+
+/// The key of the record of the tables a slot's source captures.
+pub fn tables_key(slot: &str) -> String {
+    format!("tables/{slot}")
 }
 
 /// The key of an incremental snapshot's record; `id` is [`IncrementalRecord::id`].
@@ -77,11 +86,14 @@ impl SnapshotState {
     pub fn from_records(slot: &str, records: &BTreeMap<Vec<u8>, Vec<u8>>) -> SnapshotState {
         let mut state = SnapshotState::default();
         let initial = initial_key(slot);
+        let tables = tables_key(slot);
         let incremental = incremental_key(slot, "");
         for (key, value) in records {
             let key = String::from_utf8_lossy(key);
             if *key == initial {
                 state.initial = parse(&key, value);
+            } else if *key == tables {
+                state.tables = parse(&key, value);
             } else if key.starts_with(&incremental) {
                 if let Some(record) = parse::<IncrementalRecord>(&key, value) {
                     state.incremental.insert(record.id(), record);
@@ -141,6 +153,10 @@ mod tests {
                 ),
                 ("incremental/s1/l1.c", "not json"),
                 (
+                    "tables/s1",
+                    r#"[{"schema":"l1","table":"a","oid":7,"partitions":[],"identified":true}]"#,
+                ),
+                (
                     "incremental/s1/l1.d?tableoid IN (7)",
                     r#"{"table":"l1.d","filter":"tableoid IN (7)","last_key":null,"done":false,"rows":0}"#,
                 ),
@@ -155,6 +171,11 @@ mod tests {
             "a filtered snapshot does not read the whole table"
         );
         assert!(state.incremental.contains_key("l1.d?tableoid IN (7)"));
+        assert_eq!(
+            state.tables.as_deref().map(|t| t[0].oid),
+            Some(7),
+            "the captured tables"
+        );
         assert_eq!(
             state.incremental["l1.b"].last_key,
             Some(vec!["7".to_owned()])
