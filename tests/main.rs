@@ -4,7 +4,9 @@
 //! build every `tests/*.rs` file as a test binary of its own.
 
 mod bad_input;
+mod compatibility;
 mod crash;
+mod ddl;
 mod deploy;
 mod encode;
 mod idle;

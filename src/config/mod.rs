@@ -29,8 +29,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 pub use sink::{
-    ApplySection, OnConflict, SinkConfig, SinkKafkaSection, SinkMetricsSection, DEFAULT_BATCH_SIZE,
-    DEFAULT_BATCH_TIMEOUT, DEFAULT_GROUP_ID, DEFAULT_SINK_METRICS_LISTEN,
+    ApplySection, DdlMode, OnConflict, SinkConfig, SinkKafkaSection, SinkMetricsSection,
+    DEFAULT_BATCH_SIZE, DEFAULT_BATCH_TIMEOUT, DEFAULT_GROUP_ID, DEFAULT_SINK_METRICS_LISTEN,
 };
 pub use table_filter::TableFilter;
 
@@ -155,6 +155,11 @@ pub struct CaptureSection {
         deserialize_with = "de::optional_duration"
     )]
     pub discovery_interval: Option<Duration>,
+    /// DDL capture: event triggers publish every schema change of the captured tables to
+    /// `<prefix>.schema_changes`, in order with the rows. `None` (unset): on when the role may
+    /// create event triggers (superuser, or `rds_superuser` on RDS), else off with a warning.
+    #[serde(default)]
+    pub ddl: Option<bool>,
 }
 
 /// `capture.snapshot`: when to copy the existing rows (Debezium's `snapshot.mode` names).

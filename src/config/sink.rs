@@ -79,6 +79,22 @@ pub struct ApplySection {
     /// target keeps the table and its rows.
     #[serde(default)]
     pub drop_tables: bool,
+    /// What to do with the source's schema changes (captured DDL): replay them or skip them.
+    #[serde(default)]
+    pub ddl: DdlMode,
+}
+
+/// `apply.ddl`: whether the sink replays the source's schema changes on the target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DdlMode {
+    /// Replay each change in its place among the rows: columns added, dropped, renamed,
+    /// retyped, tables created and renamed.
+    #[default]
+    Apply,
+    /// Leave the target's definitions alone; new columns are still added from new schemas
+    /// (with `create_tables`).
+    Skip,
 }
 
 /// `apply.on_conflict`: what an insert does when its key already exists in the target.
@@ -326,6 +342,7 @@ mod tests {
         assert_eq!(apply.batch_timeout, DEFAULT_BATCH_TIMEOUT);
         assert_eq!(apply.dead_letter_topic, "");
         assert!(!apply.drop_tables);
+        assert_eq!(apply.ddl, DdlMode::Apply);
         assert!(config.source_postgres.is_none());
         assert_eq!(config.metrics.listen, Some(DEFAULT_SINK_METRICS_LISTEN));
         assert_eq!(config.target_schema("l1"), "l1");

@@ -208,6 +208,7 @@ mod tests {
             incremental_chunk_size: 1,
             signal_table: None,
             discovery_interval: None,
+            ddl: None,
         }
     }
 

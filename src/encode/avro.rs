@@ -4,11 +4,12 @@
 //! the bytes with `apache_avro` against those schemas.
 
 use crate::event::{
-    ChangeEvent, PgType, SchemaChange, TableSchema, TransactionEvent, TransactionStatus, Value,
+    ChangeEvent, ColumnDescription, PgType, SchemaChange, TableDescription, TableSchema,
+    TransactionEvent, TransactionStatus, Value,
 };
 
 use super::columns::{expected_kind, is_string_like, resolve, value_kind, ValueError};
-use super::{EncodeError, SourceBlock, Timestamps};
+use super::{table_id, EncodeError, SourceBlock, Timestamps};
 
 /// Union branch of `null` in `["null", T]`.
 const NULL_BRANCH: i64 = 0;
@@ -287,7 +288,8 @@ pub(crate) fn write_schema_change_key(out: &mut Vec<u8>, database: &str, change:
     write_optional_str(out, Some(&change.table));
 }
 
-/// `io.debezium.connector.postgresql.SchemaChangeValue`, one table change with no description.
+/// `io.debezium.connector.postgresql.SchemaChangeValue`: one table change, with the table's
+/// description after the change and (pgcdc's extension) before it.
 pub(crate) fn write_schema_change_value(
     out: &mut Vec<u8>,
     change: &SchemaChange,
@@ -302,8 +304,81 @@ pub(crate) fn write_schema_change_value(
     write_long(out, 1);
     write_str(out, change.kind.as_str());
     write_str(out, &change.table_id());
-    write_long(out, NULL_BRANCH);
+    write_optional_table(out, change.table_description.as_ref());
+    let previous_id = change
+        .previous
+        .as_ref()
+        .map(|previous| table_id(&previous.schema, &previous.table));
+    write_optional_str(out, previous_id.as_deref());
+    write_optional_table(out, change.previous.as_ref());
     write_long(out, 0);
+}
+
+fn write_optional_bool(out: &mut Vec<u8>, value: Option<bool>) {
+    match value {
+        Some(value) => {
+            write_long(out, VALUE_BRANCH);
+            out.push(u8::from(value));
+        }
+        None => write_long(out, NULL_BRANCH),
+    }
+}
+
+/// An array of strings (its items in one block).
+fn write_strings(out: &mut Vec<u8>, items: &[String]) {
+    if !items.is_empty() {
+        write_long(out, items.len() as i64);
+        for item in items {
+            write_str(out, item);
+        }
+    }
+    write_long(out, 0);
+}
+
+/// `["null", io.debezium.connector.schema.Table]`.
+fn write_optional_table(out: &mut Vec<u8>, table: Option<&TableDescription>) {
+    let Some(table) = table else {
+        write_long(out, NULL_BRANCH);
+        return;
+    };
+    write_long(out, VALUE_BRANCH);
+    write_optional_str(out, None);
+    write_long(out, VALUE_BRANCH);
+    write_strings(out, &table.primary_key);
+    if !table.columns.is_empty() {
+        write_long(out, table.columns.len() as i64);
+        for column in &table.columns {
+            write_table_column(out, column);
+        }
+    }
+    write_long(out, 0);
+    write_optional_str(out, None);
+}
+
+/// `io.debezium.connector.schema.Column`.
+fn write_table_column(out: &mut Vec<u8>, column: &ColumnDescription) {
+    write_str(out, &column.name);
+    write_long(out, i64::from(column.jdbc_type));
+    // An oid above i32::MAX wraps, as it does in PostgreSQL's own int4 casts of oids.
+    write_optional_long(out, Some(i64::from(column.native_type as i32)));
+    write_str(out, &column.type_name);
+    write_optional_str(out, Some(&column.type_expression));
+    write_optional_str(out, None);
+    write_optional_long(out, column.length.map(i64::from));
+    write_optional_long(out, column.scale.map(i64::from));
+    write_long(out, i64::from(column.position));
+    write_optional_bool(out, Some(column.optional));
+    write_optional_bool(out, Some(column.auto_incremented));
+    write_optional_bool(out, Some(column.generated));
+    write_optional_str(out, None);
+    write_optional_str(out, column.default_expression.as_deref());
+    match &column.enum_values {
+        Some(values) => {
+            write_long(out, VALUE_BRANCH);
+            write_strings(out, values);
+        }
+        None => write_long(out, NULL_BRANCH),
+    }
 }
 
 /// `io.debezium.connector.common.ServerNameKey`.

@@ -8,11 +8,12 @@ use std::fmt::Debug;
 use std::io::Write;
 
 use crate::event::{
-    ChangeEvent, PgType, SchemaChange, TableSchema, TransactionEvent, TransactionStatus, Value,
+    ChangeEvent, ColumnDescription, PgType, SchemaChange, TableDescription, TableSchema,
+    TransactionEvent, TransactionStatus, Value,
 };
 
 use super::columns::{expected_kind, is_string_like, resolve, value_kind, ValueError};
-use super::{EncodeError, SourceBlock, Timestamps};
+use super::{table_id, EncodeError, SourceBlock, Timestamps};
 
 const BASE64_ALPHABET: &[u8; 64] =
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -391,7 +392,8 @@ pub(crate) fn write_schema_change_key(out: &mut Vec<u8>, database: &str, change:
     out.push(b'}');
 }
 
-/// `SchemaChangeValue` payload, one table change with no description.
+/// `SchemaChangeValue` payload: one table change, with the table's description after the
+/// change and (pgcdc's extension) before it; field names as in the Avro schema.
 pub(crate) fn write_schema_change_value(
     out: &mut Vec<u8>,
     change: &SchemaChange,
@@ -407,15 +409,96 @@ pub(crate) fn write_schema_change_value(
     out.extend_from_slice(b",\"schemaName\":");
     push_string(out, &change.schema);
     out.extend_from_slice(b",\"ddl\":");
-    match &change.ddl {
-        Some(ddl) => push_string(out, ddl),
-        None => out.extend_from_slice(b"null"),
-    }
+    push_optional_string(out, change.ddl.as_deref());
     out.extend_from_slice(b",\"tableChanges\":[{\"type\":");
     push_string(out, change.kind.as_str());
     out.extend_from_slice(b",\"id\":");
     push_string(out, &change.table_id());
-    out.extend_from_slice(b",\"table\":null}]}");
+    out.extend_from_slice(b",\"table\":");
+    write_optional_table(out, change.table_description.as_ref());
+    out.extend_from_slice(b",\"previousId\":");
+    let previous_id = change
+        .previous
+        .as_ref()
+        .map(|previous| table_id(&previous.schema, &previous.table));
+    push_optional_string(out, previous_id.as_deref());
+    out.extend_from_slice(b",\"previousTable\":");
+    write_optional_table(out, change.previous.as_ref());
+    out.extend_from_slice(b"}]}");
+}
+
+fn push_optional_string(out: &mut Vec<u8>, text: Option<&str>) {
+    match text {
+        Some(text) => push_string(out, text),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn push_bool(out: &mut Vec<u8>, value: bool) {
+    out.extend_from_slice(if value { b"true" } else { b"false" });
+}
+
+fn push_strings(out: &mut Vec<u8>, items: &[String]) {
+    out.push(b'[');
+    for (index, item) in items.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        push_string(out, item);
+    }
+    out.push(b']');
+}
+
+/// A `Table` struct, or null.
+fn write_optional_table(out: &mut Vec<u8>, table: Option<&TableDescription>) {
+    let Some(table) = table else {
+        out.extend_from_slice(b"null");
+        return;
+    };
+    out.extend_from_slice(b"{\"defaultCharsetName\":null,\"primaryKeyColumnNames\":");
+    push_strings(out, &table.primary_key);
+    out.extend_from_slice(b",\"columns\":[");
+    for (index, column) in table.columns.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        write_table_column(out, column);
+    }
+    out.extend_from_slice(b"],\"comment\":null}");
+}
+
+/// A `Column` struct.
+fn write_table_column(out: &mut Vec<u8>, column: &ColumnDescription) {
+    out.extend_from_slice(b"{\"name\":");
+    push_string(out, &column.name);
+    out.extend_from_slice(b",\"jdbcType\":");
+    push_number(out, column.jdbc_type);
+    out.extend_from_slice(b",\"nativeType\":");
+    push_number(out, column.native_type as i32);
+    out.extend_from_slice(b",\"typeName\":");
+    push_string(out, &column.type_name);
+    out.extend_from_slice(b",\"typeExpression\":");
+    push_string(out, &column.type_expression);
+    out.extend_from_slice(b",\"charsetName\":null,\"length\":");
+    push_optional_number(out, column.length.map(i64::from));
+    out.extend_from_slice(b",\"scale\":");
+    push_optional_number(out, column.scale.map(i64::from));
+    out.extend_from_slice(b",\"position\":");
+    push_number(out, column.position);
+    out.extend_from_slice(b",\"optional\":");
+    push_bool(out, column.optional);
+    out.extend_from_slice(b",\"autoIncremented\":");
+    push_bool(out, column.auto_incremented);
+    out.extend_from_slice(b",\"generated\":");
+    push_bool(out, column.generated);
+    out.extend_from_slice(b",\"comment\":null,\"defaultValueExpression\":");
+    push_optional_string(out, column.default_expression.as_deref());
+    out.extend_from_slice(b",\"enumValues\":");
+    match &column.enum_values {
+        Some(values) => push_strings(out, values),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.push(b'}');
 }
 
 /// `MessageValue` payload.

@@ -110,6 +110,24 @@ pub enum EncodeError {
     /// A registry request failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// The registry refused a new schema version (HTTP 409): the table changed in a way the
+    /// subject's compatibility setting forbids. Retrying cannot help; someone must decide.
+    #[error(
+        "schema registry refused the new {part} schema of subject {subject:?} (HTTP 409): \
+         {message}. The change is incompatible under the subject's compatibility setting; \
+         allow it, then restart the source: curl -X PUT \
+         -H 'Content-Type: application/vnd.schemaregistry.v1+json' \
+         --data '{{\"compatibility\":\"NONE\"}}' {config_url}"
+    )]
+    IncompatibleSchema {
+        /// `key` or `value`.
+        part: &'static str,
+        subject: String,
+        /// The registry's own explanation.
+        message: String,
+        /// `<registry>/config/<subject>`.
+        config_url: String,
+    },
     /// A bundled `.avsc` file does not describe a supported schema.
     #[error("bundled schema {file} is invalid: {detail}")]
     FixedSchema { file: &'static str, detail: String },
@@ -223,7 +241,8 @@ impl Backend {
             Backend::Avro(registry) => {
                 let id = registry
                     .register(subject, &schema::to_avro_json(schema))
-                    .await?;
+                    .await
+                    .map_err(|error| incompatible(registry, subject, error))?;
                 let mut prefix = vec![0];
                 prefix.extend_from_slice(&id.to_be_bytes());
                 Ok(prefix.into_boxed_slice())
@@ -236,6 +255,27 @@ impl Backend {
                 Ok(text.into_bytes().into_boxed_slice())
             }
         }
+    }
+}
+
+/// A 409 answer to a registration as [`EncodeError::IncompatibleSchema`]; other errors as they are.
+fn incompatible(registry: &RegistryClient, subject: &str, error: RegistryError) -> EncodeError {
+    match error {
+        RegistryError::Status {
+            status: 409,
+            message,
+            ..
+        } => EncodeError::IncompatibleSchema {
+            part: if subject.ends_with("-key") {
+                "key"
+            } else {
+                "value"
+            },
+            subject: subject.to_string(),
+            message,
+            config_url: registry.config_url(subject),
+        },
+        other => EncodeError::Registry(other),
     }
 }
 
@@ -359,6 +399,12 @@ fn derive_table(
     )
     .version(ENVELOPE_VERSION);
     Ok(TableSchemas { key, envelope })
+}
+
+/// Debezium's table id, `"schema"."table"`, each part double-quoted (`""` inside).
+pub(crate) fn table_id(schema: &str, table: &str) -> String {
+    let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+    format!("{}.{}", quote(schema), quote(table))
 }
 
 /// `<prefix>.schema_changes`, where changes to the captured tables' definitions go.
@@ -593,7 +639,12 @@ impl Encoder {
         };
         let names = database.len() + change.schema.len() + change.table.len();
         let mut key = self.start(&fixed.key, names + 16);
-        let mut value = self.start(&fixed.value, names * 2 + 512);
+        let described = [&change.table_description, &change.previous]
+            .iter()
+            .filter_map(|table| table.as_ref())
+            .map(|table| table.columns.len() * 256)
+            .sum::<usize>();
+        let mut value = self.start(&fixed.value, names * 2 + 512 + described);
         match &self.backend {
             Backend::Avro(_) => {
                 avro::write_schema_change_key(&mut key, database, change);

@@ -141,6 +141,11 @@ impl RegistryClient {
         send(self.http.get(url.clone()).header(ACCEPT, MEDIA_TYPE), &url).await
     }
 
+    /// `<registry>/config/<subject>`: where the subject's compatibility level is set.
+    pub fn config_url(&self, subject: &str) -> String {
+        self.endpoint(&["config", subject]).to_string()
+    }
+
     /// The base URL with `segments` appended, each percent-encoded.
     fn endpoint(&self, segments: &[&str]) -> Url {
         let mut url = self.base.clone();
@@ -238,5 +243,95 @@ mod tests {
             ),
             "{error}"
         );
+    }
+
+    /// A registry that answers one request with `status` and `body`, on a thread.
+    fn answer_once(status: &'static str, body: &'static str) -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut buffer = [0; 4096];
+            // Headers, then the body whose length they announce.
+            loop {
+                let read = stream.read(&mut buffer).unwrap();
+                request.extend_from_slice(&buffer[..read]);
+                let text = String::from_utf8_lossy(&request).to_lowercase();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text
+                        .lines()
+                        .find_map(|line| line.strip_prefix("content-length:"))
+                        .and_then(|n| n.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if read == 0 || request.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+            }
+            write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: {MEDIA_TYPE}\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_refused_schema_names_the_subject_and_the_fix() {
+        let url = answer_once(
+            "409 Conflict",
+            r#"{"error_code":409,"message":"Schema being registered is incompatible with an earlier schema for subject \"shop.l1.people-value\", details: [{compatibility: 'BACKWARD'}]"}"#,
+        );
+        let client = RegistryClient::new(&format!("{url}/")).unwrap();
+        let error = client
+            .register("shop.l1.people-value", "\"int\"")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                RegistryError::Status {
+                    status: 409,
+                    error_code: Some(409),
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        let error = super::super::incompatible(&client, "shop.l1.people-value", error);
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "schema registry refused the new value schema of subject \"shop.l1.people-value\" \
+                 (HTTP 409): Schema being registered is incompatible with an earlier schema for \
+                 subject \"shop.l1.people-value\", details: [{{compatibility: 'BACKWARD'}}]. The \
+                 change is incompatible under the subject's compatibility setting; allow it, then \
+                 restart the source: curl -X PUT -H 'Content-Type: \
+                 application/vnd.schemaregistry.v1+json' --data '{{\"compatibility\":\"NONE\"}}' \
+                 {url}/config/shop.l1.people-value"
+            )
+        );
+        let key = super::super::incompatible(
+            &client,
+            "a b-key",
+            RegistryError::Status {
+                url: url.clone(),
+                status: 409,
+                error_code: Some(409),
+                message: "no".into(),
+            },
+        );
+        assert!(
+            key.to_string().starts_with(
+                "schema registry refused the new key schema of subject \"a b-key\" (HTTP 409): no."
+            ),
+            "{key}"
+        );
+        assert!(key.to_string().ends_with("/config/a%20b-key"), "{key}");
     }
 }

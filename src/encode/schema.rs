@@ -4,7 +4,7 @@
 //! never be in one and not the other. The fixed records under `schemas/` are read back into
 //! this model with [`from_avro`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// Connect's logical name for fixed-scale decimals; Avro renders it as the `decimal` logical type.
 pub(crate) const DECIMAL_NAME: &str = "org.apache.kafka.connect.data.Decimal";
@@ -388,21 +388,39 @@ fn connect_type(schema: &Schema, field: Option<&str>, out: &mut String) {
 // ---------------------------------------------------------------------------------------------
 
 /// Reads an Avro schema written with Confluent's `connect.*` properties into the model.
-/// Supports what the fixed schemas use: records, arrays, primitives and `null` unions.
+/// Supports what the fixed schemas use: records, arrays, primitives, `null` unions and
+/// references to records defined earlier.
 pub(crate) fn from_avro(text: &str) -> Result<Schema, String> {
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-    parse_type(&value, "")
+    parse_type(&value, "", &mut HashMap::new())
 }
 
-fn parse_type(value: &serde_json::Value, space: &str) -> Result<Schema, String> {
+/// Records defined so far, by full name.
+type Named = HashMap<String, Schema>;
+
+fn parse_type(value: &serde_json::Value, space: &str, named: &mut Named) -> Result<Schema, String> {
     use serde_json::Value as Json;
     match value {
-        Json::String(name) => primitive_kind(name).map(Schema::new),
+        Json::String(name) => match primitive_kind(name) {
+            Ok(kind) => Ok(Schema::new(kind)),
+            Err(error) => {
+                let full = if name.contains('.') || space.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{space}.{name}")
+                };
+                named
+                    .get(&full)
+                    .or_else(|| named.get(name))
+                    .cloned()
+                    .ok_or(error)
+            }
+        },
         Json::Array(branches) => {
             let inner: Vec<&Json> = branches.iter().filter(|b| *b != "null").collect();
             match inner.as_slice() {
-                [only] if branches.len() == 2 => Ok(parse_type(only, space)?.optional()),
+                [only] if branches.len() == 2 => Ok(parse_type(only, space, named)?.optional()),
                 _ => Err(format!("unsupported union {value}")),
             }
         }
@@ -411,6 +429,7 @@ fn parse_type(value: &serde_json::Value, space: &str) -> Result<Schema, String> 
                 .get("type")
                 .and_then(Json::as_str)
                 .ok_or_else(|| format!("no \"type\" in {value}"))?;
+            let mut defines = None;
             let mut schema = match type_name {
                 "record" => {
                     let name = map
@@ -428,15 +447,16 @@ fn parse_type(value: &serde_json::Value, space: &str) -> Result<Schema, String> 
                         .and_then(Json::as_array)
                         .ok_or_else(|| format!("record {full} without fields"))?
                         .iter()
-                        .map(|field| parse_field(field, namespace))
+                        .map(|field| parse_field(field, namespace, named))
                         .collect::<Result<Vec<_>, _>>()?;
+                    defines = Some(full.clone());
                     Schema::record(full, fields)
                 }
                 "array" => {
                     let items = map
                         .get("items")
                         .ok_or_else(|| format!("array without items: {value}"))?;
-                    Schema::new(Kind::Array(Box::new(parse_type(items, space)?)))
+                    Schema::new(Kind::Array(Box::new(parse_type(items, space, named)?)))
                 }
                 "int" if map.get("connect.type").and_then(Json::as_str) == Some("int16") => {
                     Schema::new(Kind::Int16)
@@ -467,13 +487,16 @@ fn parse_type(value: &serde_json::Value, space: &str) -> Result<Schema, String> 
                     .ok_or_else(|| format!("unsupported default {default}"))?;
                 schema.default = Some(default.to_string());
             }
+            if let Some(full) = defines {
+                named.insert(full, schema.clone());
+            }
             Ok(schema)
         }
         other => Err(format!("unsupported schema {other}")),
     }
 }
 
-fn parse_field(value: &serde_json::Value, space: &str) -> Result<Field, String> {
+fn parse_field(value: &serde_json::Value, space: &str, named: &mut Named) -> Result<Field, String> {
     let name = value
         .get("name")
         .and_then(serde_json::Value::as_str)
@@ -481,7 +504,7 @@ fn parse_field(value: &serde_json::Value, space: &str) -> Result<Field, String> 
     let schema = value
         .get("type")
         .ok_or_else(|| format!("field {name} without a type"))?;
-    Ok(Field::new(name, parse_type(schema, space)?))
+    Ok(Field::new(name, parse_type(schema, space, named)?))
 }
 
 fn primitive_kind(name: &str) -> Result<Kind, String> {

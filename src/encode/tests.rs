@@ -1057,3 +1057,208 @@ async fn avro_needs_a_registry_url() {
         Err(EncodeError::MissingRegistryUrl)
     ));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Schema change events with table descriptions (DDL capture)
+// ---------------------------------------------------------------------------------------------
+
+fn described_column(
+    name: &str,
+    position: i32,
+    expression: &str,
+) -> crate::event::ColumnDescription {
+    crate::event::ColumnDescription {
+        name: name.into(),
+        position,
+        type_name: "varchar".into(),
+        type_expression: expression.into(),
+        native_type: 1043,
+        jdbc_type: 12,
+        length: Some(10),
+        scale: None,
+        optional: position != 1,
+        auto_incremented: false,
+        generated: false,
+        default_expression: Some("'x'::character varying".into()),
+        enum_values: None,
+    }
+}
+
+/// `ALTER TABLE public.item RENAME COLUMN name TO full_name`, and its enum column.
+fn renamed_column_change() -> SchemaChange {
+    let before = crate::event::TableDescription {
+        schema: "public".into(),
+        table: "item".into(),
+        columns: vec![
+            crate::event::ColumnDescription {
+                name: "id".into(),
+                position: 1,
+                type_name: "int4".into(),
+                type_expression: "integer".into(),
+                native_type: 23,
+                jdbc_type: 4,
+                length: None,
+                scale: None,
+                optional: false,
+                auto_incremented: true,
+                generated: false,
+                default_expression: Some("nextval('public.item_id_seq'::regclass)".into()),
+                enum_values: None,
+            },
+            described_column("name", 2, "character varying(10)"),
+            crate::event::ColumnDescription {
+                name: "mood".into(),
+                position: 4,
+                type_name: "public.mood".into(),
+                type_expression: "public.mood".into(),
+                native_type: 3_000_000_000,
+                jdbc_type: 12,
+                length: None,
+                scale: None,
+                optional: true,
+                auto_incremented: false,
+                generated: false,
+                default_expression: None,
+                enum_values: Some(vec!["sad".into(), "ok".into()]),
+            },
+        ],
+        primary_key: vec!["id".into()],
+    };
+    let mut after = before.clone();
+    after.columns[1].name = "full_name".into();
+    SchemaChange {
+        schema: "public".into(),
+        table: "item".into(),
+        kind: TableChangeKind::Alter,
+        ddl: Some("ALTER TABLE public.item RENAME COLUMN name TO full_name".into()),
+        table_description: Some(after),
+        previous: Some(before),
+        source: position(),
+    }
+}
+
+use crate::event::TableChangeKind;
+
+#[test]
+fn the_schema_change_value_schema_survives_the_model() {
+    let original = apache_avro::Schema::parse_str(SCHEMA_CHANGE_VALUE_AVSC).unwrap();
+    let model = fixed_schema("schema-change-value.avsc", SCHEMA_CHANGE_VALUE_AVSC).unwrap();
+    let rendered = apache_avro::Schema::parse_str(&schema::to_avro_json(&model))
+        .unwrap_or_else(|e| panic!("{e}: {}", schema::to_avro_json(&model)));
+    assert_eq!(rendered.canonical_form(), original.canonical_form());
+    // previousTable is the same Table as table, in both renderings.
+    let Kind::Struct(fields) = &model.kind else {
+        panic!("not a struct")
+    };
+    let Kind::Array(changes) = &fields[5].schema.kind else {
+        panic!("tableChanges is not an array")
+    };
+    let Kind::Struct(change) = &changes.kind else {
+        panic!("not a struct")
+    };
+    let names: Vec<&str> = change.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["type", "id", "table", "previousId", "previousTable"]
+    );
+    assert_eq!(change[4].schema, change[2].schema);
+}
+
+/// The Avro and the JSON payload of a schema change, as the sink reads them (JSON values).
+async fn schema_change_payloads(change: &SchemaChange) -> (serde_json::Value, serde_json::Value) {
+    let mut avro_bytes = Vec::new();
+    let empty = TableSchema {
+        schema: change.schema.clone(),
+        table: change.table.clone(),
+        ..(*table("x", vec![], vec![])).clone()
+    };
+    avro::write_schema_change_value(
+        &mut avro_bytes,
+        change,
+        &source_block(&empty, &change.source),
+        PROCESSED_US,
+    );
+    let schema = apache_avro::Schema::parse_str(SCHEMA_CHANGE_VALUE_AVSC).unwrap();
+    let avro = serde_json::Value::try_from(decode(&schema, &avro_bytes)).unwrap();
+    let encoder = Encoder::new(EncoderSettings {
+        topic_prefix: PREFIX.to_string(),
+        format: Format::Json,
+        registry_url: None,
+        database: "shopdb".to_string(),
+    })
+    .await
+    .unwrap();
+    let record = encoder.encode_schema_change(change, PROCESSED_US).unwrap();
+    assert_eq!(record.topic, "shop.schema_changes");
+    let json: serde_json::Value = serde_json::from_slice(record.value.as_deref().unwrap()).unwrap();
+    (avro, json)
+}
+
+#[tokio::test]
+async fn schema_changes_carry_the_table_before_and_after_in_avro_and_json() {
+    let change = renamed_column_change();
+    let (avro, json) = schema_change_payloads(&change).await;
+    assert_eq!(avro, json["payload"], "Avro and JSON payloads are the same");
+    let table_change = &json["payload"]["tableChanges"][0];
+    let column = |name: &str, position: i32, expression: &str| {
+        serde_json::json!({
+            "name": name, "jdbcType": 12, "nativeType": 1043, "typeName": "varchar",
+            "typeExpression": expression, "charsetName": null, "length": 10, "scale": null,
+            "position": position, "optional": position != 1, "autoIncremented": false,
+            "generated": false, "comment": null,
+            "defaultValueExpression": "'x'::character varying", "enumValues": null
+        })
+    };
+    assert_eq!(table_change["type"], "ALTER");
+    assert_eq!(table_change["id"], r#""public"."item""#);
+    assert_eq!(table_change["previousId"], r#""public"."item""#);
+    assert_eq!(
+        table_change["table"]["columns"][1],
+        column("full_name", 2, "character varying(10)")
+    );
+    assert_eq!(
+        table_change["previousTable"]["columns"][1],
+        column("name", 2, "character varying(10)")
+    );
+    assert_eq!(
+        table_change["table"]["primaryKeyColumnNames"],
+        serde_json::json!(["id"])
+    );
+    assert_eq!(
+        table_change["table"]["defaultCharsetName"],
+        serde_json::Value::Null
+    );
+    assert_eq!(table_change["table"]["columns"][0]["autoIncremented"], true);
+    let mood = &table_change["table"]["columns"][2];
+    assert_eq!(mood["enumValues"], serde_json::json!(["sad", "ok"]));
+    assert_eq!(mood["nativeType"], 3_000_000_000u32 as i32);
+    assert_eq!(
+        json["payload"]["ddl"],
+        "ALTER TABLE public.item RENAME COLUMN name TO full_name"
+    );
+    // The JSON schema describes both tables.
+    let change_fields = &json["schema"]["fields"][5]["items"]["fields"];
+    assert_eq!(change_fields[3]["field"], "previousId");
+    assert_eq!(change_fields[4]["field"], "previousTable");
+    assert_eq!(
+        change_fields[4]["name"],
+        "io.debezium.connector.schema.Table"
+    );
+    assert_eq!(change_fields[4]["optional"], true);
+
+    // A DROP discovery finds keeps its shape, with the new fields null.
+    let drop = SchemaChange {
+        kind: TableChangeKind::Drop,
+        ddl: None,
+        table_description: None,
+        previous: None,
+        ..change
+    };
+    let (avro, json) = schema_change_payloads(&drop).await;
+    assert_eq!(avro, json["payload"]);
+    assert_eq!(
+        json["payload"]["tableChanges"],
+        serde_json::json!([{"type": "DROP", "id": "\"public\".\"item\"", "table": null,
+                            "previousId": null, "previousTable": null}])
+    );
+}

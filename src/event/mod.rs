@@ -346,8 +346,63 @@ pub struct SchemaChange {
     pub kind: TableChangeKind,
     /// The statement, when it is known.
     pub ddl: Option<String>,
+    /// The table's definition after the change; `None` for a DROP, or when it is not known
+    /// (a DROP found by discovery, without DDL capture).
+    pub table_description: Option<TableDescription>,
+    /// The table's definition before the change, when DDL capture knew it (pgcdc's extension
+    /// of Debezium's event: with it a consumer tells a renamed column from a dropped one).
+    pub previous: Option<TableDescription>,
     /// Where the change sits in the stream: the changes of the table before it precede it.
     pub source: SourcePosition,
+}
+
+/// A table's definition, as a schema change event's `table` describes it (Debezium's
+/// `io.debezium.connector.schema.Table`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TableDescription {
+    /// The table's schema (before a rename, the old one).
+    pub schema: String,
+    /// The table's name (before a rename, the old one).
+    pub table: String,
+    /// Its columns in `position` order, dropped ones left out.
+    pub columns: Vec<ColumnDescription>,
+    /// The primary key's columns in key order; empty without a primary key.
+    pub primary_key: Vec<String>,
+}
+
+/// One column of a [`TableDescription`] (Debezium's `io.debezium.connector.schema.Column`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ColumnDescription {
+    /// Its name.
+    pub name: String,
+    /// PostgreSQL's `attnum`: a rename keeps it, a dropped column's is never used again, so a
+    /// consumer comparing two descriptions tells a rename from a drop and an add.
+    pub position: i32,
+    /// The declared type's name without modifiers (`varchar`, `l1.posint` for a domain).
+    pub type_name: String,
+    /// The type the values have, domains resolved to their base type, with modifiers, as
+    /// `format_type` spells it with only `pg_catalog` visible: `character varying(10)`,
+    /// `numeric(10,2)`, `integer[]`, `l1.mood` (user types schema-qualified).
+    pub type_expression: String,
+    /// The declared type's oid.
+    pub native_type: u32,
+    /// The JDBC type code Debezium gives the type (`java.sql.Types`).
+    pub jdbc_type: i32,
+    /// Length or precision from the type's modifier, if it has one.
+    pub length: Option<i32>,
+    /// Scale from the type's modifier, if it has one.
+    pub scale: Option<i32>,
+    /// Whether the column may hold NULL.
+    pub optional: bool,
+    /// An identity column or one defaulting to a sequence's `nextval`.
+    pub auto_incremented: bool,
+    /// A generated (`GENERATED ALWAYS AS … STORED`) column.
+    pub generated: bool,
+    /// The default's SQL expression (`pg_get_expr`), if any; for a generated column its
+    /// generation expression.
+    pub default_expression: Option<String>,
+    /// An enum's labels in order (of the element type for an array of an enum).
+    pub enum_values: Option<Vec<String>>,
 }
 
 impl SchemaChange {

@@ -87,6 +87,8 @@ pub type LagReport = Box<dyn Fn(&str, i32, i64) + Send + Sync>;
 pub struct SinkContext {
     start: StartOffsets,
     report_lag: LagReport,
+    /// Set at each assignment, before any record of it is handed over.
+    assigned: Arc<AtomicBool>,
 }
 
 impl ClientContext for SinkContext {
@@ -148,6 +150,7 @@ impl ConsumerContext for SinkContext {
                     }
                 }
                 tracing::info!(partitions = assigned.len(), "partitions assigned");
+                self.assigned.store(true, Ordering::SeqCst);
                 if let Err(error) = consumer.assign(tpl) {
                     tracing::error!(%error, "assigning partitions failed");
                 }
@@ -166,6 +169,7 @@ impl ConsumerContext for SinkContext {
 /// A subscribed consumer and the thread that polls it.
 pub struct ChangeConsumer {
     consumer: Arc<BaseConsumer<SinkContext>>,
+    assigned: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -192,14 +196,21 @@ impl ChangeConsumer {
         for (key, value) in options {
             config.set(key, value);
         }
-        let consumer: BaseConsumer<SinkContext> = config
-            .create_with_context(SinkContext { start, report_lag })
-            .map_err(|error| match error {
-                RdKafkaError::ClientConfig(_, reason, key, _) => {
-                    KafkaError::InvalidOption { key, reason }
-                }
-                other => KafkaError::CreateConsumer(other),
-            })?;
+        let assigned = Arc::new(AtomicBool::new(false));
+        let context = SinkContext {
+            start,
+            report_lag,
+            assigned: Arc::clone(&assigned),
+        };
+        let consumer: BaseConsumer<SinkContext> =
+            config
+                .create_with_context(context)
+                .map_err(|error| match error {
+                    RdKafkaError::ClientConfig(_, reason, key, _) => {
+                        KafkaError::InvalidOption { key, reason }
+                    }
+                    other => KafkaError::CreateConsumer(other),
+                })?;
         let names: Vec<&str> = subscriptions.iter().map(String::as_str).collect();
         consumer
             .subscribe(&names)
@@ -219,6 +230,7 @@ impl ChangeConsumer {
         Ok((
             ChangeConsumer {
                 consumer,
+                assigned,
                 stop,
                 thread: Some(thread),
             },
@@ -251,6 +263,20 @@ impl ChangeConsumer {
                 topic: topic.to_owned(),
                 source,
             })
+    }
+
+    /// Whether partitions were assigned since the last call (topics may have been created):
+    /// records of an assignment are handed over only after it is flagged.
+    pub fn take_assignment(&self) -> bool {
+        self.assigned.swap(false, Ordering::SeqCst)
+    }
+
+    /// Makes `partition` of `topic` deliver again from `offset` (records of it already in the
+    /// channel still arrive: the caller skips them).
+    pub fn seek(&self, topic: &str, partition: i32, offset: i64) -> Result<(), KafkaError> {
+        self.consumer
+            .seek(topic, partition, Offset::Offset(offset), METADATA_TIMEOUT)
+            .map_err(KafkaError::Consume)
     }
 
     /// Commits `next offsets` to the group, for monitoring tools; failures are only logged,

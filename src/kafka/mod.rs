@@ -4,6 +4,7 @@
 mod compacted;
 mod consumer;
 mod error;
+mod feed;
 mod producer;
 mod topic;
 
@@ -12,5 +13,6 @@ pub use consumer::{
     subscription, topic_matches, ChangeConsumer, Consumed, ConsumedRecord, LagReport, StartOffsets,
 };
 pub use error::{KafkaError, SendError};
+pub use feed::TopicFeed;
 pub use producer::{Producer, ProducerSettings, BACKPRESSURE_PAUSE};
 pub use topic::{ensure_topic, TopicSettings};

@@ -13,6 +13,7 @@ pub mod dead_letter;
 pub mod enums;
 mod error;
 pub mod offsets;
+pub mod replay;
 pub mod run;
 pub mod schema_changes;
 pub mod verify;

@@ -21,7 +21,7 @@ use super::offsets::PartitionProgress;
 use crate::encode::decode::{source_position, DecodeError};
 use crate::encode::registry::{RegistryClient, RegistryError};
 use crate::encode::table_topic;
-use crate::event::TableChangeKind;
+use crate::event::{ColumnDescription, TableChangeKind, TableDescription};
 use crate::kafka::ConsumedRecord;
 
 /// The suffix of the schema-change topics' names.
@@ -29,11 +29,10 @@ const TOPIC_SUFFIX: &str = ".schema_changes";
 /// The value schema's name ends with this (`io.debezium.connector.<connector>.…`).
 const VALUE_NAME_SUFFIX: &str = ".SchemaChangeValue";
 
-/// The subscriptions (anchored regexes) for the schema-change topics that may go with
-/// `topics`: `<prefix>.schema_changes` for every prefix an entry can start with, up to its
-/// first `*` (`shop.l1.*` and `shop.l1.orders` give `shop` and `shop.l1`). A pattern that
-/// starts with `*` names no prefix.
-pub fn subscriptions(topics: &[String]) -> Vec<String> {
+/// The schema-change topics that may go with `topics`: `<prefix>.schema_changes` for every
+/// prefix an entry can start with, up to its first `*` (`shop.l1.*` and `shop.l1.orders` give
+/// `shop` and `shop.l1`). A pattern that starts with `*` names no prefix.
+pub fn schema_change_topics(topics: &[String]) -> Vec<String> {
     let mut prefixes: Vec<&str> = Vec::new();
     for topic in topics {
         let literal = topic.split('*').next().unwrap_or_default();
@@ -46,19 +45,8 @@ pub fn subscriptions(topics: &[String]) -> Vec<String> {
     }
     prefixes
         .into_iter()
-        .map(|prefix| format!("^{}$", regex_escape(&format!("{prefix}{TOPIC_SUFFIX}"))))
+        .map(|prefix| format!("{prefix}{TOPIC_SUFFIX}"))
         .collect()
-}
-
-fn regex_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 4);
-    for c in text.chars() {
-        if !c.is_ascii_alphanumeric() && c != '_' {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Whether records of `topic` may be schema changes.
@@ -79,12 +67,26 @@ pub struct TableChange {
     pub kind: TableChangeKind,
     /// The change's position in the source stream.
     pub position: Position,
+    /// The statement, when the source captured it.
+    pub ddl: Option<String>,
+    /// The table's definition after the change, when the source captured it.
+    pub description: Option<TableDescription>,
+    /// Its definition before (old names after a rename), when the source knew it.
+    pub previous: Option<TableDescription>,
 }
 
 impl TableChange {
     /// The table's data topic.
     pub fn topic(&self) -> String {
         table_topic(&self.prefix, &self.schema, &self.table)
+    }
+
+    /// The data topic the table had before the change: another one after a rename.
+    pub fn previous_topic(&self) -> String {
+        match &self.previous {
+            Some(previous) => table_topic(&self.prefix, &previous.schema, &previous.table),
+            None => self.topic(),
+        }
     }
 }
 
@@ -192,15 +194,96 @@ fn table_changes(payload: &Json) -> Result<Vec<TableChange>, DecodeError> {
                     "tableChanges id {id:?} is not \"schema\".\"table\""
                 ))
             })?;
+            let description = table_description(&change["table"], &schema, &table)?;
+            let previous = match change["previousId"].as_str().and_then(table_id) {
+                Some((old_schema, old_table)) => {
+                    table_description(&change["previousTable"], &old_schema, &old_table)?.or_else(
+                        || {
+                            Some(TableDescription {
+                                schema: old_schema,
+                                table: old_table,
+                                ..Default::default()
+                            })
+                        },
+                    )
+                }
+                None => table_description(&change["previousTable"], &schema, &table)?,
+            };
             Ok(TableChange {
                 prefix: prefix.to_owned(),
                 schema,
                 table,
                 kind,
                 position,
+                ddl: payload["ddl"].as_str().map(str::to_owned),
+                description,
+                previous,
             })
         })
         .collect()
+}
+
+/// A schema change event's `table` (Debezium's `Table`), `None` when null.
+fn table_description(
+    table: &Json,
+    schema: &str,
+    name: &str,
+) -> Result<Option<TableDescription>, DecodeError> {
+    if table.is_null() {
+        return Ok(None);
+    }
+    let columns = table["columns"]
+        .as_array()
+        .ok_or_else(|| malformed("a table description without columns".into()))?;
+    let text = |value: &Json| value.as_str().map(str::to_owned);
+    let int = |value: &Json| value.as_i64().and_then(|v| i32::try_from(v).ok());
+    let columns = columns
+        .iter()
+        .map(|column| {
+            Ok(ColumnDescription {
+                name: text(&column["name"])
+                    .ok_or_else(|| malformed("a column without a name".into()))?,
+                position: int(&column["position"])
+                    .ok_or_else(|| malformed("a column without a position".into()))?,
+                type_name: text(&column["typeName"]).unwrap_or_default(),
+                type_expression: text(&column["typeExpression"])
+                    .or_else(|| text(&column["typeName"]))
+                    .ok_or_else(|| malformed("a column without a type".into()))?,
+                native_type: column["nativeType"]
+                    .as_i64()
+                    .and_then(|v| u32::try_from(v).ok())
+                    .unwrap_or_default(),
+                jdbc_type: int(&column["jdbcType"]).unwrap_or_default(),
+                length: int(&column["length"]),
+                scale: int(&column["scale"]),
+                optional: column["optional"].as_bool().unwrap_or(true),
+                auto_incremented: column["autoIncremented"].as_bool().unwrap_or(false),
+                generated: column["generated"].as_bool().unwrap_or(false),
+                default_expression: text(&column["defaultValueExpression"]),
+                enum_values: column["enumValues"].as_array().map(|labels| {
+                    labels
+                        .iter()
+                        .filter_map(|l| l.as_str().map(str::to_owned))
+                        .collect()
+                }),
+            })
+        })
+        .collect::<Result<Vec<_>, DecodeError>>()?;
+    let primary_key = table["primaryKeyColumnNames"]
+        .as_array()
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|n| n.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Some(TableDescription {
+        schema: schema.to_owned(),
+        table: name.to_owned(),
+        columns,
+        primary_key,
+    }))
 }
 
 /// `"schema"."table"` (Debezium's quoting, `""` inside a name) → its two names.
@@ -238,17 +321,20 @@ fn table_id(id: &str) -> Option<(String, String)> {
 /// A topic partition.
 type Partition = (String, i32);
 
-/// A schema-change record read but not applied yet: its DROPs wait for the records of their
-/// tables that precede them.
+/// A schema-change record read but not applied yet: an ALTER or DROP waits for the records
+/// of its table that precede it, and records written after any change wait for it.
 #[derive(Debug)]
 pub struct PendingChange {
     /// The schema-change record.
     pub record: ConsumedRecord,
     /// What it says.
     pub changes: Vec<TableChange>,
-    /// The topics of the tables it drops that this sink applies.
-    pub dropped_topics: Vec<String>,
-    /// Each partition of those topics and the offset it must be applied up to (its high
+    /// The topics whose records before the change must be applied first (of the tables it
+    /// alters or drops that this sink applies; after a rename, the old name's).
+    pub waits_for: Vec<String>,
+    /// The topics whose records after the change wait for it.
+    pub blocks: Vec<String>,
+    /// Each partition of `waits_for` and the offset it must be applied up to (its high
     /// watermark when first looked at), and its low watermark; `None` until looked at.
     pub watermarks: Option<HashMap<Partition, (i64, i64)>>,
     /// Partitions where a record written after the change was met, and its offset.
@@ -256,17 +342,59 @@ pub struct PendingChange {
 }
 
 impl PendingChange {
+    /// A pending record announcing `changes`; `applies` tells the data topics this sink
+    /// applies.
+    pub fn new(
+        record: ConsumedRecord,
+        changes: Vec<TableChange>,
+        applies: impl Fn(&str) -> bool,
+    ) -> PendingChange {
+        let mut waits_for = Vec::new();
+        let mut blocks = Vec::new();
+        for change in &changes {
+            let (topic, previous) = (change.topic(), change.previous_topic());
+            if !applies(&topic) && !applies(&previous) {
+                continue;
+            }
+            if change.kind != TableChangeKind::Create && !waits_for.contains(&previous) {
+                waits_for.push(previous.clone());
+            }
+            for topic in [topic, previous] {
+                if !blocks.contains(&topic) {
+                    blocks.push(topic);
+                }
+            }
+        }
+        PendingChange {
+            record,
+            changes,
+            waits_for,
+            blocks,
+            watermarks: None,
+            met_after: HashMap::new(),
+        }
+    }
+
+    /// Where the record's first change sits in the source stream (none: first).
+    pub fn position(&self) -> Position {
+        self.changes
+            .iter()
+            .map(|change| change.position)
+            .min()
+            .unwrap_or_default()
+    }
+
     /// Whether a data record at `position` on `topic` was written after this change.
     pub fn precedes(&self, topic: &str, position: Position) -> bool {
-        self.dropped_topics.iter().any(|t| t == topic)
+        self.blocks.iter().any(|t| t == topic)
             && self.changes.iter().any(|change| position > change.position)
     }
 
-    /// Whether every partition of the dropped tables' topics is applied far enough, given
-    /// the progress stored for each (absent before any was applied).
+    /// Whether every partition of the topics it waits for is applied far enough, given the
+    /// progress stored for each (absent before any was applied).
     pub fn caught_up(&self, stored: &HashMap<Partition, PartitionProgress>) -> bool {
         let Some(watermarks) = &self.watermarks else {
-            return self.dropped_topics.is_empty();
+            return self.waits_for.is_empty();
         };
         watermarks.iter().all(|(partition, (low, high))| {
             let next = stored.get(partition).map_or(*low, |p| p.next_offset);
@@ -287,11 +415,11 @@ mod tests {
             "*.x".to_owned(),
         ];
         assert_eq!(
-            subscriptions(&topics),
+            schema_change_topics(&topics),
             [
-                "^shop\\.schema_changes$",
-                "^shop\\.l1\\.schema_changes$",
-                "^shop\\.l2\\.schema_changes$",
+                "shop.schema_changes",
+                "shop.l1.schema_changes",
+                "shop.l2.schema_changes",
             ]
         );
         assert!(is_schema_change_topic("shop.schema_changes"));
@@ -325,20 +453,19 @@ mod tests {
                 commit_lsn: 9,
                 lsn: 9,
             },
+            ddl: None,
+            description: None,
+            previous: None,
         };
-        let mut pending = PendingChange {
-            record: ConsumedRecord {
-                topic: "p.schema_changes".into(),
-                partition: 0,
-                offset: 4,
-                key: None,
-                value: None,
-            },
-            changes: vec![drop],
-            dropped_topics: vec!["p.l1.t".into()],
-            watermarks: None,
-            met_after: HashMap::new(),
+        let record = ConsumedRecord {
+            topic: "p.schema_changes".into(),
+            partition: 0,
+            offset: 4,
+            key: None,
+            value: None,
         };
+        let mut pending = PendingChange::new(record, vec![drop], |topic| topic == "p.l1.t");
+        assert_eq!(pending.waits_for, ["p.l1.t"]);
         let at = |partition: i32| ("p.l1.t".to_owned(), partition);
         let stored = |entries: &[(i32, i64)]| -> HashMap<Partition, PartitionProgress> {
             entries

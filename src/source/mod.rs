@@ -14,6 +14,7 @@
 
 pub mod catalog;
 pub mod check;
+pub mod ddl;
 pub mod discovery;
 pub mod messages;
 pub mod pgoutput;
@@ -228,6 +229,8 @@ struct Runner {
     encoder: Encoder,
     metrics: SourceMetrics,
     shutdown: watch::Receiver<bool>,
+    /// Whether DDL capture is on (its messages become schema change events).
+    ddl: bool,
 }
 
 /// Runs the source until `shutdown` becomes true (exit 0) or an error it cannot recover from.
@@ -257,7 +260,8 @@ pub async fn run(
     if report.failed() {
         return Err(SourceError::Prerequisites(report.failures()));
     }
-    let sql = options.connect_sql().await?;
+    let mut sql = options.connect_sql().await?;
+    let ddl = ddl::prepare(&mut sql, config.capture.ddl).await?;
     if let Some(signal) = &signal_table {
         setup::ensure_signal_table(&sql, signal).await?;
     }
@@ -292,6 +296,7 @@ pub async fn run(
         encoder,
         metrics,
         shutdown,
+        ddl,
     };
     if !runner.start_with_retries().await? {
         return Ok(());
@@ -571,6 +576,7 @@ impl Runner {
             status_interval: capture.status_interval,
             slot: capture.slot.clone(),
             shutdown: self.shutdown.clone(),
+            ddl: self.ddl,
         };
         let unfinished = self
             .load_state()

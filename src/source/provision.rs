@@ -1,12 +1,13 @@
 //! `cdc-source init` creates what is missing and safe to create; `teardown` drops what pgcdc
-//! created (the slot, and the publication, signal table and schema it marked) and nothing else.
+//! created (the slot, DDL capture's event triggers, functions and state table, and the
+//! publication, signal table and schema it marked) and nothing else.
 
 use tokio_postgres::Client;
 
 use super::check::CREATED_BY;
 use super::replication::ReplicationClient;
 use super::snapshot::plan::quote_ident;
-use super::{setup, Prepared, SourceError};
+use super::{ddl, setup, Prepared, SourceError};
 use crate::config::SourceConfig;
 
 /// Creates the signal table, the publication and the slot when missing; with
@@ -17,8 +18,17 @@ pub async fn init(
     fix_replica_identity: bool,
 ) -> Result<Vec<String>, SourceError> {
     let prepared = Prepared::from_config(config)?;
-    let client = prepared.options.connect_sql().await?;
+    let mut client = prepared.options.connect_sql().await?;
     let mut done = Vec::new();
+    if ddl::prepare(&mut client, config.capture.ddl).await? {
+        done.push(format!(
+            "DDL capture is on: event triggers {} and {} are ready",
+            ddl::COMMAND_END_TRIGGER,
+            ddl::SQL_DROP_TRIGGER
+        ));
+    } else {
+        done.push("DDL capture is off (`cdc-source check` says why)".to_owned());
+    }
     if fix_replica_identity {
         done.extend(set_full_identity(&client, &prepared).await?);
     }
@@ -86,12 +96,14 @@ async fn set_full_identity(
     Ok(done)
 }
 
-/// Drops the slot, and the publication, signal table and schema if pgcdc created them.
+/// Drops the slot, DDL capture's objects, and the publication, signal table and schema if
+/// pgcdc created them.
 /// Returns one line per object dropped or left.
 pub async fn teardown(config: &SourceConfig) -> Result<Vec<String>, SourceError> {
     let prepared = Prepared::from_config(config)?;
-    let client = prepared.options.connect_sql().await?;
+    let mut client = prepared.options.connect_sql().await?;
     let mut done = vec![drop_slot(&client, &config.capture.slot).await?];
+    done.extend(ddl::teardown(&mut client).await?);
     let publication = &config.capture.publication;
     done.push(
         drop_marked(

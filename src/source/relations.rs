@@ -83,6 +83,35 @@ impl RelationEntry {
     }
 }
 
+impl RelationEntry {
+    /// Whether `tuple` holds a NULL in a column the description calls `NOT NULL`: the row was
+    /// written before a `SET NOT NULL` (the catalog describes the table as it is now, the WAL
+    /// as it was).
+    pub fn has_null_in_required(&self, tuple: &[TupleValue<'_>]) -> bool {
+        tuple
+            .iter()
+            .zip(&self.tuple_columns)
+            .any(|(value, target)| {
+                matches!(value, TupleValue::Null)
+                    && target.is_some_and(|index| !self.schema.columns[index].optional)
+            })
+    }
+
+    /// This entry with the columns `tuple` holds a NULL in made optional.
+    pub fn with_nulls_allowed(&self, tuple: &[TupleValue<'_>]) -> RelationEntry {
+        let mut schema = (*self.schema).clone();
+        for (value, target) in tuple.iter().zip(&self.tuple_columns) {
+            if let (TupleValue::Null, Some(index)) = (value, target) {
+                schema.columns[*index].optional = true;
+            }
+        }
+        RelationEntry {
+            schema: Arc::new(schema),
+            ..self.clone()
+        }
+    }
+}
+
 /// Whether a parsed enum value (or array of them) holds a label `enum_type` lacks.
 fn unknown_label(value: &Value, enum_type: &PgType) -> bool {
     match (value, enum_type) {
@@ -426,6 +455,24 @@ mod tests {
         assert!(entry.has_unknown_label(&tuple(&[Some("1"), Some("elated"), None])));
         assert!(entry.has_unknown_label(&tuple(&[Some("1"), None, Some("{{ok},{elated}}")])));
         assert!(!entry.has_unknown_label(&tuple(&[Some("1"), Some("<unchanged>"), None])));
+    }
+
+    #[test]
+    fn a_null_from_before_set_not_null_makes_its_column_optional() {
+        let mut entry = entry(ReplicaIdentity::Default);
+        let mut schema = (*entry.schema).clone();
+        schema.columns[1].optional = false;
+        entry.schema = Arc::new(schema);
+        let row = tuple(&[Some("1"), None, None]);
+        assert!(entry.has_null_in_required(&row));
+        assert!(!entry.has_null_in_required(&tuple(&[Some("1"), Some("b"), None])));
+        let relaxed = entry.with_nulls_allowed(&row);
+        assert!(relaxed.schema.columns[1].optional);
+        assert!(
+            !relaxed.schema.columns[0].optional,
+            "untouched columns keep NOT NULL"
+        );
+        assert!(!relaxed.has_null_in_required(&row));
     }
 
     fn tuple<'a>(values: &[Option<&'a str>]) -> Vec<TupleValue<'a>> {

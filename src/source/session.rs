@@ -24,6 +24,7 @@ use crate::kafka::{Producer, BACKPRESSURE_PAUSE};
 use crate::lsn::Lsn;
 use crate::metrics::SourceMetrics;
 use crate::source::catalog::describe_relation;
+use crate::source::ddl::{self, message::DdlMessage};
 use crate::source::discovery::DroppedTable;
 use crate::source::messages::{self, Sender};
 use crate::source::pgoutput::{self, Decoder, Message, OldTuple, Relation, Tuple};
@@ -52,6 +53,8 @@ pub struct SessionSettings {
     pub slot: String,
     /// Becomes true when shutdown is requested.
     pub shutdown: watch::Receiver<bool>,
+    /// Whether DDL capture is on: its messages become schema change events.
+    pub ddl: bool,
 }
 
 /// A transaction being streamed: its event counters and its progress ticket.
@@ -284,7 +287,7 @@ impl<'a> Session<'a> {
             }
             Message::Insert(insert) => {
                 let entry = self
-                    .entry(insert.relation_id, [Some(&insert.new), None])
+                    .entry(insert.relation_id, [Some(&insert.new), None], true)
                     .await?;
                 if entry.captured {
                     let events = relations::insert_events(&entry, &insert, lsn, self.open()?)?;
@@ -294,7 +297,7 @@ impl<'a> Session<'a> {
             Message::Update(update) => {
                 let old = update.old.as_ref().map(OldTuple::tuple);
                 let entry = self
-                    .entry(update.relation_id, [Some(&update.new), old])
+                    .entry(update.relation_id, [Some(&update.new), old], true)
                     .await?;
                 if entry.captured {
                     let events = relations::update_events(&entry, &update, lsn, self.open()?)?;
@@ -303,7 +306,7 @@ impl<'a> Session<'a> {
             }
             Message::Delete(delete) => {
                 let entry = self
-                    .entry(delete.relation_id, [Some(delete.old.tuple()), None])
+                    .entry(delete.relation_id, [Some(delete.old.tuple()), None], false)
                     .await?;
                 if entry.captured {
                     let events = relations::delete_events(&entry, &delete, lsn, self.open()?)?;
@@ -400,15 +403,31 @@ impl<'a> Session<'a> {
         Ok(entry)
     }
 
-    /// The relation's entry for a change with these tuples, described again first when they
-    /// hold an enum label its types lack (its value schema then gets the label too).
+    /// The relation's entry for a change with these tuples (the first a whole new row when
+    /// `first_is_new_row`): described again first when they hold an enum label its types lack
+    /// (its value schema then gets the label too), with columns made optional when the new
+    /// row holds NULL where the catalog now says `NOT NULL`.
     async fn entry(
         &mut self,
         relation_id: u32,
         tuples: [Option<&Tuple<'_>>; 2],
+        first_is_new_row: bool,
     ) -> Result<Arc<RelationEntry>, SourceError> {
-        let entry = self.relations.get(relation_id)?;
-        if !entry.captured || !tuples.iter().flatten().any(|t| entry.has_unknown_label(t)) {
+        let mut entry = self.relations.get(relation_id)?;
+        if !entry.captured {
+            return Ok(entry);
+        }
+        // Only a new row is whole: an old key tuple holds NULL for every other column.
+        if let Some(tuple) = tuples[0].filter(|_| first_is_new_row) {
+            if entry.has_null_in_required(tuple) {
+                tracing::info!(table = %entry.schema.qualified_name(), "a change from before a SET NOT NULL holds a NULL: its columns are optional in the table's schema from here on");
+                let relaxed = entry.with_nulls_allowed(tuple);
+                self.encoder.register_table(&relaxed.schema).await?;
+                self.relations.insert(relaxed);
+                entry = self.relations.get(relation_id)?;
+            }
+        }
+        if !tuples.iter().flatten().any(|t| entry.has_unknown_label(t)) {
             return Ok(entry);
         }
         tracing::info!(table = %entry.schema.qualified_name(), "an enum type the table uses gained labels: describing the table again");
@@ -500,6 +519,9 @@ impl<'a> Session<'a> {
         message: &pgoutput::LogicalMessage<'_>,
         lsn: Lsn,
     ) -> Result<(), SourceError> {
+        if message.prefix == ddl::MESSAGE_PREFIX {
+            return self.ddl_message(message).await;
+        }
         match messages::sender(message.prefix, &self.settings.slot) {
             Sender::Own(kind) => return self.own_message(kind, message).await,
             Sender::Other => return Ok(()),
@@ -614,11 +636,60 @@ impl<'a> Session<'a> {
             table: dropped.table,
             kind: TableChangeKind::Drop,
             ddl: None,
+            table_description: None,
+            previous: None,
             source,
         };
         let record = self.encoder.encode_schema_change(&change, now_us())?;
         self.send(&record, ticket).await?;
         tracing::info!(table = %format!("{}.{}", change.schema, change.table), "published the table's DROP schema change");
+        Ok(())
+    }
+
+    /// A DDL capture message (any source's event trigger emits it, every source reads it): for
+    /// a captured table, its schema change goes out once every record before it is
+    /// acknowledged, and nothing after it is handled before the broker acknowledged the change
+    /// itself. A consumer thus finds every record of the table written before the change
+    /// before the change, and the change before every record written after it.
+    async fn ddl_message(
+        &mut self,
+        message: &pgoutput::LogicalMessage<'_>,
+    ) -> Result<(), SourceError> {
+        if !self.settings.ddl {
+            return Ok(());
+        }
+        let Some(transaction) = self.transaction.as_ref().filter(|_| message.transactional) else {
+            tracing::warn!("ignoring a non-transactional DDL capture message");
+            return Ok(());
+        };
+        // A message's LSN is where its record ends, which is where the next record (a row of
+        // the same transaction) may start: one less is still within the message's record and
+        // strictly between the rows before it and those after it.
+        let (ticket, source) = (
+            transaction.ticket,
+            SourcePosition {
+                commit_ts_us: transaction.events.commit_ts_us,
+                txid: Some(transaction.events.xid),
+                lsn: Some(Lsn(message.lsn.0.saturating_sub(1))),
+                commit_lsn: Some(transaction.events.commit_lsn),
+                snapshot: Default::default(),
+            },
+        );
+        let parsed = DdlMessage::parse(message.content)
+            .and_then(|ddl| ddl.schema_change(&self.settings.filter, source));
+        let change = match parsed {
+            Ok(Some(change)) => change,
+            Ok(None) => return Ok(()),
+            Err(error) => {
+                tracing::warn!(%error, content = %String::from_utf8_lossy(message.content), "ignoring an unreadable DDL capture message");
+                return Ok(());
+            }
+        };
+        self.await_acknowledged().await?;
+        let record = self.encoder.encode_schema_change(&change, now_us())?;
+        self.send(&record, ticket).await?;
+        self.await_acknowledged().await?;
+        tracing::info!(table = %format!("{}.{}", change.schema, change.table), kind = change.kind.as_str(), ddl = change.ddl.as_deref().unwrap_or(""), "published a schema change");
         Ok(())
     }
 

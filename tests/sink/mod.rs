@@ -144,3 +144,4 @@ async fn a_truncate_empties_the_target_table_between_changes() {
     );
     assert_eq!(capture.stop(), 0);
 }
+mod ddl;

@@ -35,8 +35,9 @@ async fn an_added_table_is_snapshotted_incrementally_under_load_and_resumes_afte
     let config = capture.config(&["l1.a", "l1.b"], extra, "");
     let mut first = CdcProcess::run(&config);
     // About 2,000 chunks of 100 rows; killed once a chunk's progress is in the offsets topic,
-    // long before the last chunk.
-    let progressed = eventually(WAIT * 3, || async {
+    // long before the last chunk. The request sits behind the writers' backlog in the WAL,
+    // which a loaded machine (the whole suite on two cores) takes minutes to decode.
+    let progressed = eventually(WAIT * 6, || async {
         snapshot_rows(&capture, "l1.b").await > 0
     })
     .await;

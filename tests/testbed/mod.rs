@@ -185,6 +185,14 @@ async fn persistent_broker_keeps_data_across_restart() {
 const SCHEMA_V1: &str = r#"{"type":"record","name":"Item","fields":[{"name":"id","type":"int"}]}"#;
 const SCHEMA_V2: &str = r#"{"type":"record","name":"Item","fields":[{"name":"id","type":"int"},{"name":"name","type":["null","string"],"default":null}]}"#;
 
+/// V2 plus a required field without a default.
+const SCHEMA_V3_REQUIRED: &str = r#"{"type":"record","name":"Item","fields":[{"name":"id","type":"int"},{"name":"name","type":["null","string"],"default":null},{"name":"qty","type":"int"}]}"#;
+/// Only an optional field.
+const SCHEMA_V4_NO_ID: &str = r#"{"type":"record","name":"Item","fields":[{"name":"name","type":["null","string"],"default":null}]}"#;
+/// Only a required field the latest version lacks.
+const SCHEMA_V5_QTY_ONLY: &str =
+    r#"{"type":"record","name":"Item","fields":[{"name":"qty","type":"int"}]}"#;
+
 async fn call(method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {
     let mut request = reqwest::Client::new()
         .request(method, url)
@@ -277,6 +285,134 @@ async fn registry_speaks_the_confluent_api() {
     )
     .await;
     assert_eq!((status, &invalid["error_code"]), (422, &json!(42201)));
+}
+
+/// BACKWARD by default, as Confluent and Redpanda: a new required field is refused with 409,
+/// an optional one with a default is not; the levels are set and read with Confluent's shapes.
+#[tokio::test]
+async fn registry_enforces_compatibility_levels() {
+    use crate::support::registry::{Compatibility, SchemaRegistry};
+    use reqwest::Method;
+    let registry = SchemaRegistry::start();
+    let base = registry.url();
+    let subject = "shop.l1.people-value";
+    let versions = format!("{base}/subjects/{subject}/versions");
+    let config = format!("{base}/config/{subject}");
+    let register = |schema: &'static str| {
+        call(
+            Method::POST,
+            versions.clone(),
+            Some(json!({ "schema": schema })),
+        )
+    };
+
+    assert_eq!(
+        call(Method::GET, format!("{base}/config"), None).await,
+        (200, json!({"compatibilityLevel": "BACKWARD"}))
+    );
+    let (status, unset) = call(Method::GET, config.clone(), None).await;
+    assert_eq!((status, &unset["error_code"]), (404, &json!(40408)));
+    assert_eq!(
+        call(Method::GET, format!("{config}?defaultToGlobal=true"), None).await,
+        (200, json!({"compatibilityLevel": "BACKWARD"}))
+    );
+
+    let (status, v1) = register(SCHEMA_V1).await;
+    assert_eq!(status, 200, "{v1}");
+    let (status, v2) = register(SCHEMA_V2).await;
+    assert_eq!(
+        status, 200,
+        "an optional field with a default is BACKWARD: {v2}"
+    );
+    let (status, refused) = register(SCHEMA_V3_REQUIRED).await;
+    assert_eq!(
+        (status, &refused["error_code"]),
+        (409, &json!(409)),
+        "{refused}"
+    );
+    let message = refused["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!(
+            "Schema being registered is incompatible with an earlier schema for subject \"{subject}\", details: ["
+        )) && message.contains("'BACKWARD'"),
+        "{message}"
+    );
+    let (status, compatible) = call(
+        Method::POST,
+        format!("{base}/compatibility/subjects/{subject}/versions/latest?verbose=true"),
+        Some(json!({ "schema": SCHEMA_V3_REQUIRED })),
+    )
+    .await;
+    assert_eq!((status, &compatible["is_compatible"]), (200, &json!(false)));
+    assert!(!compatible["messages"].as_array().unwrap().is_empty());
+    // A schema the subject already has is answered with its id, whatever the level.
+    assert_eq!(register(SCHEMA_V1).await, (200, v1.clone()));
+
+    // FORWARD: the old schema must read the new data, so adding a required field is fine;
+    // FULL_TRANSITIVE: dropping the required id is not, as version 1 could not read the data.
+    assert_eq!(
+        call(
+            Method::PUT,
+            config.clone(),
+            Some(json!({"compatibility": "FORWARD"}))
+        )
+        .await,
+        (200, json!({"compatibility": "FORWARD"}))
+    );
+    let (status, _) = register(SCHEMA_V3_REQUIRED).await;
+    assert_eq!(status, 200);
+    registry.set_compatibility(Some(subject), Compatibility::FullTransitive);
+    assert_eq!(
+        call(Method::GET, config.clone(), None).await,
+        (200, json!({"compatibilityLevel": "FULL_TRANSITIVE"}))
+    );
+    let (status, _) = register(SCHEMA_V4_NO_ID).await;
+    assert_eq!(status, 409, "v1 cannot read data without its required id");
+
+    // NONE accepts anything; deleting the subject's level brings back the global one.
+    let (status, _) = call(
+        Method::PUT,
+        config.clone(),
+        Some(json!({"compatibility": "none"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = register(SCHEMA_V4_NO_ID).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        call(Method::DELETE, config.clone(), None).await,
+        (200, json!({"compatibilityLevel": "NONE"}))
+    );
+    assert_eq!(
+        registry.compatibility(Some(subject)),
+        Compatibility::Backward
+    );
+    let (status, _) = register(SCHEMA_V5_QTY_ONLY).await;
+    assert_eq!(
+        status, 409,
+        "BACKWARD again after the subject's level is deleted"
+    );
+    let (status, bad) = call(
+        Method::PUT,
+        format!("{base}/config"),
+        Some(json!({"compatibility": "SIDEWAYS"})),
+    )
+    .await;
+    assert_eq!((status, &bad["error_code"]), (422, &json!(42203)));
+    assert_eq!(
+        call(
+            Method::PUT,
+            format!("{base}/config"),
+            Some(json!({"compatibility": "NONE"}))
+        )
+        .await,
+        (200, json!({"compatibility": "NONE"}))
+    );
+    let (status, _) = register(SCHEMA_V5_QTY_ONLY).await;
+    assert_eq!(
+        status, 200,
+        "the global NONE applies to a subject without a level"
+    );
 }
 
 #[tokio::test]

@@ -24,15 +24,13 @@ use super::ddl::{self, TargetTable};
 use super::dead_letter::DeadLetters;
 use super::enums::TargetEnums;
 use super::offsets::{self, Partition, PartitionProgress};
-use super::schema_changes::{
-    self, is_schema_change_topic, PendingChange, SchemaChangeReader, TableChange,
-};
+use super::schema_changes::{self, is_schema_change_topic, PendingChange, SchemaChangeReader};
 use super::SinkError;
 use crate::config::{Format, SinkConfig};
 use crate::encode::decode::{DecodeError, RecordDecoder};
 use crate::encode::registry::RegistryClient;
 use crate::kafka::{
-    subscription, ChangeConsumer, Consumed, ConsumedRecord, KafkaError, StartOffsets,
+    subscription, ChangeConsumer, Consumed, ConsumedRecord, KafkaError, StartOffsets, TopicFeed,
 };
 use crate::metrics::SinkMetrics;
 use crate::pg::PgConnectOptions;
@@ -123,8 +121,8 @@ struct Decoders {
 enum Item {
     /// A row change (or truncate) of a table.
     Change(SinkChange),
-    /// Changes to tables' definitions, from a schema-change topic.
-    SchemaChanges(Vec<TableChange>),
+    /// A schema change event (read and applied through the schema-change feed).
+    SchemaChange,
 }
 
 impl Decoders {
@@ -145,8 +143,8 @@ impl Decoders {
     async fn decode(&mut self, record: &ConsumedRecord) -> Result<Option<Item>, DecodeError> {
         let (key, value) = (record.key.as_deref(), record.value.as_deref());
         if let Some(value) = value.filter(|_| is_schema_change_topic(&record.topic)) {
-            if let Some(changes) = self.schema_changes.read(value).await? {
-                return Ok(Some(Item::SchemaChanges(changes)));
+            if self.schema_changes.read(value).await?.is_some() {
+                return Ok(Some(Item::SchemaChange));
             }
         }
         let avro = value.or(key).is_some_and(|bytes| bytes.first() == Some(&0));
@@ -159,6 +157,13 @@ impl Decoders {
 struct Decoded {
     record: ConsumedRecord,
     change: Result<Option<Item>, DecodeError>,
+}
+
+impl Decoded {
+    /// Whether it is a change with a source position (a schema change may precede it).
+    fn has_position(&self) -> bool {
+        matches!(&self.change, Ok(Some(Item::Change(change))) if change.position != Default::default())
+    }
 }
 
 /// What the decoding task hands over.
@@ -231,6 +236,13 @@ struct Session<'a> {
     pending: Pending,
     /// Schema changes read and not applied yet, in the order they were read.
     pending_changes: VecDeque<PendingChange>,
+    /// Reads the schema-change topics (`None` while a read is under way).
+    feed: Option<TopicFeed>,
+    /// Partitions held back behind a schema change, from this offset on.
+    held: HashMap<Partition, i64>,
+    /// Released partitions delivering again from this offset; their records before it (still
+    /// in the channel from before) are skipped.
+    released: HashMap<Partition, i64>,
 }
 
 /// Target tables and statements of a session.
@@ -259,13 +271,22 @@ async fn session(
             .map(|(p, progress)| (p.clone(), progress.next_offset))
             .collect(),
     ));
-    let mut subscriptions: Vec<String> = config
+    let subscriptions: Vec<String> = config
         .apply
         .topics
         .iter()
         .map(|t| subscription(t))
         .collect();
-    subscriptions.extend(schema_changes::subscriptions(&config.apply.topics));
+    let feed = TopicFeed::new(
+        &config.kafka.brokers,
+        schema_changes::schema_change_topics(&config.apply.topics),
+        &config.kafka.options,
+        applied
+            .iter()
+            .filter(|((topic, _), _)| is_schema_change_topic(topic))
+            .map(|(p, progress)| (p.clone(), progress.next_offset))
+            .collect(),
+    )?;
     let (consumer, consumed) = ChangeConsumer::start(
         &config.kafka.brokers,
         &config.apply.group_id,
@@ -305,7 +326,11 @@ async fn session(
         },
         pending: Pending::default(),
         pending_changes: VecDeque::new(),
+        feed: Some(feed),
+        held: HashMap::new(),
+        released: HashMap::new(),
     };
+    session.read_schema_changes().await?;
     let mut deadline: Option<tokio::time::Instant> = None;
     let mut changes_timer = tokio::time::interval(PENDING_CHANGE_RETRY);
     loop {
@@ -322,13 +347,23 @@ async fn session(
                 session.flush().await?;
                 deadline = None;
             }
-            _ = changes_timer.tick(), if !session.pending_changes.is_empty() => {
+            _ = changes_timer.tick() => {
+                session.read_schema_changes().await?;
                 session.apply_pending_changes().await?;
             }
             decoded = records.recv() => match decoded {
                 Some(DecodedChunk::Records(chunk)) => {
+                    // Every schema change before these records is in the broker by now.
+                    // Records without a position (an initial snapshot's) precede them all.
+                    if chunk.iter().any(Decoded::has_position) {
+                        session.read_schema_changes().await?;
+                    }
                     for decoded in chunk {
-                        session.wait_for_pending_changes(&decoded).await?;
+                        if session.held_back(&decoded)
+                            || session.wait_for_pending_changes(&decoded).await?
+                        {
+                            continue;
+                        }
                         session.take(decoded)?;
                         if session.pending.changes >= config.apply.batch_size {
                             session.flush().await?;
@@ -362,30 +397,10 @@ impl Session<'_> {
         }
         let mut progress = stored.unwrap_or_default();
         progress.next_offset = record.offset + 1;
-        let behind_schema_change = self
-            .pending_changes
-            .iter()
-            .any(|p| p.record.topic == record.topic && p.record.partition == record.partition);
         match change {
-            Ok(Some(Item::SchemaChanges(changes))) => {
-                // Stored when applied, in the order read (see `apply_pending_changes`).
-                self.queue_schema_changes(record, changes);
-                return Ok(());
-            }
-            // Nothing else of a schema-change partition may store its offset past a schema
-            // change that waits.
-            change if behind_schema_change => {
-                if let Err(error) = change {
-                    if error.is_transient() {
-                        return Err(SinkError::Registry(Box::new(error)));
-                    }
-                    poison(&mut self.dead_letters, self.metrics, &record, &error.to_string(), None)?;
-                }
-                self.queue_schema_changes(record, Vec::new());
-                return Ok(());
-            }
-            // A data topic that only the schema-change subscriptions matched.
-            Ok(Some(Item::Change(_))) if !self.applies(&record.topic) => {}
+            // A pattern of `apply.topics` matched a schema-change topic: its records are read,
+            // applied and stored through the schema-change feed.
+            Ok(Some(Item::SchemaChange)) => return Ok(()),
             Ok(None) => {}
             Ok(Some(Item::Change(change)))
                 if offsets::already_applied(stored.as_ref(), change.position) =>

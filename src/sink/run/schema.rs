@@ -1,15 +1,24 @@
-//! The session's side of schema changes (see [`crate::sink::schema_changes`]): queueing them
-//! as they are read, holding back records written after a DROP, and applying each in its turn.
+//! The session's side of schema changes (see [`crate::sink::schema_changes`]): reading them
+//! from their own feed before each chunk of records, holding back a partition whose next record
+//! was written after a change that cannot be applied yet, and applying each change in its turn.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
-use super::{begin, Decoded, Item, Session};
+use tokio_postgres::Transaction;
+
+use super::{begin, poison, Decoded, Item, Session};
+use crate::config::{DdlMode, SinkConfig};
 use crate::event::TableChangeKind;
-use crate::kafka::{topic_matches, ConsumedRecord};
-use crate::sink::ddl::quote_ident;
-use crate::sink::offsets;
+use crate::kafka::{topic_matches, KafkaError};
+use crate::sink::ddl::{quote_ident, TargetTable};
+use crate::sink::offsets::{self, Partition};
+use crate::sink::replay;
 use crate::sink::schema_changes::{PendingChange, TableChange};
 use crate::sink::SinkError;
+
+/// How long the schema-change topics are asked for again before the session gives up.
+const FEED_PATIENCE: Duration = Duration::from_secs(120);
 
 impl Session<'_> {
     /// Whether this sink applies `topic`.
@@ -21,41 +30,114 @@ impl Session<'_> {
             .any(|pattern| topic_matches(pattern, topic))
     }
 
-    /// Queues a schema-change record; it is applied (and its offset stored) in its turn.
-    pub(super) fn queue_schema_changes(
-        &mut self,
-        record: ConsumedRecord,
-        changes: Vec<TableChange>,
-    ) {
-        let dropped_topics = changes
-            .iter()
-            .filter(|change| change.kind == TableChangeKind::Drop)
-            .map(TableChange::topic)
-            .filter(|topic| self.applies(topic))
-            .collect();
-        self.pending_changes.push_back(PendingChange {
-            record,
-            changes,
-            dropped_topics,
-            watermarks: None,
-            met_after: HashMap::new(),
-        });
+    /// Reads the schema-change topics up to their current end and queues what is new: every
+    /// change that precedes a record consumed before now is then known. A broker too busy to
+    /// answer is asked again for [`FEED_PATIENCE`] (records wait meanwhile), not the session
+    /// ended: a new session would ask the same busy broker again after a rebalance.
+    pub(super) async fn read_schema_changes(&mut self) -> Result<(), SinkError> {
+        let started = Instant::now();
+        loop {
+            match self.read_schema_changes_once().await {
+                Err(SinkError::Consumer(
+                    error @ (KafkaError::Watermarks { .. } | KafkaError::Consume(_)),
+                )) if started.elapsed() < FEED_PATIENCE => {
+                    tracing::warn!(%error, "reading the schema-change topics failed; asking again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                outcome => return outcome,
+            }
+        }
     }
 
-    /// A record written after a pending DROP of its table must not be applied before it: the
-    /// batch before it is applied and the DROP with it when the table's other partitions are
-    /// that far too; otherwise the session ends, to read the record again later.
+    async fn read_schema_changes_once(&mut self) -> Result<(), SinkError> {
+        let Some(mut feed) = self.feed.take() else {
+            return Ok(());
+        };
+        let look_for_new_topics = self.consumer.take_assignment();
+        let (feed, read) = tokio::task::spawn_blocking(move || {
+            let read = feed.read_to_end(look_for_new_topics);
+            (feed, read)
+        })
+        .await
+        .map_err(|_| SinkError::ConsumerStopped)?;
+        self.feed = Some(feed);
+        let mut read_now = Vec::new();
+        for record in read.map_err(|e: KafkaError| SinkError::from(e))? {
+            let partition = (record.topic.clone(), record.partition);
+            if self
+                .applied
+                .get(&partition)
+                .is_some_and(|p| record.offset < p.next_offset)
+            {
+                continue;
+            }
+            let Some(value) = record.value.as_deref() else {
+                continue;
+            };
+            match self.decoders.schema_changes.read(value).await {
+                Ok(Some(changes)) => {
+                    read_now.push(PendingChange::new(record, changes, |t| self.applies(t)));
+                }
+                // A data topic of a table named `schema_changes`: its records are applied as
+                // data.
+                Ok(None) => {}
+                Err(error) if error.is_transient() => {
+                    return Err(SinkError::Registry(Box::new(error)))
+                }
+                Err(error) => {
+                    poison(
+                        &mut self.dead_letters,
+                        self.metrics,
+                        &record,
+                        &error.to_string(),
+                        None,
+                    )?;
+                    read_now.push(PendingChange::new(record, Vec::new(), |_| false));
+                }
+            }
+        }
+        // The changes of different tables are on different partitions, read in no particular
+        // order; the source published them one at a time, each acknowledged before the next,
+        // so everything read now follows what was read before, and sorting them by position
+        // restores the order they happened in.
+        read_now.sort_by_key(PendingChange::position);
+        self.pending_changes.extend(read_now);
+        Ok(())
+    }
+
+    /// Whether `decoded` is to be dropped: its partition is held back, or delivers again from
+    /// an earlier offset after being released and has not reached it yet.
+    pub(super) fn held_back(&mut self, decoded: &Decoded) -> bool {
+        let record = &decoded.record;
+        let partition = (record.topic.clone(), record.partition);
+        if self.held.contains_key(&partition) {
+            return true;
+        }
+        match self.released.get(&partition) {
+            Some(&from) if record.offset == from => {
+                self.released.remove(&partition);
+                false
+            }
+            Some(_) => true,
+            None => false,
+        }
+    }
+
+    /// A record written after a pending schema change of its table must not be applied before
+    /// it: the batch before it is applied, and the change with it when the table's other
+    /// partitions are that far too; otherwise its partition is held back (`true`) until the
+    /// change is applied, and then delivers again from this record.
     pub(super) async fn wait_for_pending_changes(
         &mut self,
         decoded: &Decoded,
-    ) -> Result<(), SinkError> {
+    ) -> Result<bool, SinkError> {
         let Ok(Some(Item::Change(change))) = &decoded.change else {
-            return Ok(());
+            return Ok(false);
         };
         let record = &decoded.record;
         let blocked = |pending: &PendingChange| pending.precedes(&record.topic, change.position);
         if !self.pending_changes.iter().any(blocked) {
-            return Ok(());
+            return Ok(false);
         }
         let partition = (record.topic.clone(), record.partition);
         for pending in self.pending_changes.iter_mut().filter(|p| blocked(p)) {
@@ -66,29 +148,28 @@ impl Session<'_> {
         }
         self.flush().await?;
         self.apply_pending_changes().await?;
-        match self.pending_changes.iter().find(|p| blocked(p)) {
-            None => Ok(()),
-            Some(pending) => Err(SinkError::WaitingForDrop {
-                topic: record.topic.clone(),
-                partition: record.partition,
-                table: pending
-                    .changes
-                    .iter()
-                    .map(|c| format!("{}.{}", c.schema, c.table))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            }),
+        if !self.pending_changes.iter().any(blocked) {
+            return Ok(false);
         }
+        tracing::debug!(
+            topic = record.topic,
+            partition = record.partition,
+            offset = record.offset,
+            "holding the partition back until a schema change before this record is applied"
+        );
+        self.held.insert(partition, record.offset);
+        Ok(true)
     }
 
     /// Applies the queued schema changes whose tables' earlier records are all applied, in
-    /// the order they were read.
+    /// the order they were read; then held-back partitions deliver again.
     pub(super) async fn apply_pending_changes(&mut self) -> Result<(), SinkError> {
+        let mut applied_any = false;
         while let Some(front) = self.pending_changes.front_mut() {
-            if !front.dropped_topics.is_empty() {
+            if !front.waits_for.is_empty() {
                 if front.watermarks.is_none() {
                     let mut marks = HashMap::new();
-                    for topic in &front.dropped_topics {
+                    for topic in &front.waits_for {
                         for (partition, low_high) in self.consumer.watermarks(topic).await? {
                             marks.insert((topic.clone(), partition), low_high);
                         }
@@ -96,85 +177,108 @@ impl Session<'_> {
                     front.watermarks = Some(marks);
                 }
                 let group = &self.config.apply.group_id;
-                let stored =
-                    offsets::stored_for(&self.client, group, &front.dropped_topics).await?;
+                let stored = offsets::stored_for(&self.client, group, &front.waits_for).await?;
                 if !front.caught_up(&stored) {
-                    return Ok(());
+                    break;
                 }
             }
             let pending = self.pending_changes.pop_front().expect("a front");
             self.apply_schema_change(pending).await?;
+            applied_any = true;
+        }
+        if applied_any {
+            for (partition, offset) in std::mem::take(&mut self.held) {
+                self.consumer.seek(&partition.0, partition.1, offset)?;
+                self.released.insert(partition, offset);
+            }
         }
         Ok(())
     }
 
-    /// Applies one schema-change record and stores its offset, in one target transaction.
+    /// Applies one schema-change record and stores its offset, in one target transaction. A
+    /// change the target refuses goes to the dead-letter topic, or stops the sink.
     async fn apply_schema_change(&mut self, pending: PendingChange) -> Result<(), SinkError> {
         let config = self.config;
+        let replaying = config.apply.ddl == DdlMode::Apply;
+        if replaying {
+            for change in pending.changes.iter().filter(|c| defines(c.kind)) {
+                if let Some(description) = &change.description {
+                    let table = replay::sink_table(description, &config.apply.target_schema, &[]);
+                    self.writer
+                        .enums
+                        .prepare(&self.client, &table, &config.apply.target_schema)
+                        .await?;
+                }
+            }
+        }
         let group = &config.apply.group_id;
         let record = &pending.record;
-        let partition = (record.topic.clone(), record.partition);
-        let tx = begin(&mut self.client, false).await?;
+        let partition: Partition = (record.topic.clone(), record.partition);
+        let mut tx = begin(&mut self.client, false).await?;
         let stored = offsets::lock(&tx, group, std::iter::once(&partition))
             .await?
             .get(&partition)
             .copied();
         if let Some(stored) = stored.filter(|s| s.next_offset > record.offset) {
-            return Err(SinkError::Fenced {
-                topic: record.topic.clone(),
-                partition: record.partition,
-                stored: stored.next_offset,
-                consumed: record.offset,
-            });
+            // Another sink of the group applied it.
+            drop(tx);
+            self.applied.insert(partition, stored);
+            return Ok(());
         }
         let mut progress = stored.unwrap_or_default();
         for change in &pending.changes {
-            if offsets::already_applied(stored.as_ref(), change.position) {
+            // Unlike rows, a change at exactly the stored position is the same change again
+            // (each has a position of its own): replaying a CREATE after a later rename would
+            // make the table again.
+            if stored.is_some_and(|s| change.position <= s.position) {
                 continue;
             }
             progress.position = progress.position.max(change.position);
-            if change.kind != TableChangeKind::Drop
-                || !pending.dropped_topics.contains(&change.topic())
+            let ours = pending.blocks.contains(&change.topic());
+            if change.kind == TableChangeKind::Drop {
+                if ours {
+                    drop_table(&tx, config, change, &mut self.writer.targets).await?;
+                }
+                continue;
+            }
+            if !ours || !replaying {
+                continue;
+            }
+            let savepoint = tx
+                .savepoint("pgcdc_schema_change")
+                .await
+                .map_err(|e| SinkError::target("create a savepoint", e))?;
+            let outcome = replay_change(&savepoint, config, change).await;
+            for (schema, table) in [
+                change.previous.as_ref().map(|p| (&p.schema, &p.table)),
+                Some((&change.schema, &change.table)),
+            ]
+            .into_iter()
+            .flatten()
             {
-                continue;
+                let target = (config.target_schema(schema).to_owned(), table.clone());
+                self.writer.targets.remove(&target);
             }
-            let target = (
-                config.target_schema(&change.schema).to_owned(),
-                change.table.clone(),
-            );
-            let quoted = format!("{}.{}", quote_ident(&target.0), quote_ident(&target.1));
-            let source = format!("{}.{}", change.schema, change.table);
-            // Records of its topic can be read before the DROP (they are on other topics): if
-            // some written after the drop were applied, a table of the same name was created
-            // since, and the target table now holds its rows.
-            // Locked, so no other sink of the group applies records of it meanwhile.
-            let written_since = offsets::lock_topic(&tx, group, &change.topic())
-                .await?
-                .iter()
-                .any(|p| p.position > change.position);
-            if written_since {
-                tracing::warn!(source, target = quoted, "the source table was dropped and made again under its name before the sink read the DROP: the target table is kept (rows of the dropped table may remain in it)");
-                continue;
-            }
-            if config.apply.drop_tables {
-                tx.batch_execute(&format!("DROP TABLE IF EXISTS {quoted}"))
+            self.writer.applier.reset();
+            match outcome {
+                Ok(()) => savepoint
+                    .commit()
                     .await
-                    .map_err(|e| SinkError::target(format!("drop table {quoted}"), e))?;
-            }
-            offsets::forget_table(&tx, group, (&target.0, &target.1)).await?;
-            self.writer.targets.remove(&target);
-            if config.apply.drop_tables {
-                tracing::info!(
-                    source,
-                    target = quoted,
-                    "the source table is gone: dropped the target table"
-                );
-            } else {
-                tracing::info!(
-                    source,
-                    target = quoted,
-                    "the source table is gone: kept the target table (apply.drop_tables = false)"
-                );
+                    .map_err(|e| SinkError::target("release a savepoint", e))?,
+                Err(error) if !error.is_transient() => {
+                    savepoint
+                        .rollback()
+                        .await
+                        .map_err(|e| SinkError::target("roll back a savepoint", e))?;
+                    poison(
+                        &mut self.dead_letters,
+                        self.metrics,
+                        record,
+                        &error.to_string(),
+                        error.sql_state(),
+                    )?;
+                }
+                Err(error) => return Err(error),
             }
         }
         progress.next_offset = record.offset + 1;
@@ -192,4 +296,128 @@ impl Session<'_> {
             .commit(&HashMap::from([(partition, progress.next_offset)]));
         Ok(())
     }
+}
+
+/// Applies a table's DROP: the table leaves `pgcdc.sink_tables`, and is dropped with
+/// `apply.drop_tables` unless a table of its name was made since.
+async fn drop_table(
+    tx: &Transaction<'_>,
+    config: &SinkConfig,
+    change: &TableChange,
+    targets: &mut HashMap<(String, String), TargetTable>,
+) -> Result<(), SinkError> {
+    let group = &config.apply.group_id;
+    let target = (
+        config.target_schema(&change.schema).to_owned(),
+        change.table.clone(),
+    );
+    let quoted = quoted(&target.0, &target.1);
+    let source = format!("{}.{}", change.schema, change.table);
+    // Records of its topic can be read before the DROP (they are on other topics): if some
+    // written after the drop were applied, a table of the same name was created since, and
+    // the target table now holds its rows. Locked, so no other sink of the group applies
+    // records of it meanwhile.
+    let written_since = offsets::lock_topic(tx, group, &change.topic())
+        .await?
+        .iter()
+        .any(|p| p.position > change.position);
+    if written_since {
+        tracing::warn!(source, target = quoted, "the source table was dropped and made again under its name before the sink read the DROP: the target table is kept (rows of the dropped table may remain in it)");
+        return Ok(());
+    }
+    if config.apply.drop_tables {
+        tx.batch_execute(&format!("DROP TABLE IF EXISTS {quoted}"))
+            .await
+            .map_err(|e| SinkError::target(format!("drop table {quoted}"), e))?;
+    }
+    offsets::forget_table(tx, group, (&target.0, &target.1)).await?;
+    targets.remove(&target);
+    if config.apply.drop_tables {
+        tracing::info!(
+            source,
+            target = quoted,
+            "the source table is gone: dropped the target table"
+        );
+    } else {
+        tracing::info!(
+            source,
+            target = quoted,
+            "the source table is gone: kept the target table (apply.drop_tables = false)"
+        );
+    }
+    Ok(())
+}
+
+/// Replays a CREATE or ALTER on the target: moves a renamed table, then creates the table or
+/// takes its columns and key from the definition before the change to the one after.
+async fn replay_change(
+    tx: &Transaction<'_>,
+    config: &SinkConfig,
+    change: &TableChange,
+) -> Result<(), SinkError> {
+    let target_schema = &config.apply.target_schema;
+    let group = &config.apply.group_id;
+    let to = (config.target_schema(&change.schema), change.table.as_str());
+    let table = quoted(to.0, to.1);
+    if let Some(previous) = &change.previous {
+        let from = (
+            config.target_schema(&previous.schema),
+            previous.table.as_str(),
+        );
+        if from != to
+            && replay::target_shape(tx, from.0, from.1).await?.is_some()
+            && replay::target_shape(tx, to.0, to.1).await?.is_none()
+        {
+            run_statements(tx, &replay::rename_statements(from, to), change, &table).await?;
+            offsets::forget_table(tx, group, from).await?;
+            offsets::record_table(tx, group, (&change.schema, &change.table), to).await?;
+        }
+    }
+    let Some(description) = &change.description else {
+        return Ok(());
+    };
+    let known = replay::known_types(tx, description).await?;
+    let statements = match replay::target_shape(tx, to.0, to.1).await? {
+        Some(shape) => {
+            let previous = change.previous.as_ref().filter(|p| !p.columns.is_empty());
+            replay::alter_statements(&table, &shape, previous, description, target_schema, &known)
+        }
+        None if change.kind == TableChangeKind::Create || config.apply.create_tables => {
+            let statements = replay::create_statements(description, to, target_schema, &known);
+            offsets::record_table(tx, group, (&change.schema, &change.table), to).await?;
+            statements
+        }
+        None => Vec::new(),
+    };
+    run_statements(tx, &statements, change, &table).await
+}
+
+/// Runs `statements` for `table`, naming the schema change in the error.
+async fn run_statements(
+    tx: &Transaction<'_>,
+    statements: &[String],
+    change: &TableChange,
+    table: &str,
+) -> Result<(), SinkError> {
+    for statement in statements {
+        tx.batch_execute(statement).await.map_err(|e| {
+            let ddl = change.ddl.as_deref().unwrap_or("(statement not captured)");
+            SinkError::target(
+                format!("replay the schema change `{ddl}` on {table} with `{statement}`"),
+                e,
+            )
+        })?;
+        tracing::info!(table, statement, "replayed a source schema change");
+    }
+    Ok(())
+}
+
+/// A target table's quoted name.
+fn quoted(schema: &str, table: &str) -> String {
+    format!("{}.{}", quote_ident(schema), quote_ident(table))
+}
+
+/// Whether `kind` changes a table's definition (rather than ending it).
+fn defines(kind: TableChangeKind) -> bool {
+    matches!(kind, TableChangeKind::Create | TableChangeKind::Alter)
 }

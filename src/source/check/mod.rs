@@ -10,7 +10,7 @@ use tokio_postgres::Client;
 mod tables;
 
 use super::replication::{ReplicationClient, ReplicationError};
-use super::{producer_for, setup, Prepared, SourceError};
+use super::{ddl, producer_for, setup, Prepared, SourceError};
 use crate::config::{Format, SourceConfig};
 use crate::encode::registry::RegistryClient;
 use crate::pg::{PgConnectError, PgConnectOptions, SslMode};
@@ -248,7 +248,17 @@ impl PostgresChecks<'_> {
             self.publication(&tables).await?;
         }
         self.slot(purpose).await?;
-        self.signal_table().await
+        self.signal_table().await?;
+        self.ddl_capture().await
+    }
+
+    /// Whether DDL capture is on, possible with this role, and what is lost without it.
+    async fn ddl_capture(&mut self) -> Result<(), SourceError> {
+        let facts = ddl::facts(self.client).await?;
+        let (verdict, message) =
+            ddl::DdlDecision::new(self.config.capture.ddl, &facts).line(&facts);
+        self.report.add(verdict, "DDL capture", message);
+        Ok(())
     }
 
     /// TLS is only a warning: a loopback or private network may not need it.

@@ -1,0 +1,295 @@
+//! Schema changes replayed on the target in their place among the rows (issue 13): every DDL
+//! kind under a concurrent writer, DDL between two rows of one key, and kill -9 of both
+//! processes during a migration.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_postgres::Client;
+
+use super::target::Target;
+use crate::support::capture::Capture;
+use crate::support::postgres::REPLICATOR;
+use crate::support::process::CdcProcess;
+use crate::support::registry::{shared_registry, Compatibility};
+
+/// The source configuration with DDL capture on, as a superuser (event triggers need one).
+fn ddl_config(capture: &Capture<'_>) -> String {
+    capture
+        .config(&["l1.*"], "discovery_interval = \"1s\"\nddl = true", "")
+        .replace(
+            &capture.pg.url(&capture.names.db, REPLICATOR),
+            &capture.pg.url(&capture.names.db, "postgres"),
+        )
+}
+
+/// The registry refuses some of these changes under its default BACKWARD compatibility (a
+/// column's type changed to one Avro cannot promote); these tables' subjects take any.
+fn allow_any_schema(capture: &Capture<'_>, tables: &[&str]) {
+    for table in tables {
+        for part in ["key", "value"] {
+            let subject = format!("{}-{part}", capture.topic(table));
+            shared_registry().set_compatibility(Some(&subject), Compatibility::None);
+        }
+    }
+}
+
+/// A source with DDL capture on `schema_sql`, streaming, and a target applying it with
+/// `extra_apply`; every table of these tests takes any schema change.
+async fn ddl_pipeline(schema_sql: &str, extra_apply: &str) -> (Capture<'static>, Target, String) {
+    let mut capture = Capture::on_shared_sink_testbed(schema_sql).await;
+    allow_any_schema(
+        &capture,
+        &["l1.people", "l1.t", "l1.extra", "l1.extra_renamed"],
+    );
+    let config = ddl_config(&capture);
+    capture.start(&config).await;
+    let target = Target::new(&capture, extra_apply).await;
+    (capture, target, config)
+}
+
+/// A table's columns as `name type [not null] [default]`, in order.
+async fn columns(client: &Client, table: &str) -> Vec<String> {
+    client
+        .query(
+            "SELECT attname || ' ' || format_type(atttypid, atttypmod)
+                    || CASE WHEN attnotnull THEN ' not null' ELSE '' END
+                    || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
+             FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+             WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            &[&table],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("columns of {table}: {e}"))
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+/// Inserts, updates and deletes rows of `l1.people` through columns no DDL touches, until
+/// `stop`.
+fn writer(capture: &Capture<'_>, stop: Arc<AtomicBool>) -> JoinHandle<u64> {
+    let url = capture.pg.url(&capture.names.db, "postgres");
+    tokio::spawn(async move {
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("writer connects");
+        tokio::spawn(connection);
+        let round = AtomicU64::new(0);
+        while !stop.load(Ordering::Relaxed) {
+            let r = round.fetch_add(1, Ordering::Relaxed) + 1;
+            client
+                .batch_execute(&format!(
+                    "BEGIN;
+                     INSERT INTO l1.people (id, keep) VALUES ({id}, 'w{r}');
+                     UPDATE l1.people SET keep = keep || '+' WHERE id % 13 = {m13};
+                     DELETE FROM l1.people WHERE id % 101 = {m101} AND id > 1000;
+                     COMMIT;",
+                    id = 1000 + r,
+                    m13 = r % 13,
+                    m101 = r % 101,
+                ))
+                .await
+                .expect("writer round");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        round.load(Ordering::Relaxed)
+    })
+}
+
+const PEOPLE: &str = "CREATE TABLE l1.people (id int PRIMARY KEY, keep text, name text,
+    score int, qty int, note varchar(10), code text);";
+
+/// `l1.people` with 200 rows and an `l1.doomed` table, then `more` SQL.
+fn people_schema(more: &str) -> String {
+    format!(
+        "CREATE SCHEMA l1; {PEOPLE}
+         INSERT INTO l1.people SELECT g, 'k' || g, 'n' || g, g, g, 'note' || g, g::text
+             FROM generate_series(1, 200) g;
+         CREATE TABLE l1.doomed (id int PRIMARY KEY); {more}"
+    )
+}
+
+/// Every DDL kind, each a statement or two apart, while the writer runs.
+const MIGRATION: &[&str] = &[
+    "ALTER TABLE l1.people ADD COLUMN a int",
+    "ALTER TABLE l1.people ADD COLUMN b text DEFAULT 'dflt'",
+    "ALTER TABLE l1.people DROP COLUMN score",
+    "ALTER TABLE l1.people RENAME COLUMN name TO full_name",
+    "ALTER TABLE l1.people ALTER COLUMN qty TYPE bigint",
+    "UPDATE l1.people SET qty = 5000000000 WHERE id = 1",
+    "ALTER TABLE l1.people ALTER COLUMN note TYPE text",
+    "UPDATE l1.people SET note = 'longer than ten characters' WHERE id = 2",
+    "ALTER TABLE l1.people ALTER COLUMN code TYPE int USING code::int",
+    "ALTER TABLE l1.people ALTER COLUMN a SET DEFAULT 0",
+    "UPDATE l1.people SET a = 0 WHERE a IS NULL",
+    "ALTER TABLE l1.people ALTER COLUMN a SET NOT NULL",
+    "ALTER TABLE l1.people ALTER COLUMN keep SET NOT NULL",
+    "ALTER TABLE l1.people ALTER COLUMN keep DROP NOT NULL",
+    "CREATE TABLE l1.extra (id int PRIMARY KEY, v numeric(8,2) NOT NULL DEFAULT 1.5)",
+    "INSERT INTO l1.extra SELECT g, g FROM generate_series(1, 50) g",
+    "INSERT INTO l1.doomed SELECT g FROM generate_series(11, 20) g",
+    "DROP TABLE l1.doomed",
+    "ALTER TABLE l1.extra RENAME TO extra_renamed",
+    "INSERT INTO l1.extra_renamed VALUES (51, 9.25)",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_ddl_kind_under_a_writer_is_replayed_in_order() {
+    let (mut capture, mut target, _) = ddl_pipeline(
+        &people_schema("INSERT INTO l1.doomed SELECT generate_series(1, 10);"),
+        "drop_tables = true",
+    )
+    .await;
+    target.start();
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = writer(&capture, Arc::clone(&stop));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for statement in MIGRATION {
+        capture
+            .client
+            .batch_execute(statement)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    let rounds = load.await.expect("writer");
+    assert!(rounds > 10, "the writer ran {rounds} rounds");
+
+    target
+        .settle_like_source(&capture, &["l1.extra_renamed", "l1.people"])
+        .await;
+    for table in ["l1.people", "l1.extra_renamed"] {
+        assert_eq!(
+            columns(&target.client, table).await,
+            columns(&capture.client, table).await,
+            "{table}'s columns"
+        );
+    }
+    assert_eq!(
+        target
+            .rows("SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE n.nspname = 'l1' AND c.relkind = 'r' ORDER BY 1")
+            .await,
+        ["extra_renamed", "people"],
+        "created, renamed and dropped tables"
+    );
+    assert_eq!(
+        target
+            .rows("SELECT format('%s %s %s %s', qty, note, b, full_name) FROM l1.people WHERE id IN (1, 2) ORDER BY id")
+            .await,
+        ["5000000000 note1 dflt n1", "2 longer than ten characters dflt n2"]
+    );
+    assert_eq!(capture.stop(), 0);
+}
+
+/// A DDL inside a transaction and between two rows of one key: each row is applied against
+/// the shape it was written in. An audit trigger on the target records every applied row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_around_a_ddl_are_applied_against_their_own_shape() {
+    let (mut capture, mut target, _) = ddl_pipeline(
+        "CREATE SCHEMA l1; CREATE TABLE l1.t (id int PRIMARY KEY, v text, n int);
+         INSERT INTO l1.t VALUES (1, 'first', 1), (2, 'second', 2);",
+        "",
+    )
+    .await;
+    target.start();
+    target.settle(&["l1.t -> l1.t: ok (2 rows)"]);
+    target
+        .client
+        .batch_execute(
+            "CREATE TABLE public.audit (seq serial, row jsonb);
+             CREATE FUNCTION public.audit() RETURNS trigger LANGUAGE plpgsql AS
+                 $$BEGIN INSERT INTO public.audit (row) VALUES (to_jsonb(NEW)); RETURN NEW; END$$;
+             CREATE TRIGGER audit AFTER INSERT OR UPDATE ON l1.t
+                 FOR EACH ROW EXECUTE FUNCTION public.audit();",
+        )
+        .await
+        .expect("audit trigger");
+    capture
+        .client
+        .batch_execute(
+            "BEGIN;
+             UPDATE l1.t SET v = 'before rename' WHERE id = 1;
+             ALTER TABLE l1.t RENAME COLUMN v TO w;
+             UPDATE l1.t SET w = 'after rename' WHERE id = 1;
+             ALTER TABLE l1.t ALTER COLUMN n TYPE bigint;
+             UPDATE l1.t SET n = 5000000000 WHERE id = 1;
+             COMMIT;
+             UPDATE l1.t SET w = 'before drop' WHERE id = 2;
+             ALTER TABLE l1.t DROP COLUMN w;
+             UPDATE l1.t SET n = 7 WHERE id = 2;
+             ALTER TABLE l1.t ADD COLUMN w int;
+             UPDATE l1.t SET w = 42 WHERE id = 2;",
+        )
+        .await
+        .expect("DDL between rows");
+    target.settle(&["l1.t -> l1.t: ok (2 rows)"]);
+    assert_eq!(
+        target
+            .rows("SELECT row::text FROM public.audit ORDER BY seq")
+            .await,
+        [
+            r#"{"n": 1, "v": "before rename", "id": 1}"#,
+            r#"{"n": 1, "w": "after rename", "id": 1}"#,
+            r#"{"n": 5000000000, "w": "after rename", "id": 1}"#,
+            r#"{"n": 2, "w": "before drop", "id": 2}"#,
+            r#"{"n": 7, "id": 2}"#,
+            r#"{"n": 7, "w": 42, "id": 2}"#,
+        ]
+    );
+    assert_eq!(
+        columns(&target.client, "l1.t").await,
+        columns(&capture.client, "l1.t").await
+    );
+    assert_eq!(capture.stop(), 0);
+}
+
+/// `kill -9` of the source and the sink at points of a 20-statement migration under load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_migration_loses_nothing() {
+    let (mut capture, mut target, config) = ddl_pipeline(&people_schema(""), "").await;
+    target.config = target.config.replace(
+        "[schema_registry]",
+        "[kafka.options]\n\"group.instance.id\" = \"ddl-sink-under-test\"\n\n[schema_registry]",
+    );
+    target.start();
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = writer(&capture, Arc::clone(&stop));
+    for (index, statement) in MIGRATION.iter().enumerate() {
+        capture
+            .client
+            .batch_execute(statement)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        match index % 5 {
+            1 => {
+                target.sink.take().expect("sink running").kill9();
+                target.start();
+            }
+            3 => {
+                capture.source.take().expect("source running").kill9();
+                capture.source = Some(CdcProcess::run(&config));
+            }
+            _ => {}
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    load.await.expect("writer");
+    target
+        .settle_like_source(&capture, &["l1.extra_renamed", "l1.people"])
+        .await;
+    for table in ["l1.people", "l1.extra_renamed"] {
+        assert_eq!(
+            columns(&target.client, table).await,
+            columns(&capture.client, table).await,
+            "{table}'s columns"
+        );
+    }
+    assert_eq!(capture.stop(), 0);
+}
