@@ -3,6 +3,7 @@
 //! Nothing here does I/O. The source builds these from pgoutput messages (`source::relations`),
 //! the encoders turn them into Avro or JSON, and the sink decodes them back.
 
+pub mod change;
 pub mod types;
 
 use std::sync::Arc;

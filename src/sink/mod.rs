@@ -7,7 +7,9 @@
 
 pub mod apply;
 pub mod batch;
-pub mod change;
+/// The decoded changes the sink applies (they live with the shared event types, since
+/// `encode::decode` builds them).
+pub use crate::event::change;
 pub mod ddl;
 pub mod dead_letter;
 pub mod enums;

@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use crate::sink::change::{Cell, SinkChange};
+use crate::event::change::{Cell, SinkChange};
 
 use super::plan::{Branches, ColumnPlan, Parts, Plan, SourceStep, Step, ValuePlan};
 use super::schema::{Kind, Schema};

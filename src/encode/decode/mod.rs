@@ -17,7 +17,7 @@
 //! in ISO form with `BC` before year 1 and `infinity`/`-infinity` for the sentinels; intervals
 //! as `<µs> microseconds`; Bits as a bit string of the schema's `length`; arrays as array
 //! literals. Values equal to Debezium's placeholder for an unchanged TOASTed value (see the
-//! `encode` module's doc) become [`Cell::Unavailable`](crate::sink::change::Cell::Unavailable).
+//! `encode` module's doc) become [`Cell::Unavailable`](crate::event::change::Cell::Unavailable).
 //!
 //! What the topics cannot give back: an unbounded varbit's leading zero bits (its length is
 //! not in the schema), an interval's months (Debezium folds them into µs at 30.4375 days), the
@@ -26,7 +26,7 @@
 //! adjusted (a named record cannot carry `__debezium.source.column.name`).
 //!
 //! # Keys
-//! [`SinkTable::key`](crate::sink::change::SinkTable) lists the columns of the record key's
+//! [`SinkTable::key`](crate::event::change::SinkTable) lists the columns of the record key's
 //! schema. Truncates and tables without a key have a null key, so their tables have an empty
 //! key even when other records of the same table carry one; do not create target tables from
 //! a truncate.
@@ -45,7 +45,7 @@ use std::sync::Arc;
 
 use crate::config::Format;
 use crate::encode::registry::{RegistryClient, RegistryError};
-use crate::sink::change::{Position, SinkChange};
+use crate::event::change::{Position, SinkChange};
 
 use plan::Plan;
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::encode::columns::UNBOUNDED_BITS_LENGTH;
 use crate::encode::schema::DECIMAL_NAME;
 use crate::encode::{SOURCE_COLUMN_NAME_PARAMETER, SOURCE_COLUMN_TYPE_PARAMETER};
-use crate::sink::change::{Cell, EnumType, Position, SinkChange, SinkColumn, SinkOp, SinkTable};
+use crate::event::change::{Cell, EnumType, Position, SinkChange, SinkColumn, SinkOp, SinkTable};
 
 use super::schema::{Kind, Record, Schema};
 use super::text::{ArrayPlaceholder, ScalarKind};

@@ -10,7 +10,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
-use crate::sink::change::{Cell, SinkChange};
+use crate::event::change::{Cell, SinkChange};
 
 use super::plan::{Parts, Plan};
 use super::{DecodeError, Scratch};

@@ -5,7 +5,7 @@ use std::fmt::{self, Write};
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use crate::sink::change::Cell;
+use crate::event::change::Cell;
 
 use super::super::plan::{ColumnPlan, ValuePlan};
 use super::super::text::{

@@ -14,12 +14,12 @@ use axum::{Json, Router};
 
 use super::*;
 use crate::encode::{Encoder, EncoderSettings, Record};
+use crate::event::change::{Cell, EnumType, Position, SinkColumn, SinkOp, SinkTable};
 use crate::event::{
     ChangeEvent, Column, Op, PgType, ReplicaIdentity, SnapshotMarker, SourcePosition, TableSchema,
     TransactionBlock, Value,
 };
 use crate::lsn::Lsn;
-use crate::sink::change::{Cell, EnumType, Position, SinkColumn, SinkOp, SinkTable};
 
 const PREFIX: &str = "shop";
 const COMMIT_US: i64 = 1_704_164_645_678_901;
