@@ -17,6 +17,7 @@ use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
+use super::probe::Probe;
 use super::KafkaError;
 
 /// Records per chunk handed to the async side.
@@ -169,6 +170,7 @@ impl ConsumerContext for SinkContext {
 /// A subscribed consumer and the thread that polls it.
 pub struct ChangeConsumer {
     consumer: Arc<BaseConsumer<SinkContext>>,
+    probe: Arc<Probe>,
     assigned: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -202,15 +204,9 @@ impl ChangeConsumer {
             report_lag,
             assigned: Arc::clone(&assigned),
         };
-        let consumer: BaseConsumer<SinkContext> =
-            config
-                .create_with_context(context)
-                .map_err(|error| match error {
-                    RdKafkaError::ClientConfig(_, reason, key, _) => {
-                        KafkaError::InvalidOption { key, reason }
-                    }
-                    other => KafkaError::CreateConsumer(other),
-                })?;
+        let consumer: BaseConsumer<SinkContext> = config
+            .create_with_context(context)
+            .map_err(|error| KafkaError::creating(error, KafkaError::CreateConsumer))?;
         let names: Vec<&str> = subscriptions.iter().map(String::as_str).collect();
         consumer
             .subscribe(&names)
@@ -230,6 +226,7 @@ impl ChangeConsumer {
         Ok((
             ChangeConsumer {
                 consumer,
+                probe: Arc::new(Probe::new(brokers, options)?),
                 assigned,
                 stop,
                 thread: Some(thread),
@@ -239,30 +236,12 @@ impl ChangeConsumer {
     }
 
     /// Each partition of `topic` with its low and high watermark; none when the topic does
-    /// not exist.
+    /// not exist. Asked on a connection of its own, not behind the consumer's fetches.
     pub async fn watermarks(&self, topic: &str) -> Result<HashMap<i32, (i64, i64)>, KafkaError> {
-        let (consumer, name) = (Arc::clone(&self.consumer), topic.to_owned());
-        let read = move || -> Result<HashMap<i32, (i64, i64)>, RdKafkaError> {
-            let metadata = consumer.fetch_metadata(Some(&name), METADATA_TIMEOUT)?;
-            let mut marks = HashMap::new();
-            for found in metadata.topics().iter().filter(|t| t.name() == name) {
-                if found.error().is_some() {
-                    continue;
-                }
-                for partition in found.partitions() {
-                    let id = partition.id();
-                    marks.insert(id, consumer.fetch_watermarks(&name, id, METADATA_TIMEOUT)?);
-                }
-            }
-            Ok(marks)
-        };
-        tokio::task::spawn_blocking(read)
+        let (probe, name) = (Arc::clone(&self.probe), topic.to_owned());
+        tokio::task::spawn_blocking(move || probe.topic_watermarks(&name))
             .await
             .expect("watermark reader thread")
-            .map_err(|source| KafkaError::Watermarks {
-                topic: topic.to_owned(),
-                source,
-            })
     }
 
     /// Whether partitions were assigned since the last call (topics may have been created):

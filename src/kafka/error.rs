@@ -74,6 +74,21 @@ pub enum KafkaError {
     Flush(#[source] RdKafkaError),
 }
 
+impl KafkaError {
+    /// Why librdkafka would not create a client: an option it refused, or else `otherwise`.
+    pub(super) fn creating(
+        error: RdKafkaError,
+        otherwise: fn(RdKafkaError) -> KafkaError,
+    ) -> KafkaError {
+        match error {
+            RdKafkaError::ClientConfig(_, reason, key, _) => {
+                KafkaError::InvalidOption { key, reason }
+            }
+            other => otherwise(other),
+        }
+    }
+}
+
 /// Why [`super::Producer::send`] did not enqueue a record.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {

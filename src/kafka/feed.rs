@@ -17,11 +17,10 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::consumer::ConsumedRecord;
+use super::probe::Probe;
 use super::producer::LogContext;
 use super::KafkaError;
 
-/// How long a metadata or watermark request may take (a busy broker answers slowly).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long reading up to the high watermarks may take before it counts as failed.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often topics that did not exist are looked for again, besides when asked to.
@@ -30,17 +29,17 @@ const MISSING_RECHECK: Duration = Duration::from_secs(5);
 /// Named topics read from given offsets up to their end, on request.
 pub struct TopicFeed {
     consumer: BaseConsumer<LogContext>,
-    /// Asks for metadata and watermarks on a connection of its own: on the reading
-    /// consumer's, a broker that holds each fetch for its whole wait (tansu) answers them only
-    /// after the fetch, once per partition.
-    probe: BaseConsumer<LogContext>,
+    /// Asks for metadata and watermarks without waiting behind the reader's fetches.
+    probe: Probe,
     topics: Vec<String>,
-    /// The next offset to read of each assigned partition.
+    /// The next offset to read of each partition found.
     next: HashMap<(String, i32), i64>,
     /// Where partitions not assigned yet start (stored progress), else at their start.
     start: HashMap<(String, i32), i64>,
     /// When the topics without partitions were last looked for.
     missing_checked: Option<Instant>,
+    /// The caller asked to look for new topics and they were not looked for since.
+    look_requested: bool,
 }
 
 impl TopicFeed {
@@ -64,25 +63,17 @@ impl TopicFeed {
             .set("enable.auto.offset.store", "false")
             // Brokers that hold a fetch for its whole wait (tansu) would stall each read.
             .set("fetch.wait.max.ms", "50");
-        let create = |config: &ClientConfig| {
-            config
-                .create_with_context(LogContext)
-                .map_err(|error| match error {
-                    RdKafkaError::ClientConfig(_, reason, key, _) => {
-                        KafkaError::InvalidOption { key, reason }
-                    }
-                    other => KafkaError::CreateConsumer(other),
-                })
-        };
-        let consumer = create(&config)?;
-        let probe = create(&config)?;
+        let consumer = config
+            .create_with_context(LogContext)
+            .map_err(|error| KafkaError::creating(error, KafkaError::CreateConsumer))?;
         Ok(TopicFeed {
             consumer,
-            probe,
+            probe: Probe::new(brokers, options)?,
             topics,
             next: HashMap::new(),
             start,
             missing_checked: None,
+            look_requested: false,
         })
     }
 
@@ -96,45 +87,62 @@ impl TopicFeed {
         &mut self,
         look_for_new_topics: bool,
     ) -> Result<Vec<ConsumedRecord>, KafkaError> {
-        let recheck = look_for_new_topics
+        // A request to look survives a read that fails before looking.
+        self.look_requested |= look_for_new_topics;
+        let recheck = self.look_requested
             || self
                 .missing_checked
                 .is_none_or(|at| at.elapsed() >= MISSING_RECHECK);
-        let mut assign = false;
         for topic in &self.topics {
             if self.next.keys().any(|(t, _)| t == topic) || !recheck {
                 continue;
             }
-            for partition in self.partitions(topic)? {
-                let (low, _) = self
-                    .probe
-                    .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
-                    .map_err(|source| KafkaError::Watermarks {
-                        topic: topic.clone(),
-                        source,
-                    })?;
+            for partition in self.probe.partitions(topic)? {
+                let (low, _) = self.probe.watermarks(topic, partition)?;
                 let key = (topic.clone(), partition);
                 let start = self.start.get(&key).copied().unwrap_or(low).max(low);
                 self.next.insert(key, start);
-                assign = true;
             }
         }
         if recheck {
             self.missing_checked = Some(Instant::now());
+            self.look_requested = false;
         }
-        let ends = self.high_watermarks()?;
-        let mut ends: HashMap<(String, i32), i64> = ends
+        let ends = self.probe.high_watermarks(self.next.keys())?;
+        let ends: HashMap<(String, i32), i64> = ends
             .into_iter()
             .filter(|(key, high)| self.next.get(key).is_some_and(|next| next < high))
             .collect();
-        if assign {
-            let mut list = TopicPartitionList::new();
-            for ((topic, partition), offset) in &self.next {
-                list.add_partition_offset(topic, *partition, Offset::Offset(*offset))
-                    .map_err(KafkaError::Consume)?;
-            }
-            self.consumer.assign(&list).map_err(KafkaError::Consume)?;
+        if ends.is_empty() {
+            return Ok(Vec::new());
         }
+        // Assigned only while reading: an assigned consumer fetches all the time in the
+        // background, and a broker answering many idle fetches slows down for everyone.
+        let mut list = TopicPartitionList::new();
+        for (topic, partition) in ends.keys() {
+            list.add_partition_offset(
+                topic,
+                *partition,
+                Offset::Offset(self.next[&(topic.clone(), *partition)]),
+            )
+            .map_err(KafkaError::Consume)?;
+        }
+        self.consumer.assign(&list).map_err(KafkaError::Consume)?;
+        let read = self.read_until(ends);
+        self.consumer.unassign().map_err(KafkaError::Consume)?;
+        read
+    }
+
+    /// Polls the assigned partitions until each reached its end in `ends`. The next offsets
+    /// move only when every partition got there: records read before a failure are read again.
+    fn read_until(
+        &mut self,
+        mut ends: HashMap<(String, i32), i64>,
+    ) -> Result<Vec<ConsumedRecord>, KafkaError> {
+        let mut next: HashMap<(String, i32), i64> = ends
+            .keys()
+            .map(|key| (key.clone(), self.next[key]))
+            .collect();
         let mut records = Vec::new();
         let deadline = Instant::now() + READ_TIMEOUT;
         while !ends.is_empty() {
@@ -151,14 +159,10 @@ impl TopicFeed {
                 Some(Err(error)) => return Err(KafkaError::Consume(error)),
             };
             let key = (message.topic().to_owned(), message.partition());
-            if self
-                .next
-                .get(&key)
-                .is_some_and(|&next| message.offset() < next)
-            {
+            if next.get(&key).is_none_or(|&next| message.offset() < next) {
                 continue;
             }
-            self.next.insert(key.clone(), message.offset() + 1);
+            next.insert(key.clone(), message.offset() + 1);
             if ends
                 .get(&key)
                 .is_some_and(|&end| message.offset() + 1 >= end)
@@ -173,56 +177,7 @@ impl TopicFeed {
                 value: message.payload().map(<[u8]>::to_vec),
             });
         }
+        self.next.extend(next);
         Ok(records)
-    }
-
-    /// The high watermark of every known partition, in one request per broker.
-    fn high_watermarks(&self) -> Result<HashMap<(String, i32), i64>, KafkaError> {
-        if self.next.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let mut list = TopicPartitionList::new();
-        for (topic, partition) in self.next.keys() {
-            list.add_partition_offset(topic, *partition, Offset::End)
-                .map_err(KafkaError::Consume)?;
-        }
-        // A timestamp of -1 (`Offset::End`) asks ListOffsets for the latest offset.
-        let found = self
-            .probe
-            .offsets_for_times(list, REQUEST_TIMEOUT)
-            .map_err(|source| KafkaError::Watermarks {
-                topic: self.topics.join(", "),
-                source,
-            })?;
-        let mut highs = HashMap::new();
-        for element in found.elements() {
-            if let Some(error) = element.error().err() {
-                return Err(KafkaError::Watermarks {
-                    topic: element.topic().to_owned(),
-                    source: error,
-                });
-            }
-            if let Offset::Offset(high) = element.offset() {
-                highs.insert((element.topic().to_owned(), element.partition()), high);
-            }
-        }
-        Ok(highs)
-    }
-
-    /// The partitions of `topic`; none when it does not exist.
-    fn partitions(&self, topic: &str) -> Result<Vec<i32>, KafkaError> {
-        let metadata = self
-            .probe
-            .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
-            .map_err(|source| KafkaError::Watermarks {
-                topic: topic.to_owned(),
-                source,
-            })?;
-        Ok(metadata
-            .topics()
-            .iter()
-            .filter(|t| t.name() == topic && t.error().is_none())
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect())
     }
 }

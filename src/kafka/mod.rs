@@ -1,10 +1,12 @@
 //! Kafka I/O: the source's producer that reports deliveries to the acknowledged-LSN tracker
-//! ([`crate::source::progress`]), topic creation, and the sink's consumer.
+//! ([`crate::source::progress`]), topic creation, the sink's consumer and schema-change feed,
+//! and a probe for metadata and watermarks.
 
 mod compacted;
 mod consumer;
 mod error;
 mod feed;
+mod probe;
 mod producer;
 mod topic;
 
@@ -14,5 +16,6 @@ pub use consumer::{
 };
 pub use error::{KafkaError, SendError};
 pub use feed::TopicFeed;
+pub use probe::Probe;
 pub use producer::{Producer, ProducerSettings, BACKPRESSURE_PAUSE};
 pub use topic::{ensure_topic, TopicSettings};

@@ -113,12 +113,7 @@ impl Producer {
         };
         let producer = config
             .create_with_context(context)
-            .map_err(|error| match error {
-                RdKafkaError::ClientConfig(_, reason, key, _) => {
-                    KafkaError::InvalidOption { key, reason }
-                }
-                other => KafkaError::CreateProducer(other),
-            })?;
+            .map_err(|error| KafkaError::creating(error, KafkaError::CreateProducer))?;
         Ok(Producer {
             producer,
             brokers: settings.brokers.clone(),

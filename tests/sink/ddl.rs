@@ -39,7 +39,7 @@ fn allow_any_schema(capture: &Capture<'_>, tables: &[&str]) {
 /// A source with DDL capture on `schema_sql`, streaming, and a target applying it with
 /// `extra_apply`; every table of these tests takes any schema change.
 async fn ddl_pipeline(schema_sql: &str, extra_apply: &str) -> (Capture<'static>, Target, String) {
-    let mut capture = Capture::on_shared_sink_testbed(schema_sql).await;
+    let mut capture = Capture::for_heavy_load(schema_sql).await;
     allow_any_schema(
         &capture,
         &["l1.people", "l1.t", "l1.extra", "l1.extra_renamed"],

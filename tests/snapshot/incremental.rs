@@ -14,7 +14,7 @@ use crate::support::{shared_broker, shared_registry, PgCluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_added_table_is_snapshotted_incrementally_under_load_and_resumes_after_a_crash() {
-    let mut capture = Capture::on_shared_sink_testbed(
+    let mut capture = Capture::for_heavy_load(
         "CREATE SCHEMA l1;
          CREATE TABLE l1.a (id bigint PRIMARY KEY, counter int NOT NULL, note text);
          INSERT INTO l1.a SELECT g, 0, 'a' FROM generate_series(1, 1000) g;

@@ -4,11 +4,12 @@
 //! and resume after a crash; each snapshot mode does what it promises. Checked end to end
 //! with `cdc-sink verify`.
 //!
-//! The boundary test goes through the in-memory broker: its sink reads the topic once from
-//! its start, so it never resumes inside a record batch (the SQLite broker's reason, see
-//! `shared_record_broker`), and tansu's SQLite engine takes 10 s and more to serve its
-//! 200,000 records. The crash tests keep the SQLite broker, whose slower acknowledgements
-//! leave time to kill the source midway.
+//! The tests that move the most records run one at a time, each on a broker of its own
+//! (`Capture::for_heavy_load`). The boundary test's is in memory: its sink reads the topic
+//! once from its start, so it never resumes inside a record batch (the SQLite broker's
+//! reason, see `shared_record_broker`), and tansu's SQLite engine takes 10 s and more to
+//! serve its 200,000 records. The crash tests keep SQLite brokers, whose slower
+//! acknowledgements leave time to kill the source midway.
 
 mod incremental;
 mod modes;
@@ -117,7 +118,7 @@ const ITEMS: &str = "CREATE SCHEMA l1;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_initial_snapshot_meets_the_stream_without_gap_or_overlap() {
-    let mut capture = Capture::on_shared_testbed(ITEMS).await;
+    let mut capture = Capture::for_heavy_load_in_memory(ITEMS).await;
     let config = capture.config(
         &["l1.*"],
         "snapshot = \"initial\"\nsnapshot_workers = 4\nsnapshot_chunk_size = 20000",
@@ -141,7 +142,7 @@ async fn the_initial_snapshot_meets_the_stream_without_gap_or_overlap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyless_and_composite_key_tables_are_read_in_chunks() {
-    let mut capture = Capture::on_shared_sink_testbed(
+    let mut capture = Capture::for_heavy_load(
         "CREATE SCHEMA l1;
          CREATE TABLE l1.nokey (at int, note text);
          ALTER TABLE l1.nokey REPLICA IDENTITY FULL;
@@ -188,7 +189,7 @@ async fn keyless_and_composite_key_tables_are_read_in_chunks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_killed_midway_starts_over() {
-    let mut capture = Capture::on_shared_sink_testbed(ITEMS).await;
+    let mut capture = Capture::for_heavy_load(ITEMS).await;
     let config = slow_snapshot_config(&capture, 2);
     let mut first = running_midway(&config).await;
     first.kill9();

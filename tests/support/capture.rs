@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::Client;
 
 use super::postgres::REPLICATOR;
@@ -23,6 +24,10 @@ pub struct Capture<'a> {
     pub registry_url: String,
     pub source: Option<CdcProcess>,
     _guard: ReplicationGuard,
+    /// A broker of this capture's own, stopped after its source.
+    own_broker: Option<Broker>,
+    /// Held by a heavy-load capture until it ends.
+    _heavy: Option<SemaphorePermit<'static>>,
 }
 
 impl<'a> Capture<'a> {
@@ -66,6 +71,8 @@ impl<'a> Capture<'a> {
             registry_url: registry_url.to_owned(),
             source: None,
             _guard: guard,
+            own_broker: None,
+            _heavy: None,
         }
     }
 
@@ -92,6 +99,37 @@ impl<'a> Capture<'a> {
             schema_sql,
         )
         .await
+    }
+
+    /// As [`on_shared_sink_testbed`](Self::on_shared_sink_testbed), for tests that push
+    /// hundreds of thousands of records or restart clients under load: one runs at a time
+    /// (two on two cores starve each other and the servers until their waits time out), on
+    /// an SQLite broker of its own (the engine serializes its writes, so on the shared broker
+    /// every other test would wait behind them).
+    pub async fn for_heavy_load(schema_sql: &str) -> Capture<'static> {
+        Capture::heavy(Broker::start_persistent(), schema_sql).await
+    }
+
+    /// As [`for_heavy_load`](Self::for_heavy_load), on an in-memory broker of its own, which
+    /// serves records many times faster: for a sink that reads its topics once from their
+    /// start (see [`super::broker::shared_record_broker`] for why a resuming one cannot).
+    pub async fn for_heavy_load_in_memory(schema_sql: &str) -> Capture<'static> {
+        Capture::heavy(Broker::start_memory(), schema_sql).await
+    }
+
+    async fn heavy(
+        broker: impl std::future::Future<Output = Broker>,
+        schema_sql: &str,
+    ) -> Capture<'static> {
+        static HEAVY_LOAD: Semaphore = Semaphore::const_new(1);
+        let permit = HEAVY_LOAD.acquire().await.expect("never closed");
+        let broker = broker.await;
+        let registry = super::shared_registry().url();
+        let mut capture =
+            Capture::new(super::shared_pg().await, &broker, &registry, schema_sql).await;
+        capture.own_broker = Some(broker);
+        capture._heavy = Some(permit);
+        capture
     }
 
     /// The source configuration for `tables`, with `extra` TOML appended to sections by name.

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio_postgres::{Client, Transaction};
 
+use self::schema::{warn_if_feed_busy, FeedRead};
 use super::apply::Applier;
 use super::batch::{Segment, TableBatch};
 use super::change::{SinkChange, SinkTable};
@@ -330,7 +331,8 @@ async fn session(
         held: HashMap::new(),
         released: HashMap::new(),
     };
-    session.read_schema_changes().await?;
+    let mut feed_read: Option<FeedRead> = None;
+    session.start_feed_read(&mut feed_read);
     let mut deadline: Option<tokio::time::Instant> = None;
     let mut changes_timer = tokio::time::interval(PENDING_CHANGE_RETRY);
     loop {
@@ -348,15 +350,22 @@ async fn session(
                 deadline = None;
             }
             _ = changes_timer.tick() => {
-                session.read_schema_changes().await?;
+                // Changes no record follows (a DROP, a CREATE of an empty table) are found by
+                // reading now and then, without holding records back.
+                session.start_feed_read(&mut feed_read);
+                session.apply_pending_changes().await?;
+            }
+            joined = async { feed_read.as_mut().expect("a read under way").await }, if feed_read.is_some() => {
+                feed_read = None;
+                warn_if_feed_busy(session.finish_feed_read(joined).await)?;
                 session.apply_pending_changes().await?;
             }
             decoded = records.recv() => match decoded {
                 Some(DecodedChunk::Records(chunk)) => {
                     // Every schema change before these records is in the broker by now.
-                    // Records without a position (an initial snapshot's) precede them all.
+                    // Records without a source position (not pgcdc's) wait for none.
                     if chunk.iter().any(Decoded::has_position) {
-                        session.read_schema_changes().await?;
+                        session.read_schema_changes(&mut feed_read).await?;
                     }
                     for decoded in chunk {
                         if session.held_back(&decoded)

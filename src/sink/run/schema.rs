@@ -5,12 +5,13 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use tokio::task::{JoinError, JoinHandle};
 use tokio_postgres::Transaction;
 
 use super::{begin, poison, Decoded, Item, Session};
 use crate::config::{DdlMode, SinkConfig};
 use crate::event::TableChangeKind;
-use crate::kafka::{topic_matches, KafkaError};
+use crate::kafka::{topic_matches, ConsumedRecord, KafkaError, TopicFeed};
 use crate::sink::ddl::{quote_ident, TargetTable};
 use crate::sink::offsets::{self, Partition};
 use crate::sink::replay;
@@ -19,6 +20,32 @@ use crate::sink::SinkError;
 
 /// How long the schema-change topics are asked for again before the session gives up.
 const FEED_PATIENCE: Duration = Duration::from_secs(120);
+
+/// What a read of the schema-change topics hands back: the feed, and the records it read.
+pub(super) type FeedReadOutcome = (TopicFeed, Result<Vec<ConsumedRecord>, KafkaError>);
+
+/// A read of the schema-change topics under way on a blocking thread.
+pub(super) type FeedRead = JoinHandle<FeedReadOutcome>;
+
+/// Whether `error` is a broker too busy to answer the feed's requests in time.
+fn feed_busy(error: &SinkError) -> bool {
+    matches!(
+        error,
+        SinkError::Consumer(KafkaError::Watermarks { .. } | KafkaError::Consume(_))
+    )
+}
+
+/// Passes on the outcome of a read nothing waits for: a busy broker is only warned about, as
+/// the next read asks again.
+pub(super) fn warn_if_feed_busy(outcome: Result<(), SinkError>) -> Result<(), SinkError> {
+    match outcome {
+        Err(error) if feed_busy(&error) => {
+            tracing::warn!(%error, "reading the schema-change topics failed; asking again later");
+            Ok(())
+        }
+        outcome => outcome,
+    }
+}
 
 impl Session<'_> {
     /// Whether this sink applies `topic`.
@@ -30,17 +57,44 @@ impl Session<'_> {
             .any(|pattern| topic_matches(pattern, topic))
     }
 
-    /// Reads the schema-change topics up to their current end and queues what is new: every
-    /// change that precedes a record consumed before now is then known. A broker too busy to
-    /// answer is asked again for [`FEED_PATIENCE`] (records wait meanwhile), not the session
-    /// ended: a new session would ask the same busy broker again after a rebalance.
-    pub(super) async fn read_schema_changes(&mut self) -> Result<(), SinkError> {
+    /// Starts reading the schema-change topics up to their current end on a blocking thread,
+    /// unless a read is under way; the session goes on applying records meanwhile.
+    pub(super) fn start_feed_read(&mut self, under_way: &mut Option<FeedRead>) {
+        if under_way.is_some() {
+            return;
+        }
+        let Some(mut feed) = self.feed.take() else {
+            return;
+        };
+        let look_for_new_topics = self.consumer.take_assignment();
+        *under_way = Some(tokio::task::spawn_blocking(move || {
+            let read = feed.read_to_end(look_for_new_topics);
+            (feed, read)
+        }));
+    }
+
+    /// Reads the schema-change topics up to their current end and queues what is new, waiting
+    /// for it: every change that precedes a record consumed before now is then known. A read
+    /// under way may have started before the record was consumed, so another follows it. A
+    /// broker too busy to answer is asked again for [`FEED_PATIENCE`] (records wait
+    /// meanwhile), not the session ended: a new session would ask the same busy broker again
+    /// after a rebalance.
+    pub(super) async fn read_schema_changes(
+        &mut self,
+        under_way: &mut Option<FeedRead>,
+    ) -> Result<(), SinkError> {
+        if let Some(read) = under_way.take() {
+            let outcome = self.finish_feed_read(read.await).await;
+            warn_if_feed_busy(outcome)?;
+        }
         let started = Instant::now();
         loop {
-            match self.read_schema_changes_once().await {
-                Err(SinkError::Consumer(
-                    error @ (KafkaError::Watermarks { .. } | KafkaError::Consume(_)),
-                )) if started.elapsed() < FEED_PATIENCE => {
+            self.start_feed_read(under_way);
+            let Some(read) = under_way.take() else {
+                return Ok(());
+            };
+            match self.finish_feed_read(read.await).await {
+                Err(error) if feed_busy(&error) && started.elapsed() < FEED_PATIENCE => {
                     tracing::warn!(%error, "reading the schema-change topics failed; asking again");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
@@ -49,17 +103,12 @@ impl Session<'_> {
         }
     }
 
-    async fn read_schema_changes_once(&mut self) -> Result<(), SinkError> {
-        let Some(mut feed) = self.feed.take() else {
-            return Ok(());
-        };
-        let look_for_new_topics = self.consumer.take_assignment();
-        let (feed, read) = tokio::task::spawn_blocking(move || {
-            let read = feed.read_to_end(look_for_new_topics);
-            (feed, read)
-        })
-        .await
-        .map_err(|_| SinkError::ConsumerStopped)?;
+    /// Takes the feed back from a finished read and queues the schema changes it found.
+    pub(super) async fn finish_feed_read(
+        &mut self,
+        joined: Result<FeedReadOutcome, JoinError>,
+    ) -> Result<(), SinkError> {
+        let (feed, read) = joined.map_err(|_| SinkError::ConsumerStopped)?;
         self.feed = Some(feed);
         let mut read_now = Vec::new();
         for record in read.map_err(|e: KafkaError| SinkError::from(e))? {
