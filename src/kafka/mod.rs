@@ -1,5 +1,5 @@
 //! Kafka I/O: the source's producer that reports deliveries to the acknowledged-LSN tracker
-//! ([`crate::source::progress`]), topic creation, the sink's consumer and schema-change feed,
+//! ([`progress`]), topic creation, the sink's consumer and schema-change feed,
 //! and a probe for metadata and watermarks.
 
 mod compacted;
@@ -8,6 +8,7 @@ mod error;
 mod feed;
 mod probe;
 mod producer;
+pub mod progress;
 mod topic;
 
 pub use compacted::read_latest;

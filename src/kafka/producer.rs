@@ -28,8 +28,8 @@ use rdkafka::{ClientConfig, ClientContext};
 use tokio::sync::watch;
 
 use super::error::{KafkaError, SendError};
+use super::progress::{Progress, Ticket};
 use super::topic::{create_topic, TopicSettings};
-use crate::source::progress::{Progress, Ticket};
 
 /// What the producer needs to know: where the brokers are, librdkafka pass-through options
 /// (`[kafka.options]`) and how to create missing topics (`[kafka.topic]`).

@@ -6,9 +6,8 @@ use std::time::Duration;
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use super::{names, Endpoint, MetricsError};
+use crate::event::change::SinkTable;
 use crate::kafka::LagReport;
-use crate::sink::batch::{KeyedAction, Segment};
-use crate::sink::change::{SinkOp, SinkTable};
 
 /// cdc-sink's metrics, cheap to update per batch.
 #[derive(Clone)]
@@ -85,32 +84,12 @@ impl SinkMetrics {
         })
     }
 
-    /// A segment was applied: rows upserted, deleted or truncated.
-    pub fn count_applied(&self, segment: &Segment) {
-        let table = segment.table();
-        let name = format!("{}.{}", table.schema, table.table);
-        let count = |op: &str, n: usize| {
-            if n > 0 {
-                self.applied
-                    .with_label_values(&[&name, op])
-                    .inc_by(n as u64);
-            }
-        };
-        match segment {
-            Segment::Truncate { .. } => count("truncate", 1),
-            Segment::Keyed { actions, .. } => {
-                let deletes = actions
-                    .iter()
-                    .filter(|a| matches!(a, KeyedAction::Delete { .. }))
-                    .count();
-                count("delete", deletes);
-                count("upsert", actions.len() - deletes);
-            }
-            Segment::Keyless { changes, .. } => {
-                let deletes = changes.iter().filter(|c| c.op == SinkOp::Delete).count();
-                count("delete", deletes);
-                count("upsert", changes.len() - deletes);
-            }
+    /// `rows` rows of `table` were applied as `op` (`upsert`, `delete` or `truncate`).
+    pub fn count_applied(&self, table: &SinkTable, op: &str, rows: usize) {
+        if rows > 0 {
+            self.applied
+                .with_label_values(&[&format!("{}.{}", table.schema, table.table), op])
+                .inc_by(rows as u64);
         }
     }
 

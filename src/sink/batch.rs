@@ -48,6 +48,29 @@ impl Segment {
             | Segment::Truncate { table } => table,
         }
     }
+
+    /// The rows it applies by the `applied` metric's `op`: upserts, deletes and truncates.
+    pub fn applied_rows(&self) -> [(&'static str, usize); 3] {
+        let (upserts, deletes, truncates) = match self {
+            Segment::Truncate { .. } => (0, 0, 1),
+            Segment::Keyed { actions, .. } => {
+                let deletes = actions
+                    .iter()
+                    .filter(|a| matches!(a, KeyedAction::Delete { .. }))
+                    .count();
+                (actions.len() - deletes, deletes, 0)
+            }
+            Segment::Keyless { changes, .. } => {
+                let deletes = changes.iter().filter(|c| c.op == SinkOp::Delete).count();
+                (changes.len() - deletes, deletes, 0)
+            }
+        };
+        [
+            ("upsert", upserts),
+            ("delete", deletes),
+            ("truncate", truncates),
+        ]
+    }
 }
 
 /// A table's pending changes.

@@ -18,7 +18,6 @@ pub mod ddl;
 pub mod discovery;
 pub mod messages;
 pub mod pgoutput;
-pub mod progress;
 pub mod provision;
 pub mod relations;
 pub mod replication;
@@ -33,6 +32,7 @@ use tokio::sync::watch;
 
 use crate::config::{SourceConfig, TableFilter};
 use crate::encode::{EncodeError, Encoder, EncoderSettings, RegistryError};
+use crate::kafka::progress::Progress;
 use crate::kafka::{
     ensure_topic, read_latest, KafkaError, Producer, ProducerSettings, SendError, TopicSettings,
 };
@@ -41,7 +41,6 @@ use crate::metrics::SourceMetrics;
 use crate::pg::{PgConnectError, PgConnectOptions};
 use catalog::CapturedTable;
 use discovery::DiscoverySettings;
-use progress::Progress;
 use replication::SnapshotAction;
 use replication::{ReplicationClient, ReplicationError};
 use session::{Session, SessionSettings, HEARTBEAT_PREFIX};

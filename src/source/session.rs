@@ -20,6 +20,7 @@ use crate::event::{
     ChangeEvent, LogicalMessage, Op, SchemaChange, SourcePosition, TableChangeKind,
     TransactionEvent, TransactionStatus,
 };
+use crate::kafka::progress::{Progress, Ticket};
 use crate::kafka::{Producer, BACKPRESSURE_PAUSE};
 use crate::lsn::Lsn;
 use crate::metrics::SourceMetrics;
@@ -28,7 +29,6 @@ use crate::source::ddl::{self, message::DdlMessage};
 use crate::source::discovery::DroppedTable;
 use crate::source::messages::{self, Sender};
 use crate::source::pgoutput::{self, Decoder, Message, OldTuple, Relation, Tuple};
-use crate::source::progress::{Progress, Ticket};
 use crate::source::relations::{self, OpenTransaction, RelationEntry, Relations};
 use crate::source::replication::{ReplicationMessage, ReplicationStream};
 use crate::source::snapshot::incremental::{Incremental, SignalEffect};

@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use pgcdc::kafka::progress::Progress;
 use pgcdc::kafka::{Producer, ProducerSettings, TopicSettings, BACKPRESSURE_PAUSE};
 use pgcdc::lsn::Lsn;
-use pgcdc::source::progress::Progress;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 

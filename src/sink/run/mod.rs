@@ -617,7 +617,9 @@ impl Writer<'_> {
         self.applier
             .apply(tx, &target, segment, self.config.apply.on_conflict)
             .await?;
-        self.metrics.count_applied(segment);
+        for (op, rows) in segment.applied_rows() {
+            self.metrics.count_applied(segment.table(), op, rows);
+        }
         Ok(())
     }
 

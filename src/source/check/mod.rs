@@ -13,8 +13,8 @@ use super::replication::{ReplicationClient, ReplicationError};
 use super::{ddl, producer_for, setup, Prepared, SourceError};
 use crate::config::{Format, SourceConfig};
 use crate::encode::registry::RegistryClient;
+use crate::kafka::progress::Progress;
 use crate::pg::{PgConnectError, PgConnectOptions, SslMode};
-use crate::source::progress::Progress;
 
 /// How long the broker may take to answer a metadata request.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(10);

@@ -21,12 +21,12 @@ use crate::config::TableFilter;
 use crate::encode::Encoder;
 use crate::event::types::parse_text;
 use crate::event::{ChangeEvent, Op, SnapshotMarker, SourcePosition, TableSchema, Value};
+use crate::kafka::progress::{Progress, Ticket};
 use crate::kafka::{Producer, BACKPRESSURE_PAUSE};
 use crate::lsn::Lsn;
 use crate::metrics::SourceMetrics;
 use crate::pg::PgConnectOptions;
 use crate::source::catalog::{describe_relation, relation_from_catalog};
-use crate::source::progress::{Progress, Ticket};
 
 /// How often progress is logged per table.
 const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(5);
