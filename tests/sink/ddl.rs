@@ -288,7 +288,12 @@ async fn kill_9_during_a_migration_loses_nothing() {
         assert_eq!(
             columns(&target.client, table).await,
             columns(&capture.client, table).await,
-            "{table}'s columns"
+            "{table}'s columns; the last sink's log:\n{}",
+            target
+                .sink
+                .as_ref()
+                .map(CdcProcess::stderr_text)
+                .unwrap_or_default()
         );
     }
     assert_eq!(capture.stop(), 0);
