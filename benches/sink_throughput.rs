@@ -19,8 +19,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use common::{env_number, lsn, peak_rss_kib, source_config, wait_confirmed, STREAM_ONLY};
-use support::postgres::{ClusterSetup, REPLICATOR, SUPERUSER};
+use common::{
+    durable_target, env_number, lsn, peak_rss_kib, source_config, wait_confirmed, STREAM_ONLY,
+};
+use support::postgres::{REPLICATOR, SUPERUSER};
 use support::process::CdcProcess;
 use support::{free_port, http, Broker, PgCluster, SchemaRegistry, TestNames};
 use tokio_postgres::Client;
@@ -239,11 +241,7 @@ async fn main() {
     let rows = env_number("PGCDC_BENCH_ROWS", 200_000);
     let per_transaction = env_number("PGCDC_BENCH_TRANSACTION_ROWS", 1000).max(1);
     let source = PgCluster::new().await;
-    let target = PgCluster::with_setup(ClusterSetup {
-        extra_conf: "fsync = on\nfull_page_writes = on\n".into(),
-        ..ClusterSetup::default()
-    })
-    .await;
+    let target = durable_target().await;
     let broker = Broker::start_memory().await;
     let registry = SchemaRegistry::start();
     let names = TestNames::new();

@@ -7,9 +7,18 @@
 use std::time::{Duration, Instant};
 
 use crate::support::capture::parse_lsn;
-use crate::support::postgres::REPLICATOR;
+use crate::support::postgres::{ClusterSetup, REPLICATOR};
 use crate::support::process::CdcProcess;
 use crate::support::{Broker, PgCluster, TestNames};
+
+/// A target cluster that syncs its WAL to disk, as a production target does.
+pub async fn durable_target() -> PgCluster {
+    PgCluster::with_setup(ClusterSetup {
+        extra_conf: "fsync = on\nfull_page_writes = on\n".into(),
+        ..ClusterSetup::default()
+    })
+    .await
+}
 
 /// A whole number from the environment variable `name`, or `default`.
 pub fn env_number(name: &str, default: i64) -> i64 {
@@ -30,6 +39,27 @@ pub fn peak_rss_kib(pid: u32) -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// The CPU time process `pid` has used so far (user and system), zero when unreadable.
+pub fn cpu_time(pid: u32) -> Duration {
+    // Fields 14 and 15 of /proc/<pid>/stat, in clock ticks (100 per second on Linux); the
+    // command name (field 2) may hold spaces, so fields are counted after its closing ')'.
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let fields: Vec<u64> = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .skip(11)
+                .take(2)
+                .map(|field| field.parse().unwrap_or(0))
+                .collect();
+            Some(fields.iter().sum::<u64>())
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
 }
 
 /// The LSN a query returns as text (`pg_current_wal_lsn()::text`), 0 for NULL.

@@ -68,6 +68,14 @@ impl Broker {
         self.port
     }
 
+    /// The running broker's process id (benchmarks read its CPU time), 0 when unknown.
+    pub fn pid(&self) -> u32 {
+        std::fs::read_to_string(self.dir.join("broker.pid"))
+            .ok()
+            .and_then(|pid| pid.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Everything the broker printed, across restarts.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default()

@@ -25,7 +25,7 @@ impl CdcProcess {
         env: &[(&str, &str)],
     ) -> CdcProcess {
         CdcProcess::spawn_program(
-            env!("CARGO_BIN_EXE_cdc-source"),
+            &program("PGCDC_SOURCE_BIN", env!("CARGO_BIN_EXE_cdc-source")),
             verb,
             config_toml,
             extra_args,
@@ -35,7 +35,13 @@ impl CdcProcess {
 
     /// `cdc-sink <verb> --config <file>`, as [`spawn`](Self::spawn) does for the source.
     pub fn sink(verb: &str, config_toml: &str) -> CdcProcess {
-        CdcProcess::spawn_program(env!("CARGO_BIN_EXE_cdc-sink"), verb, config_toml, &[], &[])
+        CdcProcess::spawn_program(
+            &program("PGCDC_SINK_BIN", env!("CARGO_BIN_EXE_cdc-sink")),
+            verb,
+            config_toml,
+            &[],
+            &[],
+        )
     }
 
     fn spawn_program(
@@ -134,6 +140,12 @@ impl CdcProcess {
     pub fn stdout_text(&self) -> String {
         std::fs::read_to_string(self.dir.join("stdout")).unwrap_or_default()
     }
+}
+
+/// The binary to run: the path in environment variable `variable` when set (benchmarks compare
+/// another build, e.g. the one before a change, this way), else this build's `built`.
+fn program(variable: &str, built: &str) -> String {
+    std::env::var(variable).unwrap_or_else(|_| built.to_owned())
 }
 
 fn exit_code(status: ExitStatus) -> i32 {
