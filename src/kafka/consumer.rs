@@ -4,7 +4,6 @@
 //! bounded and no await happens per record.
 
 use std::collections::{BTreeMap, HashMap};
-use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -50,13 +49,6 @@ const DEFAULT_OPTIONS: &[(&str, &str)] = &[
     // With a full queue librdkafka stops fetching for this long (1 s by default), which left
     // the applier idle once it had caught up with the read-ahead.
     ("fetch.queue.backoff.ms", "10"),
-    // How long the broker may hold a fetch that finds nothing new. Kafka and Redpanda answer
-    // as soon as a record arrives, but some brokers (tansu) hold every fetch this long even
-    // when records arrive meanwhile, so librdkafka's 500 ms would be added to every change's
-    // latency there. The price is an idle sink asking each broker 50 times a second (tansu
-    // spends about 4% of a core on that; `fetch.wait.max.ms = 500` in `[kafka.options]` when
-    // latency matters less).
-    ("fetch.wait.max.ms", "20"),
     // Statistics carry each partition's high watermark, from which the lag is reported.
     ("statistics.interval.ms", "5000"),
 ];
@@ -78,14 +70,8 @@ pub struct ConsumedRecord {
 
 /// What the consumer thread hands over.
 pub enum Consumed {
-    /// Records in partition order. `caught_up`: the chunk ended because the broker had nothing
-    /// more (its partitions are at their high watermarks), so a batch need not wait for more.
-    Records {
-        /// The records.
-        records: Vec<ConsumedRecord>,
-        /// The chunk's partitions were at their high watermarks when it was handed over.
-        caught_up: bool,
-    },
+    /// Records in partition order.
+    Records(Vec<ConsumedRecord>),
     /// The consumer failed for good (the session restarts).
     Failed(KafkaError),
 }
@@ -305,15 +291,11 @@ fn poll_loop(
     sender: &mpsc::Sender<Consumed>,
 ) {
     while !stop.load(Ordering::Relaxed) {
-        let mut chunk: Vec<ConsumedRecord> = Vec::new();
+        let mut chunk = Vec::new();
         let mut wait = POLL_WAIT;
-        let mut caught_up = false;
         while chunk.len() < CHUNK {
             match consumer.poll(wait) {
-                None => {
-                    caught_up = at_high_watermarks(consumer, &chunk);
-                    break;
-                }
+                None => break,
                 Some(Ok(message)) => chunk.push(ConsumedRecord {
                     topic: message.topic().to_owned(),
                     partition: message.partition(),
@@ -333,46 +315,10 @@ fn poll_loop(
             // Once records flow, take what is already buffered without waiting.
             wait = Duration::ZERO;
         }
-        if !chunk.is_empty() && !hand_over(sender, stop, chunk, caught_up) {
+        if !chunk.is_empty() && !hand_over(sender, stop, chunk) {
             return;
         }
     }
-}
-
-/// Whether each partition in `chunk` ends at the high watermark librdkafka last heard of: the
-/// broker had nothing more, rather than the next fetch being under way (a backlog). Unknown
-/// watermarks count as reached.
-fn at_high_watermarks(consumer: &BaseConsumer<SinkContext>, chunk: &[ConsumedRecord]) -> bool {
-    let mut last: HashMap<(&str, i32), i64> = HashMap::new();
-    for record in chunk {
-        last.insert((&record.topic, record.partition), record.offset);
-    }
-    last.into_iter().all(|((topic, partition), offset)| {
-        cached_high_watermark(consumer, topic, partition).is_none_or(|high| offset + 1 >= high)
-    })
-}
-
-/// The high watermark of a partition as of its latest fetch, without asking the broker
-/// (rust-rdkafka does not wrap `rd_kafka_get_watermark_offsets`).
-fn cached_high_watermark(
-    consumer: &BaseConsumer<SinkContext>,
-    topic: &str,
-    partition: i32,
-) -> Option<i64> {
-    let topic = CString::new(topic).ok()?;
-    let (mut low, mut high) = (-1_i64, -1_i64);
-    // SAFETY: the client handle is valid while `consumer` is borrowed; librdkafka reads the
-    // NUL-terminated topic name and writes the two offsets, under its own locks.
-    let error = unsafe {
-        rdkafka::bindings::rd_kafka_get_watermark_offsets(
-            consumer.client().native_ptr(),
-            topic.as_ptr(),
-            partition,
-            &mut low,
-            &mut high,
-        )
-    };
-    (error == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
 }
 
 /// Sends a chunk, waiting while the channel is full; false once the receiver is gone or a stop
@@ -380,10 +326,9 @@ fn cached_high_watermark(
 fn hand_over(
     sender: &mpsc::Sender<Consumed>,
     stop: &AtomicBool,
-    records: Vec<ConsumedRecord>,
-    caught_up: bool,
+    chunk: Vec<ConsumedRecord>,
 ) -> bool {
-    let mut pending = Consumed::Records { records, caught_up };
+    let mut pending = Consumed::Records(chunk);
     loop {
         match sender.try_send(pending) {
             Ok(()) => return true,
@@ -489,16 +434,16 @@ mod tests {
     fn a_full_channel_is_waited_for_until_a_stop() {
         let (sender, mut receiver) = mpsc::channel(1);
         let stop = AtomicBool::new(false);
-        assert!(hand_over(&sender, &stop, record(0), true));
+        assert!(hand_over(&sender, &stop, record(0)));
         let waiting = std::thread::scope(|scope| {
-            let waiting = scope.spawn(|| hand_over(&sender, &stop, record(1), true));
+            let waiting = scope.spawn(|| hand_over(&sender, &stop, record(1)));
             std::thread::sleep(Duration::from_millis(20));
             assert!(!waiting.is_finished(), "a full channel is waited for");
             stop.store(true, Ordering::Relaxed);
             waiting.join().expect("sender thread")
         });
         assert!(!waiting, "a stop ends the wait without sending");
-        let Ok(Consumed::Records { records: first, .. }) = receiver.try_recv() else {
+        let Ok(Consumed::Records(first)) = receiver.try_recv() else {
             panic!("the first chunk was sent");
         };
         assert_eq!(first[0].offset, 0);
@@ -512,11 +457,6 @@ mod tests {
     fn a_closed_channel_ends_the_hand_over() {
         let (sender, receiver) = mpsc::channel(1);
         drop(receiver);
-        assert!(!hand_over(
-            &sender,
-            &AtomicBool::new(false),
-            record(0),
-            true
-        ));
+        assert!(!hand_over(&sender, &AtomicBool::new(false), record(0)));
     }
 }
