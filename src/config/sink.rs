@@ -14,7 +14,8 @@ pub const DEFAULT_GROUP_ID: &str = "pgcdc-sink";
 /// Rows per target transaction: large enough that per-transaction costs (commit, fsync,
 /// offsets row) vanish, small enough that a batch's rows stay a few MB in memory.
 pub const DEFAULT_BATCH_SIZE: usize = 5000;
-/// How long a partial batch waits for more rows: bounds the added latency when traffic is light.
+/// The longest a batch gathers changes while more keep arriving (one with nothing more ready is
+/// applied at once): bounds the added latency under steady traffic.
 pub const DEFAULT_BATCH_TIMEOUT: Duration = Duration::from_millis(200);
 /// Missing tables are created by default: a new pipeline should work without hand-made DDL.
 pub const DEFAULT_CREATE_TABLES: bool = true;
@@ -69,7 +70,7 @@ pub struct ApplySection {
     /// Most changes in one target transaction.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
-    /// How long a partial batch waits for more changes.
+    /// The longest a batch gathers changes while more keep arriving.
     #[serde(default = "default_batch_timeout", deserialize_with = "de::duration")]
     pub batch_timeout: Duration,
     /// Where undecodable or rejected records go, with error headers; `""` stops the sink instead.

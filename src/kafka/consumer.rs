@@ -4,6 +4,7 @@
 //! bounded and no await happens per record.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -49,6 +50,13 @@ const DEFAULT_OPTIONS: &[(&str, &str)] = &[
     // With a full queue librdkafka stops fetching for this long (1 s by default), which left
     // the applier idle once it had caught up with the read-ahead.
     ("fetch.queue.backoff.ms", "10"),
+    // How long the broker may hold a fetch that finds nothing new. Kafka and Redpanda answer
+    // as soon as a record arrives, but some brokers (tansu) hold every fetch this long even
+    // when records arrive meanwhile, so librdkafka's 500 ms would be added to every change's
+    // latency there. The price is an idle sink asking each broker 50 times a second (tansu
+    // spends about 4% of a core on that; `fetch.wait.max.ms = 500` in `[kafka.options]` when
+    // latency matters less).
+    ("fetch.wait.max.ms", "20"),
     // Statistics carry each partition's high watermark, from which the lag is reported.
     ("statistics.interval.ms", "5000"),
 ];
@@ -70,8 +78,14 @@ pub struct ConsumedRecord {
 
 /// What the consumer thread hands over.
 pub enum Consumed {
-    /// Records in partition order.
-    Records(Vec<ConsumedRecord>),
+    /// Records in partition order. `caught_up`: the chunk ended because nothing more was ready
+    /// (less than a chunk left at the broker), so a batch need not wait for more.
+    Records {
+        /// The records.
+        records: Vec<ConsumedRecord>,
+        /// Nothing more was ready when the chunk was handed over.
+        caught_up: bool,
+    },
     /// The consumer failed for good (the session restarts).
     Failed(KafkaError),
 }
@@ -291,11 +305,15 @@ fn poll_loop(
     sender: &mpsc::Sender<Consumed>,
 ) {
     while !stop.load(Ordering::Relaxed) {
-        let mut chunk = Vec::new();
+        let mut chunk: Vec<ConsumedRecord> = Vec::new();
         let mut wait = POLL_WAIT;
+        let mut caught_up = false;
         while chunk.len() < CHUNK {
             match consumer.poll(wait) {
-                None => break,
+                None => {
+                    caught_up = at_high_watermarks(consumer, &chunk);
+                    break;
+                }
                 Some(Ok(message)) => chunk.push(ConsumedRecord {
                     topic: message.topic().to_owned(),
                     partition: message.partition(),
@@ -315,10 +333,54 @@ fn poll_loop(
             // Once records flow, take what is already buffered without waiting.
             wait = Duration::ZERO;
         }
-        if !chunk.is_empty() && !hand_over(sender, stop, chunk) {
+        if !chunk.is_empty() && !hand_over(sender, stop, chunk, caught_up) {
             return;
         }
     }
+}
+
+/// Whether the broker holds less than a chunk more for each partition in `chunk`, by the high
+/// watermarks librdkafka last heard of: the chunk ended for want of records, not because the
+/// next fetch is under way with a backlog. Under steady traffic the watermark runs a few
+/// records ahead of what a fetch returned (records arrive while it is answered), so "exactly
+/// at the watermark" would rarely hold. Unknown watermarks count as reached.
+fn at_high_watermarks(consumer: &BaseConsumer<SinkContext>, chunk: &[ConsumedRecord]) -> bool {
+    let mut last: HashMap<(&str, i32), i64> = HashMap::new();
+    for record in chunk {
+        last.insert((&record.topic, record.partition), record.offset);
+    }
+    last.into_iter().all(|((topic, partition), offset)| {
+        nearly_caught_up(offset, cached_high_watermark(consumer, topic, partition))
+    })
+}
+
+/// Whether a partition whose last record read is `offset` has less than a chunk left before
+/// `high` (unknown: yes).
+fn nearly_caught_up(offset: i64, high: Option<i64>) -> bool {
+    high.is_none_or(|high| high - (offset + 1) < CHUNK as i64)
+}
+
+/// The high watermark of a partition as of its latest fetch, without asking the broker
+/// (rust-rdkafka does not wrap `rd_kafka_get_watermark_offsets`).
+fn cached_high_watermark(
+    consumer: &BaseConsumer<SinkContext>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    let topic = CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1_i64, -1_i64);
+    // SAFETY: the client handle is valid while `consumer` is borrowed; librdkafka reads the
+    // NUL-terminated topic name and writes the two offsets, under its own locks.
+    let error = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (error == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
 }
 
 /// Sends a chunk, waiting while the channel is full; false once the receiver is gone or a stop
@@ -326,9 +388,10 @@ fn poll_loop(
 fn hand_over(
     sender: &mpsc::Sender<Consumed>,
     stop: &AtomicBool,
-    chunk: Vec<ConsumedRecord>,
+    records: Vec<ConsumedRecord>,
+    caught_up: bool,
 ) -> bool {
-    let mut pending = Consumed::Records(chunk);
+    let mut pending = Consumed::Records { records, caught_up };
     loop {
         match sender.try_send(pending) {
             Ok(()) => return true,
@@ -434,16 +497,16 @@ mod tests {
     fn a_full_channel_is_waited_for_until_a_stop() {
         let (sender, mut receiver) = mpsc::channel(1);
         let stop = AtomicBool::new(false);
-        assert!(hand_over(&sender, &stop, record(0)));
+        assert!(hand_over(&sender, &stop, record(0), true));
         let waiting = std::thread::scope(|scope| {
-            let waiting = scope.spawn(|| hand_over(&sender, &stop, record(1)));
+            let waiting = scope.spawn(|| hand_over(&sender, &stop, record(1), true));
             std::thread::sleep(Duration::from_millis(20));
             assert!(!waiting.is_finished(), "a full channel is waited for");
             stop.store(true, Ordering::Relaxed);
             waiting.join().expect("sender thread")
         });
         assert!(!waiting, "a stop ends the wait without sending");
-        let Ok(Consumed::Records(first)) = receiver.try_recv() else {
+        let Ok(Consumed::Records { records: first, .. }) = receiver.try_recv() else {
             panic!("the first chunk was sent");
         };
         assert_eq!(first[0].offset, 0);
@@ -454,9 +517,22 @@ mod tests {
     }
 
     #[test]
+    fn a_chunk_is_caught_up_when_less_than_a_chunk_is_left_at_the_broker() {
+        assert!(nearly_caught_up(9, Some(10)));
+        assert!(nearly_caught_up(9, Some(10 + CHUNK as i64 - 1)));
+        assert!(!nearly_caught_up(9, Some(10 + CHUNK as i64)));
+        assert!(nearly_caught_up(9, None));
+    }
+
+    #[test]
     fn a_closed_channel_ends_the_hand_over() {
         let (sender, receiver) = mpsc::channel(1);
         drop(receiver);
-        assert!(!hand_over(&sender, &AtomicBool::new(false), record(0)));
+        assert!(!hand_over(
+            &sender,
+            &AtomicBool::new(false),
+            record(0),
+            true
+        ));
     }
 }

@@ -169,7 +169,11 @@ impl Decoded {
 
 /// What the decoding task hands over.
 enum DecodedChunk {
-    Records(Vec<Decoded>),
+    /// Decoded records; `caught_up` as the consumer said of their chunk.
+    Records {
+        records: Vec<Decoded>,
+        caught_up: bool,
+    },
     Failed(KafkaError),
 }
 
@@ -181,13 +185,16 @@ async fn decode_chunks(
 ) {
     while let Some(chunk) = consumed.recv().await {
         let chunk = match chunk {
-            Consumed::Records(records) => {
+            Consumed::Records { records, caught_up } => {
                 let mut out = Vec::with_capacity(records.len());
                 for record in records {
                     let change = decoders.decode(&record).await;
                     out.push(Decoded { record, change });
                 }
-                DecodedChunk::Records(out)
+                DecodedChunk::Records {
+                    records: out,
+                    caught_up,
+                }
             }
             Consumed::Failed(error) => DecodedChunk::Failed(error),
         };
@@ -361,7 +368,7 @@ async fn session(
                 session.apply_pending_changes().await?;
             }
             decoded = records.recv() => match decoded {
-                Some(DecodedChunk::Records(chunk)) => {
+                Some(DecodedChunk::Records { records: chunk, caught_up }) => {
                     // Every schema change before these records is in the broker by now.
                     // Records without a source position (not pgcdc's) wait for none.
                     if chunk.iter().any(Decoded::has_position) {
@@ -377,6 +384,16 @@ async fn session(
                         if session.pending.changes >= config.apply.batch_size {
                             session.flush().await?;
                         }
+                    }
+                    // Group commit: once the broker holds nothing more for these partitions
+                    // and no chunk waits, the batch is applied now, so a lone change waits for
+                    // nothing and batches grow only while changes arrive
+                    // faster than the target applies them; `batch_timeout` bounds the wait
+                    // while they keep coming. Partitions released after a schema change are
+                    // waited for, so that the rows written after it, from every partition of
+                    // the table, are applied in one batch in the order they were written.
+                    if caught_up && records.is_empty() && session.released.is_empty() {
+                        session.flush().await?;
                     }
                     if session.pending.records.is_empty() {
                         deadline = None;
