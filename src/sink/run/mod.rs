@@ -43,7 +43,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// host fails the start instead of retrying forever.
 const STARTUP_RETRY_WINDOW: Duration = Duration::from_secs(60);
 /// Decoded chunks waiting for the applier: with the consumer's chunks, bounds read-ahead.
-const DECODED_CHUNKS: usize = 4;
+const DECODED_CHUNKS: usize = 2;
 /// How often schema changes waiting for their tables' records are looked at again (the
 /// records may be applied by another sink of the group).
 const PENDING_CHANGE_RETRY: Duration = Duration::from_secs(1);
