@@ -112,12 +112,12 @@ format = "avro"
     )
 }
 
-/// Waits until a walsender holds `slot` (the source streams) and returns when it saw that,
-/// failing with `source`'s log after a minute.
+/// Waits until a walsender holds `slot` (its reader streams) and returns when it saw that,
+/// failing with `log()` (the reader's output) after a minute.
 pub async fn wait_active(
     client: &tokio_postgres::Client,
     slot: &str,
-    source: &CdcProcess,
+    log: impl Fn() -> String,
 ) -> Instant {
     let started = Instant::now();
     loop {
@@ -134,8 +134,8 @@ pub async fn wait_active(
         }
         assert!(
             started.elapsed() < Duration::from_secs(60),
-            "cdc-source never streamed: {}",
-            source.stderr_text()
+            "nothing streamed from slot {slot}: {}",
+            log()
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
