@@ -1,15 +1,17 @@
 //! cdc-sink against PostgreSQL's native logical replication applying the same backlog, in
 //! one run (`cargo bench --bench sink_throughput`). A source cluster takes the workload
 //! (inserts in transactions of PGCDC_BENCH_TRANSACTION_ROWS rows, default 1000; rows:
-//! PGCDC_BENCH_ROWS, default 200000) with two slots already in place. cdc-source drains one
+//! PGCDC_BENCH_ROWS, default 200000) with two slots already in place; with
+//! PGCDC_BENCH_WORKLOAD=mixed every row is then updated, a tenth deleted and a twentieth given
+//! a new key, in transactions of the same size, and a last row marks the end. cdc-source drains one
 //! slot into an Avro topic backlog before anything is timed. Then, into two databases of one
 //! target cluster (fsync on, as in production) holding the same empty table:
 //! - native: a subscription on the other slot (`create_slot = false, copy_data = false`),
 //!   enabled once the backlog is complete;
 //! - cdc-sink: `cdc-sink run` on the topic backlog.
 //!
-//! Each is timed from its start until the target holds every row (and from its first row
-//! to its last, which leaves out start-up). Prints rows/s of each, their ratios, cdc-sink's
+//! Each is timed from its start until the target table equals the source's (count and sums;
+//! probed once the last row is in), and from its first row on, which leaves out start-up. Prints rows/s of each, their ratios, cdc-sink's
 //! peak RSS and time in target transactions, and how fast the backlog can merely be read
 //! from the broker (the ceiling the broker sets).
 
@@ -40,24 +42,47 @@ struct Applied {
 }
 
 impl Applied {
-    fn rate(&self, rows: i64) -> f64 {
-        rows as f64 / self.all_rows.as_secs_f64()
+    fn rate(&self, changes: i64) -> f64 {
+        changes as f64 / self.all_rows.as_secs_f64()
     }
 
-    fn rate_after_first_row(&self, rows: i64) -> f64 {
-        rows as f64 / (self.all_rows - self.first_row).as_secs_f64()
+    fn rate_after_first_row(&self, changes: i64) -> f64 {
+        changes as f64 / (self.all_rows - self.first_row).as_secs_f64()
     }
 }
 
-/// Polls the target table until it holds `rows` rows. The probes are index lookups, so
-/// polling costs both sides the same little; the count runs only once the last key is in.
+/// What the target must hold at the end: the last row written, and the table's digest.
+struct Expected {
+    last_id: i64,
+    digest: (i64, i64, i64),
+    /// Row changes made on the source.
+    changes: i64,
+    /// Records cdc-source publishes for them (a delete adds a tombstone, a key change is a
+    /// delete, a tombstone and a create).
+    records: i64,
+}
+
+const DIGEST_SQL: &str =
+    "SELECT count(*), coalesce(sum(id), 0)::bigint, coalesce(sum(qty), 0)::bigint FROM bench";
+
+async fn digest(client: &Client) -> (i64, i64, i64) {
+    let row = client.query_one(DIGEST_SQL, &[]).await.expect("digest");
+    (row.get(0), row.get(1), row.get(2))
+}
+
+/// Polls the target table until it equals the source's. The probes are index lookups, so
+/// polling costs both sides the same little; the digest runs only once the last row is in.
 async fn wait_applied(
     target: &Client,
-    rows: i64,
+    expected: &Expected,
     started: Instant,
     mut alive: impl FnMut() -> bool,
 ) -> Applied {
     let mut first_row = None;
+    let last = format!(
+        "SELECT EXISTS (SELECT 1 FROM bench WHERE id = {})",
+        expected.last_id
+    );
     loop {
         assert!(
             started.elapsed() < LIMIT && alive(),
@@ -66,23 +91,12 @@ async fn wait_applied(
         if first_row.is_none() && exists(target, "SELECT EXISTS (SELECT 1 FROM bench)").await {
             first_row = Some(started.elapsed());
         }
-        let last = format!(
-            "SELECT EXISTS (SELECT 1 FROM bench WHERE id = {})",
-            rows - 1
-        );
         if let Some(first_row) = first_row {
-            if exists(target, &last).await {
-                let count: i64 = target
-                    .query_one("SELECT count(*) FROM bench", &[])
-                    .await
-                    .expect("count rows")
-                    .get(0);
-                if count == rows {
-                    return Applied {
-                        first_row,
-                        all_rows: started.elapsed(),
-                    };
-                }
+            if exists(target, &last).await && digest(target).await == expected.digest {
+                return Applied {
+                    first_row,
+                    all_rows: started.elapsed(),
+                };
             }
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -93,9 +107,21 @@ async fn exists(client: &Client, sql: &str) -> bool {
     client.query_one(sql, &[]).await.expect(sql).get(0)
 }
 
+/// Runs one statement in a transaction of its own and returns the rows it changed.
+async fn changed(source: &Client, sql: &str) -> i64 {
+    source.execute(sql, &[]).await.expect(sql) as i64
+}
+
 /// The workload on the source, with a slot for cdc-source and one for the subscription
-/// created first, so both hold all of it. Returns the WAL position after it.
-async fn fill_source(source: &Client, names: &TestNames, rows: i64, per_transaction: i64) -> u64 {
+/// created first, so both hold all of it. Returns the WAL position after it and what the
+/// target must end with.
+async fn fill_source(
+    source: &Client,
+    names: &TestNames,
+    rows: i64,
+    per_transaction: i64,
+    mixed: bool,
+) -> (u64, Expected) {
     source
         .batch_execute(&format!(
             "{TABLE_SQL};
@@ -115,17 +141,58 @@ async fn fill_source(source: &Client, names: &TestNames, rows: i64, per_transact
             .await
             .expect("create a slot");
     }
-    for start in (0..rows).step_by(per_transaction as usize) {
-        let end = (start + per_transaction).min(rows) - 1;
-        source
-            .batch_execute(&format!(
-                "INSERT INTO bench SELECT i, 'name ' || i, i % 100, i * 0.01, now(), repeat('x', 200)
-                 FROM generate_series({start}, {end}) i"
-            ))
-            .await
-            .expect("insert the workload");
+    let (mut inserts, mut updates, mut deletes, mut key_changes) = (0, 0, 0, 0);
+    let ranges = || {
+        (0..rows)
+            .step_by(per_transaction as usize)
+            .map(move |start| (start, (start + per_transaction).min(rows) - 1))
+    };
+    for (start, end) in ranges() {
+        inserts += changed(
+            source,
+            &format!(
+            "INSERT INTO bench SELECT i, 'name ' || i, i % 100, i * 0.01, now(), repeat('x', 200)
+             FROM generate_series({start}, {end}) i"
+        ),
+        )
+        .await;
     }
-    lsn(source, "SELECT pg_current_wal_lsn()::text").await
+    let mut last_id = rows - 1;
+    if mixed {
+        for (start, end) in ranges() {
+            updates += changed(source, &format!(
+                "UPDATE bench SET qty = qty + 1, note = repeat('y', 200) WHERE id BETWEEN {start} AND {end}"
+            ))
+            .await;
+        }
+        for (start, end) in ranges() {
+            deletes += changed(
+                source,
+                &format!("DELETE FROM bench WHERE id BETWEEN {start} AND {end} AND id % 10 = 3"),
+            )
+            .await;
+            key_changes += changed(source, &format!(
+                "UPDATE bench SET id = id + {rows} WHERE id BETWEEN {start} AND {end} AND id % 20 = 7"
+            ))
+            .await;
+        }
+        last_id = -1;
+        inserts += changed(
+            source,
+            "INSERT INTO bench VALUES (-1, 'last', 0, 0, now(), 'the end of the workload')",
+        )
+        .await;
+    }
+    let expected = Expected {
+        last_id,
+        digest: digest(source).await,
+        changes: inserts + updates + deletes + key_changes,
+        records: inserts + updates + 2 * deletes + 3 * key_changes,
+    };
+    (
+        lsn(source, "SELECT pg_current_wal_lsn()::text").await,
+        expected,
+    )
 }
 
 fn native_slot(names: &TestNames) -> String {
@@ -171,7 +238,7 @@ async fn run_native(
     source: &PgCluster,
     target: &PgCluster,
     names: &TestNames,
-    rows: i64,
+    expected: &Expected,
 ) -> Applied {
     let db = TestNames::new();
     let client = db.create_database(target).await;
@@ -194,7 +261,7 @@ async fn run_native(
         .batch_execute(&format!("ALTER SUBSCRIPTION {} ENABLE", db.publication))
         .await
         .expect("enable the subscription");
-    let applied = wait_applied(&client, rows, started, || true).await;
+    let applied = wait_applied(&client, expected, started, || true).await;
     client
         .batch_execute(&format!(
             "ALTER SUBSCRIPTION {sub} DISABLE;
@@ -213,7 +280,7 @@ async fn run_sink(
     names: &TestNames,
     broker: &Broker,
     registry: &str,
-    rows: i64,
+    expected: &Expected,
 ) -> (Applied, u64, f64) {
     let db = TestNames::new();
     let client = db.create_database(target).await;
@@ -226,7 +293,7 @@ async fn run_sink(
     let started = Instant::now();
     let mut sink = CdcProcess::sink("run", &config);
     let pid = sink.pid();
-    let applied = wait_applied(&client, rows, started, || sink.is_running()).await;
+    let applied = wait_applied(&client, expected, started, || sink.is_running()).await;
     let rss = peak_rss_kib(pid);
     let (_, exposition) = http::get(&metrics, "/metrics").expect("scrape cdc-sink");
     let in_batches = http::samples(&exposition, "pgcdc_sink_batch_seconds_sum")
@@ -240,6 +307,7 @@ async fn run_sink(
 async fn main() {
     let rows = env_number("PGCDC_BENCH_ROWS", 200_000);
     let per_transaction = env_number("PGCDC_BENCH_TRANSACTION_ROWS", 1000).max(1);
+    let mixed = std::env::var("PGCDC_BENCH_WORKLOAD").is_ok_and(|w| w == "mixed");
     let source = PgCluster::new().await;
     let target = durable_target().await;
     let broker = Broker::start_memory().await;
@@ -247,7 +315,9 @@ async fn main() {
     let names = TestNames::new();
     let client = names.create_database(&source).await;
     let guard = names.guard(&source);
-    let end = fill_source(&client, &names, rows, per_transaction).await;
+    let (end, expected) = fill_source(&client, &names, rows, per_transaction, mixed).await;
+    let records = expected.records;
+    let changes = expected.changes;
     let config = source_config(
         &source,
         &names,
@@ -262,14 +332,15 @@ async fn main() {
     let bootstrap = broker.bootstrap();
     let started = Instant::now();
     let read = tokio::task::spawn_blocking(move || {
-        support::read_topic(&bootstrap, &topic, rows as usize, LIMIT).len()
+        support::read_topic(&bootstrap, &topic, records as usize, LIMIT).len()
     })
     .await
     .expect("read the topic");
     let broker_read = started.elapsed();
-    assert_eq!(read as i64, rows, "the topic holds every row");
-    let native = run_native(&source, &target, &names, rows).await;
-    let (sink, rss, in_batches) = run_sink(&target, &names, &broker, &registry.url(), rows).await;
+    assert_eq!(read as i64, records, "the topic holds every change");
+    let native = run_native(&source, &target, &names, &expected).await;
+    let (sink, rss, in_batches) =
+        run_sink(&target, &names, &broker, &registry.url(), &expected).await;
     let _ = client
         .batch_execute(&format!(
             "SELECT pg_drop_replication_slot('{}')",
@@ -278,19 +349,26 @@ async fn main() {
         .await;
     drop(guard);
 
-    println!("rows: {rows} in transactions of {per_transaction}, target fsync on");
+    let workload = if mixed {
+        "inserts, then updates, deletes and key changes"
+    } else {
+        "inserts"
+    };
+    println!(
+        "{changes} row changes ({workload}; {rows} rows) in transactions of {per_transaction}, target fsync on"
+    );
     for (name, applied) in [("native logical replication", &native), ("cdc-sink", &sink)] {
         println!(
-            "{name:<27} {:>9.0} rows/s ({:.2?}; first row after {:.2?}, {:.0} rows/s from there)",
-            applied.rate(rows),
+            "{name:<27} {:>9.0} changes/s ({:.2?}; first row after {:.2?}, {:.0} changes/s from there)",
+            applied.rate(changes),
             applied.all_rows,
             applied.first_row,
-            applied.rate_after_first_row(rows),
+            applied.rate_after_first_row(changes),
         );
     }
     println!(
-        "reading the topic alone      {:>9.0} rows/s ({broker_read:.2?}; librdkafka, no decoding)",
-        rows as f64 / broker_read.as_secs_f64()
+        "reading the topic alone      {:>9.0} records/s ({broker_read:.2?}; librdkafka, no decoding)",
+        records as f64 / broker_read.as_secs_f64()
     );
     println!(
         "cdc-sink peak RSS {} MiB, {in_batches:.2}s of its run in target transactions",
@@ -298,7 +376,7 @@ async fn main() {
     );
     println!(
         "ratio cdc-sink / native: {:.2} (from first row: {:.2})",
-        sink.rate(rows) / native.rate(rows),
-        sink.rate_after_first_row(rows) / native.rate_after_first_row(rows)
+        sink.rate(changes) / native.rate(changes),
+        sink.rate_after_first_row(changes) / native.rate_after_first_row(changes)
     );
 }
