@@ -31,13 +31,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{cpu_time, durable_target, env_number, peak_rss_kib, source_config, STREAM_ONLY};
+use common::{
+    cpu_time, create_slots, durable_target, env_number, peak_rss_kib, sink_config, source_config,
+    SourceBed, STREAM_ONLY,
+};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use support::postgres::{REPLICATOR, SUPERUSER};
 use support::process::CdcProcess;
-use support::{random_suffix, Broker, PgCluster, SchemaRegistry, TestNames};
+use support::{random_suffix, TestNames};
 use tokio::time::MissedTickBehavior;
 use tokio_postgres::Client;
 
@@ -236,26 +239,6 @@ impl Pipeline {
     }
 }
 
-fn sink_config(url: &str, topic: &str, broker: &Broker, registry: &str, extra: &str) -> String {
-    format!(
-        r#"
-[postgres]
-url = "{url}"
-[kafka]
-brokers = "{brokers}"
-[schema_registry]
-url = "{registry}"
-[metrics]
-listen = ""
-[apply]
-topics = ["{topic}"]
-group_id = "bench_latency"
-{extra}
-"#,
-        brokers = broker.bootstrap(),
-    )
-}
-
 #[tokio::main]
 async fn main() {
     let rate = setting("--rate", "PGCDC_BENCH_RATE", 5000);
@@ -267,12 +250,14 @@ async fn main() {
     let transactions = (rate * seconds / per_transaction).max(1);
     let rows = transactions * per_transaction;
     let sink_extra = std::env::var("PGCDC_BENCH_SINK_EXTRA").unwrap_or_default();
-    let source = PgCluster::new().await;
+    let SourceBed {
+        pg: source,
+        broker,
+        registry,
+        names,
+        client: writer,
+    } = SourceBed::start().await;
     let target = durable_target().await;
-    let broker = Broker::start_memory().await;
-    let registry = SchemaRegistry::start();
-    let names = TestNames::new();
-    let writer = names.create_database(&source).await;
     writer
         .batch_execute(&format!(
             "CREATE TABLE bench (id bigint PRIMARY KEY, payload text,
@@ -284,16 +269,7 @@ async fn main() {
         .await
         .expect("set up the source database");
     let native_slot = format!("{}_native", names.slot);
-    // A slot cannot be created in a transaction that wrote, so each in a query of its own.
-    for slot in [&names.slot, &native_slot] {
-        writer
-            .execute(
-                "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
-                &[slot],
-            )
-            .await
-            .expect("create a slot");
-    }
+    create_slots(&writer, &[&names.slot, &native_slot]).await;
     let guard = names.guard(&source);
     let (pgcdc_db, native_db) = (TestNames::new(), TestNames::new());
     let pgcdc_target = pgcdc_db.create_database(&target).await;
@@ -316,7 +292,15 @@ async fn main() {
         &topic_settings,
     );
     let url = target.url(&pgcdc_db.db, SUPERUSER);
-    let sink_config = sink_config(&url, &topic, &broker, &registry.url(), &sink_extra);
+    let sink_config = sink_config(
+        &url,
+        &topic,
+        "bench_latency",
+        &broker,
+        &registry.url(),
+        "",
+        &sink_extra,
+    );
     let mut pipeline = Pipeline {
         source: CdcProcess::run(&config),
         sink: CdcProcess::sink("run", &sink_config),

@@ -22,11 +22,12 @@ mod support;
 use std::time::{Duration, Instant};
 
 use common::{
-    durable_target, env_number, lsn, peak_rss_kib, source_config, wait_confirmed, STREAM_ONLY,
+    create_slots, durable_target, env_number, lsn, peak_rss_kib, sink_config, source_config,
+    wait_confirmed, SourceBed, STREAM_ONLY,
 };
 use support::postgres::{REPLICATOR, SUPERUSER};
 use support::process::CdcProcess;
-use support::{free_port, http, Broker, PgCluster, SchemaRegistry, TestNames};
+use support::{free_port, http, Broker, PgCluster, TestNames};
 use tokio_postgres::Client;
 
 const TABLE_SQL: &str = "CREATE TABLE bench (id int PRIMARY KEY, name text NOT NULL, qty int,
@@ -131,16 +132,7 @@ async fn fill_source(
         ))
         .await
         .expect("set up the source database");
-    // A slot cannot be created in a transaction that wrote, so each in a query of its own.
-    for slot in [names.slot.clone(), native_slot(names)] {
-        source
-            .execute(
-                "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
-                &[&slot],
-            )
-            .await
-            .expect("create a slot");
-    }
+    create_slots(source, &[&names.slot, &native_slot(names)]).await;
     let (mut inserts, mut updates, mut deletes, mut key_changes) = (0, 0, 0, 0);
     let ranges = || {
         (0..rows)
@@ -206,34 +198,6 @@ async fn fill_topic(source: &Client, config: &str, slot: &str, end: u64) {
     process.terminate();
 }
 
-fn sink_config(
-    target: &PgCluster,
-    db: &str,
-    names: &TestNames,
-    broker: &Broker,
-    registry: &str,
-    metrics: &str,
-) -> String {
-    format!(
-        r#"
-[postgres]
-url = "{url}"
-[apply]
-topics = ["{prefix}.public.bench"]
-group_id = "bench_{db}"
-[kafka]
-brokers = "{brokers}"
-[schema_registry]
-url = "{registry}"
-[metrics]
-listen = "{metrics}"
-"#,
-        url = target.url(db, SUPERUSER),
-        prefix = names.topic_prefix,
-        brokers = broker.bootstrap(),
-    )
-}
-
 async fn run_native(
     source: &PgCluster,
     target: &PgCluster,
@@ -289,7 +253,15 @@ async fn run_sink(
         .await
         .expect("create the table");
     let metrics = format!("127.0.0.1:{}", free_port());
-    let config = sink_config(target, &db.db, names, broker, registry, &metrics);
+    let config = sink_config(
+        &target.url(&db.db, SUPERUSER),
+        &format!("{}.public.bench", names.topic_prefix),
+        &format!("bench_{}", db.db),
+        broker,
+        registry,
+        &metrics,
+        "",
+    );
     let started = Instant::now();
     let mut sink = CdcProcess::sink("run", &config);
     let pid = sink.pid();
@@ -308,12 +280,14 @@ async fn main() {
     let rows = env_number("PGCDC_BENCH_ROWS", 200_000);
     let per_transaction = env_number("PGCDC_BENCH_TRANSACTION_ROWS", 1000).max(1);
     let mixed = std::env::var("PGCDC_BENCH_WORKLOAD").is_ok_and(|w| w == "mixed");
-    let source = PgCluster::new().await;
+    let SourceBed {
+        pg: source,
+        broker,
+        registry,
+        names,
+        client,
+    } = SourceBed::start().await;
     let target = durable_target().await;
-    let broker = Broker::start_memory().await;
-    let registry = SchemaRegistry::start();
-    let names = TestNames::new();
-    let client = names.create_database(&source).await;
     let guard = names.guard(&source);
     let (end, expected) = fill_source(&client, &names, rows, per_transaction, mixed).await;
     let records = expected.records;

@@ -18,13 +18,13 @@ use std::collections::HashSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{env_number, peak_rss_kib, source_config};
+use common::{env_number, peak_rss_kib, source_config, SourceBed};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use support::postgres::{bin_dir, REPLICATOR, SUPERUSER};
 use support::process::CdcProcess;
-use support::{Broker, PgCluster, SchemaRegistry, TestNames};
+use support::PgCluster;
 
 /// How long the snapshot may take before the benchmark gives up.
 const LIMIT: Duration = Duration::from_secs(600);
@@ -87,11 +87,13 @@ fn topic_records(bootstrap: &str, topic: &str) -> i64 {
 async fn main() {
     let rows = env_number("PGCDC_BENCH_ROWS", 1_000_000);
     let workers = env_number("PGCDC_BENCH_WORKERS", 4).max(1);
-    let pg = PgCluster::new().await;
-    let broker = Broker::start_memory().await;
-    let registry = SchemaRegistry::start();
-    let names = TestNames::new();
-    let client = names.create_database(&pg).await;
+    let SourceBed {
+        pg,
+        broker,
+        registry,
+        names,
+        client,
+    } = SourceBed::start().await;
     let guard = names.guard(&pg);
     // cdc-source creates the publication, so its role owns the table and may create in the db.
     client

@@ -19,11 +19,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    env_number, lsn, peak_rss_kib, source_config, wait_active, wait_confirmed, STREAM_ONLY,
+    create_slots, env_number, lsn, peak_rss_kib, source_config, wait_active, wait_confirmed,
+    SourceBed, STREAM_ONLY,
 };
 use support::postgres::{bin_dir, REPLICATOR};
 use support::process::CdcProcess;
-use support::{Broker, PgCluster, SchemaRegistry, TestNames};
+use support::{PgCluster, TestNames};
 use tokio_postgres::Client;
 
 /// How long reading the topic back may take.
@@ -85,11 +86,13 @@ async fn drain_with_recvlogical(
 async fn main() {
     let rows = env_number("PGCDC_BENCH_ROWS", 200_000);
     let per_transaction = env_number("PGCDC_BENCH_TRANSACTION_ROWS", 1000).max(1);
-    let pg = PgCluster::new().await;
-    let broker = Broker::start_memory().await;
-    let registry = SchemaRegistry::start();
-    let names = TestNames::new();
-    let client = names.create_database(&pg).await;
+    let SourceBed {
+        pg,
+        broker,
+        registry,
+        names,
+        client,
+    } = SourceBed::start().await;
     client
         .batch_execute(&format!(
             "CREATE TABLE bench (id int PRIMARY KEY, name text NOT NULL, qty int, price numeric(10,2),
@@ -100,20 +103,11 @@ async fn main() {
         ))
         .await
         .expect("set up the benchmark database");
-    // A slot cannot be created in a transaction that wrote, so each in a query of its own.
     let recv_slots = [
         format!("{}_recv_a", names.slot),
         format!("{}_recv_b", names.slot),
     ];
-    for slot in [&names.slot, &recv_slots[0], &recv_slots[1]] {
-        client
-            .execute(
-                "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
-                &[&slot],
-            )
-            .await
-            .expect("create a slot");
-    }
+    create_slots(&client, &[&names.slot, &recv_slots[0], &recv_slots[1]]).await;
     let guard = names.guard(&pg);
     for start in (0..rows).step_by(per_transaction as usize) {
         let end = (start + per_transaction).min(rows) - 1;

@@ -1,5 +1,5 @@
-//! What the benchmarks share besides the test bed: settings from the environment, a child's
-//! peak memory, WAL positions, and running cdc-source over a backlog.
+//! What the benchmarks share besides the test bed: the source side of a run, settings from the
+//! environment, a child's peak memory, WAL positions, and cdc-source's and cdc-sink's configs.
 
 // Each benchmark uses its own subset.
 #![allow(dead_code)]
@@ -9,7 +9,80 @@ use std::time::{Duration, Instant};
 use crate::support::capture::parse_lsn;
 use crate::support::postgres::{ClusterSetup, REPLICATOR};
 use crate::support::process::CdcProcess;
-use crate::support::{Broker, PgCluster, TestNames};
+use crate::support::{Broker, PgCluster, SchemaRegistry, TestNames};
+
+/// The source side of a benchmark: a cluster with a database of its own, a tansu broker
+/// keeping records in memory, and the registry.
+pub struct SourceBed {
+    pub pg: PgCluster,
+    pub broker: Broker,
+    pub registry: SchemaRegistry,
+    pub names: TestNames,
+    /// A connection to the benchmark's database.
+    pub client: tokio_postgres::Client,
+}
+
+impl SourceBed {
+    /// Starts the cluster, broker and registry and creates the database.
+    pub async fn start() -> SourceBed {
+        let pg = PgCluster::new().await;
+        let broker = Broker::start_memory().await;
+        let registry = SchemaRegistry::start();
+        let names = TestNames::new();
+        let client = names.create_database(&pg).await;
+        SourceBed {
+            pg,
+            broker,
+            registry,
+            names,
+            client,
+        }
+    }
+}
+
+/// Creates pgoutput slots, each in a query of its own: a slot cannot be created in a
+/// transaction that wrote.
+pub async fn create_slots(client: &tokio_postgres::Client, slots: &[&str]) {
+    for slot in slots {
+        client
+            .execute(
+                "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+                &[slot],
+            )
+            .await
+            .expect("create a slot");
+    }
+}
+
+/// cdc-sink's configuration for applying `topic` into the database at `url`, with `extra`
+/// lines appended to `[apply]`.
+pub fn sink_config(
+    url: &str,
+    topic: &str,
+    group_id: &str,
+    broker: &Broker,
+    registry: &str,
+    metrics: &str,
+    extra: &str,
+) -> String {
+    format!(
+        r#"
+[postgres]
+url = "{url}"
+[kafka]
+brokers = "{brokers}"
+[schema_registry]
+url = "{registry}"
+[metrics]
+listen = "{metrics}"
+[apply]
+topics = ["{topic}"]
+group_id = "{group_id}"
+{extra}
+"#,
+        brokers = broker.bootstrap(),
+    )
+}
 
 /// A target cluster that syncs its WAL to disk, as a production target does.
 pub async fn durable_target() -> PgCluster {

@@ -385,11 +385,11 @@ async fn session(
                             session.flush().await?;
                         }
                     }
-                    // Group commit: once the broker holds nothing more for these partitions
-                    // and no chunk waits, the batch is applied now, so a lone change waits for
-                    // nothing and batches grow only while changes arrive
-                    // faster than the target applies them; `batch_timeout` bounds the wait
-                    // while they keep coming. Partitions released after a schema change are
+                    // Group commit: once the broker holds less than a chunk more for these
+                    // partitions and no chunk waits, the batch is applied now, so a lone change
+                    // waits for nothing and batches grow only while changes arrive faster than
+                    // the target applies them; `batch_timeout` bounds the wait while they keep
+                    // coming. Partitions released after a schema change are
                     // waited for, so that the rows written after it, from every partition of
                     // the table, are applied in one batch in the order they were written.
                     if caught_up && records.is_empty() && session.released.is_empty() {
