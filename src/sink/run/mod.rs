@@ -251,6 +251,8 @@ struct Session<'a> {
     /// Released partitions delivering again from this offset; their records before it (still
     /// in the channel from before) are skipped.
     released: HashMap<Partition, i64>,
+    /// When a schema change was last applied.
+    last_schema_change: Option<Instant>,
 }
 
 /// Target tables and statements of a session.
@@ -337,6 +339,7 @@ async fn session(
         feed: Some(feed),
         held: HashMap::new(),
         released: HashMap::new(),
+        last_schema_change: None,
     };
     let mut feed_read: Option<FeedRead> = None;
     session.start_feed_read(&mut feed_read);
@@ -391,8 +394,13 @@ async fn session(
                     // the target applies them; `batch_timeout` bounds the wait while they keep
                     // coming. Partitions released after a schema change are
                     // waited for, so that the rows written after it, from every partition of
-                    // the table, are applied in one batch in the order they were written.
-                    if caught_up && records.is_empty() && session.released.is_empty() {
+                    // the table, are applied in one batch in the order they were written; for
+                    // `batch_timeout` after a schema change batches wait as they always did, as
+                    // a partition not held back then may still bring earlier rows.
+                    let settled = session
+                        .last_schema_change
+                        .is_none_or(|at| at.elapsed() >= config.apply.batch_timeout);
+                    if caught_up && records.is_empty() && session.released.is_empty() && settled {
                         session.flush().await?;
                     }
                     if session.pending.records.is_empty() {

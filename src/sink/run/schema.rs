@@ -247,6 +247,7 @@ impl Session<'_> {
     /// Applies one schema-change record and stores its offset, in one target transaction. A
     /// change the target refuses goes to the dead-letter topic, or stops the sink.
     async fn apply_schema_change(&mut self, pending: PendingChange) -> Result<(), SinkError> {
+        self.last_schema_change = Some(Instant::now());
         let config = self.config;
         let replaying = config.apply.ddl == DdlMode::Apply;
         if replaying {
