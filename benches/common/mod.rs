@@ -55,7 +55,8 @@ pub async fn create_slots(client: &tokio_postgres::Client, slots: &[&str]) {
 }
 
 /// cdc-sink's configuration for applying `topic` into the database at `url`, with `extra`
-/// lines appended to `[apply]`.
+/// lines appended to `[apply]`; `PGCDC_BENCH_APPLY_WORKERS` sets `apply.workers` (an
+/// environment override would reach cdc-source too, which has no `[apply]`).
 pub fn sink_config(
     url: &str,
     topic: &str,
@@ -78,9 +79,13 @@ listen = "{metrics}"
 [apply]
 topics = ["{topic}"]
 group_id = "{group_id}"
+{workers}
 {extra}
 "#,
         brokers = broker.bootstrap(),
+        workers = std::env::var("PGCDC_BENCH_APPLY_WORKERS")
+            .map(|n| format!("workers = {n}"))
+            .unwrap_or_default(),
     )
 }
 
