@@ -19,6 +19,8 @@ pub const DEFAULT_BATCH_SIZE: usize = 5000;
 pub const DEFAULT_BATCH_TIMEOUT: Duration = Duration::from_millis(200);
 /// Missing tables are created by default: a new pipeline should work without hand-made DDL.
 pub const DEFAULT_CREATE_TABLES: bool = true;
+/// Most target connections a sink applies over (`apply.workers`).
+pub const MAX_APPLY_WORKERS: usize = 64;
 /// Most batch_size a sink may hold: memory is bounded by this many decoded rows.
 pub const MAX_BATCH_SIZE: usize = 1_000_000;
 /// Metrics address: loopback, one port above the source's default so both run on one host.
@@ -73,6 +75,10 @@ pub struct ApplySection {
     /// The longest a batch gathers changes while more keep arriving.
     #[serde(default = "default_batch_timeout", deserialize_with = "de::duration")]
     pub batch_timeout: Duration,
+    /// Target connections applying in parallel, each partition's changes on one of them;
+    /// default: the sink host's cores, at least 2.
+    #[serde(default = "default_apply_workers")]
+    pub workers: usize,
     /// Where undecodable or rejected records go, with error headers; `""` stops the sink instead.
     #[serde(default)]
     pub dead_letter_topic: String,
@@ -156,6 +162,14 @@ fn default_batch_size() -> usize {
 
 fn default_batch_timeout() -> Duration {
     DEFAULT_BATCH_TIMEOUT
+}
+
+/// The sink host's cores, at least 2 and at most 8: the target usually has as many, and even on
+/// one core a second connection applies while the first waits for its commit to be flushed.
+fn default_apply_workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, usize::from)
+        .clamp(2, 8)
 }
 
 fn default_sink_metrics_listen() -> Option<SocketAddr> {
@@ -245,6 +259,15 @@ impl SinkConfig {
                 format!(
                     "{} is out of range: use 1 to {MAX_BATCH_SIZE}, e.g. 5000",
                     apply.batch_size
+                ),
+            ));
+        }
+        if !(1..=MAX_APPLY_WORKERS).contains(&apply.workers) {
+            return Err(ConfigError::invalid(
+                "apply.workers",
+                format!(
+                    "{} is out of range: use 1 to {MAX_APPLY_WORKERS}, e.g. 4",
+                    apply.workers
                 ),
             ));
         }
@@ -341,6 +364,7 @@ mod tests {
         assert!(!apply.disable_triggers);
         assert_eq!(apply.batch_size, DEFAULT_BATCH_SIZE);
         assert_eq!(apply.batch_timeout, DEFAULT_BATCH_TIMEOUT);
+        assert!((2..=8).contains(&apply.workers), "{}", apply.workers);
         assert_eq!(apply.dead_letter_topic, "");
         assert!(!apply.drop_tables);
         assert_eq!(apply.ddl, DdlMode::Apply);
@@ -363,6 +387,7 @@ mod tests {
         );
         for (var, value, key) in [
             ("PGCDC__APPLY__BATCH_SIZE", "0", "apply.batch_size"),
+            ("PGCDC__APPLY__WORKERS", "0", "apply.workers"),
             (
                 "PGCDC__APPLY__BATCH_TIMEOUT",
                 "\"0s\"",

@@ -83,6 +83,15 @@ pub struct TableBatch {
 }
 
 impl TableBatch {
+    /// A batch of `changes`, in their order.
+    pub fn of(changes: Vec<SinkChange>) -> TableBatch {
+        let mut batch = TableBatch::default();
+        for change in changes {
+            batch.push(change);
+        }
+        batch
+    }
+
     /// Adds one change, collapsing it with an earlier change of the same key.
     pub fn push(&mut self, change: SinkChange) {
         self.changes += 1;

@@ -8,6 +8,8 @@
 //! applied twice. A record the target rejects for its data is found by applying the batch again
 //! change by change, each in a savepoint, and is dead-lettered or stops the sink by name.
 
+mod flush;
+mod pending;
 mod schema;
 
 use std::collections::{HashMap, VecDeque};
@@ -15,13 +17,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
-use tokio_postgres::{Client, Transaction};
+use tokio_postgres::Client;
 
+use self::flush::{begin, Helper, Writer};
+use self::pending::Pending;
 use self::schema::{warn_if_feed_busy, FeedRead};
 use super::apply::Applier;
-use super::batch::{Segment, TableBatch};
-use super::change::{SinkChange, SinkTable};
-use super::ddl::{self, TargetTable};
+use super::change::SinkChange;
 use super::dead_letter::DeadLetters;
 use super::enums::TargetEnums;
 use super::offsets::{self, Partition, PartitionProgress};
@@ -213,22 +215,6 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// A batch being gathered: per-table changes, and the progress each partition reaches with it.
-#[derive(Default)]
-struct Pending {
-    /// Each table's changes in arrival order; sorted by source position before applying,
-    /// since one table's changes may come from several partitions.
-    tables: Vec<Vec<SinkChange>>,
-    table_index: HashMap<(String, String), usize>,
-    progress: HashMap<Partition, PartitionProgress>,
-    first_offsets: HashMap<Partition, i64>,
-    /// The batch's records, kept to find a poison record by applying them one by one.
-    records: Vec<ConsumedRecord>,
-    changes: usize,
-    /// Changes left out as replays of what the target already has.
-    skipped: usize,
-}
-
 /// Everything one session holds.
 struct Session<'a> {
     config: &'a SinkConfig,
@@ -241,6 +227,8 @@ struct Session<'a> {
     dead_letters: Option<DeadLetters>,
     applied: HashMap<Partition, PartitionProgress>,
     writer: Writer<'a>,
+    /// The other apply connections (`apply.workers` − 1); `client` is the first.
+    helpers: Vec<Helper>,
     pending: Pending,
     /// Schema changes read and not applied yet, in the order they were read.
     pending_changes: VecDeque<PendingChange>,
@@ -255,15 +243,6 @@ struct Session<'a> {
     last_schema_change: Option<Instant>,
 }
 
-/// Target tables and statements of a session.
-struct Writer<'a> {
-    config: &'a SinkConfig,
-    metrics: &'a SinkMetrics,
-    targets: HashMap<(String, String), TargetTable>,
-    enums: TargetEnums,
-    applier: Applier,
-}
-
 async fn session(
     config: &SinkConfig,
     options: &PgConnectOptions,
@@ -274,6 +253,10 @@ async fn session(
 ) -> Result<(), SinkError> {
     let client = options.connect_sql().await?;
     offsets::setup(&client).await?;
+    let mut helpers = Vec::with_capacity(config.apply.workers - 1);
+    for _ in 1..config.apply.workers {
+        helpers.push(Helper::new(options.connect_sql().await?));
+    }
     let applied = offsets::load(&client, &config.apply.group_id).await?;
     let start: StartOffsets = Arc::new(Mutex::new(
         applied
@@ -334,6 +317,7 @@ async fn session(
             enums: TargetEnums::default(),
             applier: Applier::default(),
         },
+        helpers,
         pending: Pending::default(),
         pending_changes: VecDeque::new(),
         feed: Some(feed),
@@ -431,6 +415,7 @@ impl Session<'_> {
         }
         let mut progress = stored.unwrap_or_default();
         progress.next_offset = record.offset + 1;
+        let slot = self.pending.slot(&partition, self.config.apply.workers);
         match change {
             // A pattern of `apply.topics` matched a schema-change topic: its records are read,
             // applied and stored through the schema-change feed.
@@ -444,7 +429,7 @@ impl Session<'_> {
             }
             Ok(Some(Item::Change(change))) => {
                 progress.position = progress.position.max(change.position);
-                self.pending.push(self.config, change);
+                self.pending.push(self.config, slot, change);
             }
             Err(DecodeError::NoRegistry) => {
                 return Err(SinkError::Config(
@@ -462,336 +447,6 @@ impl Session<'_> {
         self.pending.records.push(record);
         Ok(())
     }
-
-    /// Applies the pending batch in one transaction with its offsets.
-    async fn flush(&mut self) -> Result<(), SinkError> {
-        if self.pending.records.is_empty() {
-            return Ok(());
-        }
-        let started = Instant::now();
-        let mut pending = std::mem::take(&mut self.pending);
-        match self.apply_batch(&mut pending).await {
-            Ok(()) => {}
-            Err(error) if error.is_data_error() => {
-                tracing::warn!(%error, "the target rejected a batch; applying it change by change to find the record");
-                self.writer.targets.clear();
-                self.reapply_one_by_one(&pending).await?;
-            }
-            Err(error) => return Err(error),
-        }
-        self.committed(&pending);
-        self.metrics.observe_batch(started.elapsed());
-        if pending.skipped > 0 {
-            tracing::info!(
-                skipped = pending.skipped,
-                "skipped changes the target already has (a source replay)"
-            );
-        }
-        self.apply_pending_changes().await
-    }
-
-    async fn apply_batch(&mut self, pending: &mut Pending) -> Result<(), SinkError> {
-        if self.config.apply.create_tables {
-            self.prepare_enum_types(pending).await?;
-        }
-        let tx = begin(&mut self.client, self.config.apply.disable_triggers).await?;
-        check_fence(&tx, &self.config.apply.group_id, pending).await?;
-        for mut changes in std::mem::take(&mut pending.tables) {
-            // Stable: changes without a position keep their arrival order.
-            changes.sort_by_key(|change| change.position);
-            let mut batch = TableBatch::default();
-            for change in changes {
-                batch.push(change);
-            }
-            for segment in batch.segments() {
-                self.writer.apply(&tx, segment).await?;
-            }
-        }
-        finish(
-            tx,
-            &self.config.apply.group_id,
-            pending,
-            &mut self.dead_letters,
-        )
-        .await
-    }
-
-    /// Creates or extends the target's enum types the batch's columns use, each statement
-    /// committed before the batch's transaction begins (see [`TargetEnums`]).
-    async fn prepare_enum_types(&mut self, pending: &Pending) -> Result<(), SinkError> {
-        let mut seen: Vec<&Arc<SinkTable>> = Vec::new();
-        for change in pending.tables.iter().flatten() {
-            if seen.iter().any(|table| Arc::ptr_eq(table, &change.table)) {
-                continue;
-            }
-            seen.push(&change.table);
-            self.writer
-                .enums
-                .prepare(
-                    &self.client,
-                    &change.table,
-                    &self.config.apply.target_schema,
-                )
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Applies the batch's records one at a time, each in a savepoint, routing the ones the
-    /// target rejects to the dead-letter topic (or stopping with the first one's offset).
-    async fn reapply_one_by_one(&mut self, pending: &Pending) -> Result<(), SinkError> {
-        let mut tx = begin(&mut self.client, self.config.apply.disable_triggers).await?;
-        check_fence(&tx, &self.config.apply.group_id, pending).await?;
-        let mut progress = self.applied.clone();
-        for record in &pending.records {
-            let partition = (record.topic.clone(), record.partition);
-            let Ok(Some(Item::Change(change))) = self.decoders.decode(record).await else {
-                continue;
-            };
-            let stored = progress.entry(partition).or_default();
-            if offsets::already_applied(Some(stored), change.position) {
-                continue;
-            }
-            stored.position = stored.position.max(change.position);
-            let mut batch = TableBatch::default();
-            batch.push(change);
-            let savepoint = tx
-                .savepoint("pgcdc_change")
-                .await
-                .map_err(|e| SinkError::target("create a savepoint", e))?;
-            let mut outcome = Ok(());
-            for segment in batch.segments() {
-                outcome = self.writer.apply(&savepoint, segment).await;
-                if outcome.is_err() {
-                    break;
-                }
-            }
-            match outcome {
-                Ok(()) => savepoint
-                    .commit()
-                    .await
-                    .map_err(|e| SinkError::target("release a savepoint", e))?,
-                Err(error) if error.is_data_error() => {
-                    savepoint
-                        .rollback()
-                        .await
-                        .map_err(|e| SinkError::target("roll back a savepoint", e))?;
-                    self.writer.targets.clear();
-                    poison(
-                        &mut self.dead_letters,
-                        self.metrics,
-                        record,
-                        &error.to_string(),
-                        error.sql_state(),
-                    )?;
-                }
-                Err(error) => return Err(error),
-            }
-        }
-        finish(
-            tx,
-            &self.config.apply.group_id,
-            pending,
-            &mut self.dead_letters,
-        )
-        .await
-    }
-
-    /// The batch is durable in the target: remember its progress and tell the group.
-    fn committed(&mut self, pending: &Pending) {
-        let mut start = self.start.lock().expect("start offsets lock");
-        for (partition, progress) in &pending.progress {
-            self.applied.insert(partition.clone(), *progress);
-            start.insert(partition.clone(), progress.next_offset);
-        }
-        drop(start);
-        let next: HashMap<Partition, i64> = pending
-            .progress
-            .iter()
-            .map(|(p, progress)| (p.clone(), progress.next_offset))
-            .collect();
-        self.consumer.commit(&next);
-    }
-}
-
-impl Pending {
-    fn push(&mut self, config: &SinkConfig, change: SinkChange) {
-        let key = target_name(config, &change.table);
-        let tables = &mut self.tables;
-        let index = *self.table_index.entry(key).or_insert_with(|| {
-            tables.push(Vec::new());
-            tables.len() - 1
-        });
-        self.tables[index].push(change);
-        self.changes += 1;
-    }
-}
-
-impl Writer<'_> {
-    /// Applies one segment to its target table.
-    async fn apply(&mut self, tx: &Transaction<'_>, segment: &Segment) -> Result<(), SinkError> {
-        if let Segment::Truncate { table } = segment {
-            // A truncate carries no key schema: it must not create the table, and a table the
-            // target does not have yet has nothing to truncate.
-            let (schema, name) = target_name(self.config, table);
-            if ddl::describe(tx, &schema, &name).await?.is_none() {
-                return Ok(());
-            }
-        }
-        let target = self.resolve(tx, segment.table()).await?;
-        self.applier
-            .apply(tx, &target, segment, self.config.apply.on_conflict)
-            .await?;
-        for (op, rows) in segment.applied_rows() {
-            self.metrics.count_applied(segment.table(), op, rows);
-        }
-        Ok(())
-    }
-
-    /// The target table for `table`: created or widened when allowed, recorded for `verify`.
-    async fn resolve(
-        &mut self,
-        tx: &Transaction<'_>,
-        table: &SinkTable,
-    ) -> Result<TargetTable, SinkError> {
-        let (schema, name) = target_name(self.config, table);
-        if let Some(target) = self.targets.get(&(schema.clone(), name.clone())) {
-            if table
-                .columns
-                .iter()
-                .all(|c| target.column_type(&c.name).is_some())
-            {
-                return Ok(target.clone());
-            }
-        }
-        let create = self.config.apply.create_tables;
-        let qualified = format!("{schema}.{name}");
-        let mut target = match ddl::describe(tx, &schema, &name).await? {
-            Some(target) => target,
-            None if create => {
-                run_ddl(
-                    tx,
-                    &ddl::create_table_sql(&schema, &name, table, &self.config.apply.target_schema),
-                    &qualified,
-                )
-                .await?;
-                tracing::info!(table = qualified, "created the target table");
-                described(tx, &schema, &name).await?
-            }
-            None => return Err(SinkError::MissingTable { table: qualified }),
-        };
-        let added = ddl::add_columns_sql(&target, table, &self.config.apply.target_schema);
-        if let Some(sql) = added.filter(|_| create) {
-            run_ddl(tx, &sql, &qualified).await?;
-            tracing::info!(table = qualified, "added new columns to the target table");
-            target = described(tx, &schema, &name).await?;
-        }
-        if !table.key.is_empty() && target.primary_key.is_empty() {
-            return Err(SinkError::NoPrimaryKey { table: qualified });
-        }
-        offsets::record_table(
-            tx,
-            &self.config.apply.group_id,
-            (&table.schema, &table.table),
-            (&schema, &name),
-        )
-        .await?;
-        self.targets.insert((schema, name), target.clone());
-        Ok(target)
-    }
-}
-
-/// The target (schema, table) of a source table.
-fn target_name(config: &SinkConfig, table: &SinkTable) -> (String, String) {
-    (
-        config.target_schema(&table.schema).to_owned(),
-        table.table.clone(),
-    )
-}
-
-async fn run_ddl(tx: &Transaction<'_>, sql: &str, table: &str) -> Result<(), SinkError> {
-    tx.batch_execute(sql)
-        .await
-        .map_err(|e| SinkError::target(format!("create or alter table {table}"), e))
-}
-
-async fn described(
-    tx: &Transaction<'_>,
-    schema: &str,
-    name: &str,
-) -> Result<TargetTable, SinkError> {
-    ddl::describe(tx, schema, name)
-        .await?
-        .ok_or_else(|| SinkError::MissingTable {
-            table: format!("{schema}.{name}"),
-        })
-}
-
-async fn begin(client: &mut Client, disable_triggers: bool) -> Result<Transaction<'_>, SinkError> {
-    let tx = client
-        .transaction()
-        .await
-        .map_err(|e| SinkError::target("begin a transaction", e))?;
-    if disable_triggers {
-        tx.batch_execute("SET LOCAL session_replication_role = replica")
-            .await
-            .map_err(|e| {
-                SinkError::target(
-                    "set session_replication_role = replica (needs superuser, or on PostgreSQL 15+ GRANT SET ON PARAMETER session_replication_role)",
-                    e,
-                )
-            })?;
-    }
-    Ok(tx)
-}
-
-/// Stores the offsets, makes sure dead letters are delivered, and commits.
-async fn finish(
-    tx: Transaction<'_>,
-    group_id: &str,
-    pending: &Pending,
-    dead_letters: &mut Option<DeadLetters>,
-) -> Result<(), SinkError> {
-    offsets::store(&tx, group_id, &pending.progress).await?;
-    if let Some(dead_letters) = dead_letters {
-        dead_letters.flush()?;
-    }
-    tx.commit()
-        .await
-        .map_err(|e| SinkError::target("commit a batch", e))
-}
-
-/// Another sink of the group applied these partitions meanwhile: the session restarts from
-/// the stored offsets rather than apply records twice.
-async fn check_fence(
-    tx: &Transaction<'_>,
-    group_id: &str,
-    pending: &Pending,
-) -> Result<(), SinkError> {
-    let stored = offsets::lock(tx, group_id, pending.first_offsets.keys()).await?;
-    for (partition, first) in &pending.first_offsets {
-        let Some(progress) = stored.get(partition) else {
-            continue;
-        };
-        if *first < progress.next_offset {
-            return Err(SinkError::Fenced {
-                topic: partition.0.clone(),
-                partition: partition.1,
-                stored: progress.next_offset,
-                consumed: *first,
-            });
-        }
-        if *first > progress.next_offset {
-            tracing::warn!(
-                topic = partition.0,
-                partition = partition.1,
-                from = progress.next_offset,
-                to = first,
-                "records are gone from the broker (retention?) and were never applied"
-            );
-        }
-    }
-    Ok(())
 }
 
 /// A record that cannot be applied: to the dead-letter topic, or the end of the sink.

@@ -310,6 +310,9 @@ impl Session<'_> {
                 self.writer.targets.remove(&target);
             }
             self.writer.applier.reset();
+            for helper in &mut self.helpers {
+                helper.reset();
+            }
             match outcome {
                 Ok(()) => savepoint
                     .commit()
