@@ -9,6 +9,7 @@ use rdkafka::ClientConfig;
 
 use super::target::Target;
 use crate::support::capture::Capture;
+use crate::support::process::CdcProcess;
 use crate::support::read_topic;
 
 const SCHEMA: &str = "CREATE SCHEMA l1; CREATE TABLE l1.t (id int PRIMARY KEY, v text);";
@@ -202,6 +203,103 @@ async fn a_refused_record_carries_the_servers_words_to_the_dead_letter_topic() {
             .rows("SELECT id || ':' || v FROM l1.t ORDER BY id")
             .await,
         ["1:before", "3:short"]
+    );
+    assert_eq!(capture.stop(), 0);
+}
+
+/// Parallel apply: a backlog spread over three partitions is applied by two connections, one
+/// part each; the part holding a refused row is applied again change by change, the row goes
+/// to the dead-letter topic and every other row of every partition is applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_record_in_one_part_of_a_parallel_batch_loses_nothing_else() {
+    let dead_letters = format!("dlq_{}", crate::support::random_suffix());
+    let mut capture = Capture::on_shared_sink_testbed(SCHEMA).await;
+    let config = capture.config(
+        &["l1.*"],
+        "snapshot = \"never\"",
+        "[kafka.topic]\npartitions = 3",
+    );
+    capture.start(&config).await;
+    capture
+        .client
+        .batch_execute(
+            "INSERT INTO l1.t SELECT g, CASE g WHEN 17 THEN 'far too long for the target' \
+             ELSE 'row ' || g END FROM generate_series(1, 40) g",
+        )
+        .await
+        .expect("rows");
+    let topic = capture.topic("l1.t");
+    assert_eq!(
+        read_topic(&capture.bootstrap, &topic, 40, Duration::from_secs(60)).len(),
+        40
+    );
+    let mut target = Target::new(
+        &capture,
+        &format!("workers = 2\ndead_letter_topic = \"{dead_letters}\""),
+    )
+    .await;
+    target
+        .client
+        .batch_execute(
+            "CREATE SCHEMA l1;
+             CREATE TABLE l1.t (id int PRIMARY KEY, v text CONSTRAINT v_is_short CHECK (length(v) < 10));
+             CREATE TABLE public.applied (id int);
+             CREATE FUNCTION public.applied() RETURNS trigger LANGUAGE plpgsql AS
+                 $$BEGIN INSERT INTO public.applied VALUES (NEW.id); RETURN NEW; END$$;
+             CREATE TRIGGER applied AFTER INSERT OR UPDATE ON l1.t
+                 FOR EACH ROW EXECUTE FUNCTION public.applied();",
+        )
+        .await
+        .expect("a target table with a constraint only the target has");
+    target.start();
+    let records = read_topic(
+        &capture.bootstrap,
+        &dead_letters,
+        1,
+        Duration::from_secs(60),
+    );
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(
+        String::from_utf8_lossy(
+            records[0]
+                .header("__pgcdc.errors.sqlstate")
+                .unwrap_or_default()
+        ),
+        "23514"
+    );
+    let all_but_17: Vec<String> = (1..=40)
+        .filter(|id| *id != 17)
+        .map(|id| id.to_string())
+        .collect();
+    let applied = crate::support::capture::eventually(Duration::from_secs(60), || async {
+        target
+            .rows("SELECT t.id::text FROM l1.t t ORDER BY t.id")
+            .await
+            == all_but_17
+    })
+    .await;
+    let stderr = target
+        .sink
+        .as_ref()
+        .map(CdcProcess::stderr_text)
+        .unwrap_or_default();
+    assert!(
+        applied,
+        "applied {:?}\n{stderr}",
+        target
+            .rows("SELECT t.id::text FROM l1.t t ORDER BY t.id")
+            .await
+    );
+    assert!(
+        stderr.contains("the target rejected part of a batch"),
+        "the batch was not divided over the connections:\n{stderr}"
+    );
+    assert_eq!(
+        target
+            .rows("SELECT count(*)::text FROM public.applied GROUP BY id HAVING count(*) > 1")
+            .await,
+        Vec::<String>::new(),
+        "a row applied twice"
     );
     assert_eq!(capture.stop(), 0);
 }
