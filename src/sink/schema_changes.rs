@@ -403,9 +403,58 @@ impl PendingChange {
     }
 }
 
+/// Records read from the schema-change topics in the order their changes happened: by source
+/// position across partitions, but never ahead of an earlier record of their own partition. A
+/// source restarted after publishing a change publishes it again with what followed it; by its
+/// own position such a copy would sort before the later originals, and applying it (storing
+/// the offset after it) would make those originals look applied. Each record is ordered by the
+/// highest position its partition reached up to it (`read` is in offset order per partition).
+pub fn in_source_order<T>(read: Vec<T>, origin: impl Fn(&T) -> (Partition, Position)) -> Vec<T> {
+    let mut reached: HashMap<Partition, Position> = HashMap::new();
+    let mut ordered: Vec<(Position, T)> = read
+        .into_iter()
+        .map(|item| {
+            let (partition, position) = origin(&item);
+            let high = reached.entry(partition).or_default();
+            *high = (*high).max(position);
+            (*high, item)
+        })
+        .collect();
+    ordered.sort_by_key(|(at, _)| *at);
+    ordered.into_iter().map(|(_, item)| item).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_republished_change_stays_behind_the_later_originals_of_its_partition() {
+        let at = |lsn| Position {
+            commit_lsn: lsn,
+            lsn,
+        };
+        let (people, extra): (Partition, Partition) = (
+            ("p.schema_changes".into(), 0),
+            ("p.schema_changes".into(), 1),
+        );
+        // Partition 0: SET (12), DROP (13), then a restarted source's SET (12) and DROP (13)
+        // again; partition 1: a change at 15 and one at 11.
+        let read = vec![
+            (people.clone(), at(12), "set"),
+            (extra.clone(), at(11), "other"),
+            (people.clone(), at(13), "drop"),
+            (people.clone(), at(12), "set again"),
+            (extra.clone(), at(15), "create"),
+            (people.clone(), at(13), "drop again"),
+        ];
+        let ordered = in_source_order(read, |(p, at, _)| (p.clone(), *at));
+        let names: Vec<&str> = ordered.iter().map(|(_, _, name)| *name).collect();
+        assert_eq!(
+            names,
+            ["other", "set", "drop", "set again", "drop again", "create"]
+        );
+    }
 
     #[test]
     fn schema_change_topics_follow_the_prefixes_of_the_sinks_topics() {

@@ -15,7 +15,7 @@ use crate::kafka::{topic_matches, ConsumedRecord, KafkaError, TopicFeed};
 use crate::sink::ddl::{quote_ident, TargetTable};
 use crate::sink::offsets::{self, Partition};
 use crate::sink::replay;
-use crate::sink::schema_changes::{PendingChange, TableChange};
+use crate::sink::schema_changes::{self, PendingChange, TableChange};
 use crate::sink::SinkError;
 
 /// How long the schema-change topics are asked for again before the session gives up.
@@ -147,10 +147,15 @@ impl Session<'_> {
         }
         // The changes of different tables are on different partitions, read in no particular
         // order; the source published them one at a time, each acknowledged before the next,
-        // so everything read now follows what was read before, and sorting them by position
-        // restores the order they happened in.
-        read_now.sort_by_key(PendingChange::position);
-        self.pending_changes.extend(read_now);
+        // so everything read now follows what was read before, and ordering them by position
+        // (each partition's own order kept) restores the order they happened in.
+        self.pending_changes
+            .extend(schema_changes::in_source_order(read_now, |pending| {
+                (
+                    (pending.record.topic.clone(), pending.record.partition),
+                    pending.position(),
+                )
+            }));
         Ok(())
     }
 
@@ -271,6 +276,13 @@ impl Session<'_> {
             .copied();
         if let Some(stored) = stored.filter(|s| s.next_offset > record.offset) {
             // Another sink of the group applied it.
+            tracing::info!(
+                topic = record.topic,
+                partition = record.partition,
+                offset = record.offset,
+                stored_next_offset = stored.next_offset,
+                "a schema-change record is already applied (by another sink of the group)"
+            );
             drop(tx);
             self.applied.insert(partition, stored);
             return Ok(());
