@@ -20,7 +20,8 @@
 //! Prints p50/p95/p99/max per path, the ratio pgcdc / native and both processes' peak RSS.
 //!
 //! PGCDC_BENCH_SINK_EXTRA is appended to cdc-sink's `[apply]` section (which comes last), for
-//! experiments such as `batch_timeout = "20ms"` or a following `[kafka.options]` table.
+//! experiments such as `batch_timeout = "20ms"`, `workers = 1` or a following
+//! `[kafka.options]` table (see `common::sink_config`).
 
 mod common;
 #[path = "../tests/support/mod.rs"]
@@ -32,8 +33,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{
-    cpu_time, create_slots, durable_target, env_number, peak_rss_kib, sink_config, source_config,
-    SourceBed, STREAM_ONLY,
+    cpu_time, create_slots, durable_target, env_number, peak_rss_kib, sink_config, sink_experiment,
+    source_config, SourceBed, STREAM_ONLY,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -249,7 +250,7 @@ async fn main() {
     let partitions = setting("--partitions", "PGCDC_BENCH_PARTITIONS", 1) as i32;
     let transactions = (rate * seconds / per_transaction).max(1);
     let rows = transactions * per_transaction;
-    let sink_extra = std::env::var("PGCDC_BENCH_SINK_EXTRA").unwrap_or_default();
+    let sink_extra = sink_experiment();
     let SourceBed {
         pg: source,
         broker,
@@ -299,7 +300,7 @@ async fn main() {
         &broker,
         &registry.url(),
         "",
-        &sink_extra,
+        "",
     );
     let mut pipeline = Pipeline {
         source: CdcProcess::run(&config),

@@ -55,8 +55,9 @@ pub async fn create_slots(client: &tokio_postgres::Client, slots: &[&str]) {
 }
 
 /// cdc-sink's configuration for applying `topic` into the database at `url`, with `extra`
-/// lines appended to `[apply]`; `PGCDC_BENCH_APPLY_WORKERS` sets `apply.workers` (an
-/// environment override would reach cdc-source too, which has no `[apply]`).
+/// lines appended to `[apply]`, then `PGCDC_BENCH_SINK_EXTRA` for experiments such as
+/// `workers = 1` or `batch_timeout = "20ms"` (an environment override would reach cdc-source
+/// too, which has no `[apply]`).
 pub fn sink_config(
     url: &str,
     topic: &str,
@@ -79,14 +80,18 @@ listen = "{metrics}"
 [apply]
 topics = ["{topic}"]
 group_id = "{group_id}"
-{workers}
 {extra}
+{experiment}
 "#,
         brokers = broker.bootstrap(),
-        workers = std::env::var("PGCDC_BENCH_APPLY_WORKERS")
-            .map(|n| format!("workers = {n}"))
-            .unwrap_or_default(),
+        experiment = sink_experiment(),
     )
+}
+
+/// `PGCDC_BENCH_SINK_EXTRA`: lines every benchmark appends to cdc-sink's `[apply]` (which
+/// comes last, so a following `[kafka.options]` table works too).
+pub fn sink_experiment() -> String {
+    std::env::var("PGCDC_BENCH_SINK_EXTRA").unwrap_or_default()
 }
 
 /// A target cluster that syncs its WAL to disk, as a production target does.
