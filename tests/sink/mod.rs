@@ -112,6 +112,47 @@ fn assert_metrics_after_settling(addr: &str, topic: &str) {
     );
 }
 
+/// Records near the producer's size limit (`message.max.bytes`, 1,000,000) arrive whole: the
+/// consumer's fetches hold them (tansu sends no record batch larger than the fetch limit, so
+/// with smaller fetches the sink waited forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_near_the_producers_size_limit_arrive_whole() {
+    let mut capture = Capture::on_shared_sink_testbed(
+        "CREATE SCHEMA l1; CREATE TABLE l1.big (id int PRIMARY KEY, body text NOT NULL);",
+    )
+    .await;
+    let config = capture.config(
+        &["l1.*"],
+        "snapshot = \"never\"",
+        "[kafka.topic]\npartitions = 1",
+    );
+    capture.start(&config).await;
+    let mut target = Target::new(&capture, "").await;
+    target.start();
+    // About 700 kB of random hex digits per row, which LZ4 cannot shrink much.
+    capture
+        .client
+        .batch_execute(
+            "INSERT INTO l1.big SELECT r, (SELECT string_agg(md5(random()::text || i || r), '')
+                                       FROM generate_series(1, 22000) i)
+             FROM generate_series(1, 3) r",
+        )
+        .await
+        .expect("workload");
+    target.settle(&["l1.big -> l1.big: ok (3 rows)"]);
+    let digest =
+        "SELECT md5(string_agg(body, '' ORDER BY id)) || ' ' || sum(length(body)) FROM l1.big";
+    let source: String = capture
+        .client
+        .query_one(digest, &[])
+        .await
+        .expect("source digest")
+        .get(0);
+    assert!(source.ends_with(" 2112000"), "{source}");
+    assert_eq!(target.rows(digest).await, [source]);
+    assert_eq!(capture.stop(), 0);
+}
+
 /// A truncate and the changes around it. One partition: a truncate has no key, so across
 /// partitions nothing orders it against the table's keyed changes (see the README).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
