@@ -77,6 +77,26 @@ pub fn watch_signals(what_happens: &'static str) -> std::io::Result<watch::Recei
     Ok(receiver)
 }
 
+/// Allocations of this size or more get pages of their own, returned to the system when freed.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MMAP_THRESHOLD: libc::c_int = 128 * 1024;
+
+/// Keeps large, short-lived buffers (librdkafka's decompressed fetches, a batch's `COPY`
+/// data) out of the heap. glibc serves them from the heap once a freed one raised its dynamic
+/// mmap threshold, and a heap per thread then keeps the freed space: a heaptrack profile of
+/// cdc-sink on a mixed backlog showed a 42 MiB heap peak under a 67–71 MiB RSS. Fixing the
+/// threshold at glibc's initial 128 KiB gave 60–62 MiB at the same rate.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn keep_large_buffers_out_of_the_heap() {
+    // SAFETY: mallopt only sets a parameter of the allocator, which may change at any time.
+    // It fails only for a value out of range, which this one is not.
+    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) };
+}
+
+/// Other allocators return large buffers to the system on their own.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn keep_large_buffers_out_of_the_heap() {}
+
 /// A runtime for a binary: two workers, enough for its few tasks.
 pub fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     tokio::runtime::Builder::new_multi_thread()

@@ -84,6 +84,7 @@ async fn verify(config: SinkConfig) -> anyhow::Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
+    cli::keep_large_buffers_out_of_the_heap();
     let cli = Cli::parse();
     if let Err(message) = cli::init_logging(cli.log_format, &cli.log_level) {
         eprintln!("error: {message}");
