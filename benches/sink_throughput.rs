@@ -8,7 +8,10 @@
 //! target cluster (fsync on, as in production) holding the same empty table:
 //! - native: a subscription on the other slot (`create_slot = false, copy_data = false`),
 //!   enabled once the backlog is complete;
-//! - cdc-sink: `cdc-sink run` on the topic backlog.
+//! - cdc-sink: `cdc-sink run` on the topic backlog;
+//! - the apply engine: the backlog's records, read from the broker before the clock starts,
+//!   applied from memory by the same decoding, batching and apply code in this process
+//!   (`pgcdc::sink::run::apply_records`), so what the broker costs cdc-sink shows.
 //!
 //! Each is timed from its start until the target table equals the source's (count and sums;
 //! probed once the last row is in), and from its first row on, which leaves out start-up. Prints rows/s of each, their ratios, cdc-sink's
@@ -25,9 +28,14 @@ use common::{
     create_slots, durable_target, env_number, lsn, peak_rss_kib, sink_config, source_config,
     wait_confirmed, SourceBed, STREAM_ONLY,
 };
+use pgcdc::config::{ConfigFile, SinkConfig};
+use pgcdc::kafka::ConsumedRecord;
+use pgcdc::metrics::SinkMetrics;
+use pgcdc::sink::run::apply_records;
 use support::postgres::{REPLICATOR, SUPERUSER};
 use support::process::CdcProcess;
 use support::{free_port, http, Broker, PgCluster, TestNames};
+use tokio::sync::watch;
 use tokio_postgres::Client;
 
 const TABLE_SQL: &str = "CREATE TABLE bench (id int PRIMARY KEY, name text NOT NULL, qty int,
@@ -250,6 +258,54 @@ async fn run_native(
     applied
 }
 
+/// The apply engine's run on `records` held in memory, into a database of its own.
+async fn run_engine(
+    target: &PgCluster,
+    names: &TestNames,
+    broker: &Broker,
+    registry: &str,
+    expected: &Expected,
+    records: Vec<ConsumedRecord>,
+) -> Applied {
+    let db = TestNames::new();
+    let client = db.create_database(target).await;
+    client
+        .batch_execute(TABLE_SQL)
+        .await
+        .expect("create the table");
+    let group = format!("bench_{}", db.db);
+    let config = sink_config(
+        &target.url(&db.db, SUPERUSER),
+        &format!("{}.public.bench", names.topic_prefix),
+        &group,
+        broker,
+        registry,
+        &format!("127.0.0.1:{}", free_port()),
+        "",
+    );
+    let config = SinkConfig::from_toml_str(&config, []).expect("the apply engine's configuration");
+    let metrics = SinkMetrics::new().expect("metrics");
+    let (stop, shutdown) = watch::channel(false);
+    let started = Instant::now();
+    // An error shows here, as the task's panic, before the wait below gives up.
+    let engine = tokio::spawn(async move {
+        apply_records(&config, &metrics, records, shutdown)
+            .await
+            .expect("the apply engine");
+    });
+    let applied = wait_applied(
+        &client,
+        expected,
+        started,
+        || !engine.is_finished(),
+        Some(&group),
+    )
+    .await;
+    stop.send(true).expect("stop the apply engine");
+    engine.await.expect("the apply engine's task");
+    applied
+}
+
 /// cdc-sink's run: when rows arrived, its peak RSS, and the seconds its batches took.
 async fn run_sink(
     target: &PgCluster,
@@ -325,13 +381,35 @@ async fn main() {
     let topic = format!("{}.public.bench", names.topic_prefix);
     let bootstrap = broker.bootstrap();
     let started = Instant::now();
-    let read = tokio::task::spawn_blocking(move || {
-        support::read_topic(&bootstrap, &topic, records as usize, LIMIT).len()
-    })
-    .await
-    .expect("read the topic");
+    let read = {
+        let topic = topic.clone();
+        tokio::task::spawn_blocking(move || {
+            support::read_topic(&bootstrap, &topic, records as usize, LIMIT)
+        })
+        .await
+        .expect("read the topic")
+    };
     let broker_read = started.elapsed();
-    assert_eq!(read as i64, records, "the topic holds every change");
+    assert_eq!(read.len() as i64, records, "the topic holds every change");
+    let in_memory = read
+        .into_iter()
+        .map(|record| ConsumedRecord {
+            topic: topic.clone(),
+            partition: record.partition,
+            offset: record.offset,
+            key: record.key,
+            value: record.value,
+        })
+        .collect();
+    let engine = run_engine(
+        &target,
+        &names,
+        &broker,
+        &registry.url(),
+        &expected,
+        in_memory,
+    )
+    .await;
     let native = run_native(&source, &target, &names, &expected).await;
     let (sink, rss, in_batches) =
         run_sink(&target, &names, &broker, &registry.url(), &expected).await;
@@ -351,7 +429,11 @@ async fn main() {
     println!(
         "{changes} row changes ({workload}; {rows} rows) in transactions of {per_transaction}, target fsync on"
     );
-    for (name, applied) in [("native logical replication", &native), ("cdc-sink", &sink)] {
+    for (name, applied) in [
+        ("native logical replication", &native),
+        ("cdc-sink", &sink),
+        ("apply engine (no broker)", &engine),
+    ] {
         println!(
             "{name:<27} {:>9.0} changes/s ({:.2?}; first row after {:.2?}, {:.0} changes/s from there)",
             applied.rate(changes),
@@ -368,9 +450,11 @@ async fn main() {
         "cdc-sink peak RSS {} MiB, {in_batches:.2}s of its run in target transactions",
         rss / 1024
     );
-    println!(
-        "ratio cdc-sink / native: {:.2} (from first row: {:.2})",
-        sink.rate(changes) / native.rate(changes),
-        sink.rate_after_first_row(changes) / native.rate_after_first_row(changes)
-    );
+    for (name, applied) in [("cdc-sink", &sink), ("apply engine", &engine)] {
+        println!(
+            "ratio {name} / native: {:.2} (from first row: {:.2})",
+            applied.rate(changes) / native.rate(changes),
+            applied.rate_after_first_row(changes) / native.rate_after_first_row(changes)
+        );
+    }
 }

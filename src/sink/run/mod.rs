@@ -10,6 +10,7 @@
 
 mod flush;
 mod pending;
+mod records;
 mod schema;
 
 use std::collections::{HashMap, VecDeque};
@@ -21,6 +22,7 @@ use tokio_postgres::Client;
 
 use self::flush::{begin, Helper, Writer};
 use self::pending::Pending;
+use self::records::{MemoryFeed, RecordSource};
 use self::schema::{warn_if_feed_busy, FeedRead};
 use super::apply::Applier;
 use super::change::SinkChange;
@@ -56,24 +58,8 @@ pub async fn run(
     metrics: SinkMetrics,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), SinkError> {
-    let mut options = PgConnectOptions::parse(&config.postgres.url)
-        .map_err(|e| SinkError::Config(format!("postgres.url: {e}")))?;
-    if let Some(password) = config
-        .postgres
-        .password()
-        .map_err(|e| SinkError::Config(e.to_string()))?
-    {
-        options = options.with_password(password);
-    }
-    let registry = match &config.schema_registry.url {
-        Some(url) => {
-            Some(Arc::new(RegistryClient::new(url).map_err(|e| {
-                SinkError::Config(format!("schema_registry.url: {e}"))
-            })?))
-        }
-        None => None,
-    };
-    let mut decoders = Decoders::new(registry);
+    let options = connect_options(&config)?;
+    let mut decoders = Decoders::new(registry(&config)?);
     let mut backoff = BACKOFF_INITIAL;
     let first_start = Instant::now();
     let mut applying = false;
@@ -109,6 +95,34 @@ pub async fn run(
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
+}
+
+/// The target's connection options, with the password from `postgres.password_file` if set.
+fn connect_options(config: &SinkConfig) -> Result<PgConnectOptions, SinkError> {
+    let mut options = PgConnectOptions::parse(&config.postgres.url)
+        .map_err(|e| SinkError::Config(format!("postgres.url: {e}")))?;
+    if let Some(password) = config
+        .postgres
+        .password()
+        .map_err(|e| SinkError::Config(e.to_string()))?
+    {
+        options = options.with_password(password);
+    }
+    Ok(options)
+}
+
+/// The Schema Registry client, when a URL is set.
+fn registry(config: &SinkConfig) -> Result<Option<Arc<RegistryClient>>, SinkError> {
+    config
+        .schema_registry
+        .url
+        .as_ref()
+        .map(|url| {
+            RegistryClient::new(url)
+                .map(Arc::new)
+                .map_err(|e| SinkError::Config(format!("schema_registry.url: {e}")))
+        })
+        .transpose()
 }
 
 /// One decoder per wire format; a record's first byte tells which it is (Avro's Confluent
@@ -220,7 +234,8 @@ struct Session<'a> {
     config: &'a SinkConfig,
     metrics: &'a SinkMetrics,
     client: Client,
-    consumer: ChangeConsumer,
+    /// Where records come from (the group's consumer, or memory).
+    consumer: RecordSource,
     start: StartOffsets,
     /// Decodes again when a rejected batch is applied change by change.
     decoders: &'a mut Decoders,
@@ -248,45 +263,117 @@ async fn session(
     options: &PgConnectOptions,
     decoders: &mut Decoders,
     metrics: &SinkMetrics,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     applying: &mut bool,
 ) -> Result<(), SinkError> {
-    let client = options.connect_sql().await?;
-    offsets::setup(&client).await?;
-    let mut helpers = Vec::with_capacity(config.apply.workers - 1);
-    for _ in 1..config.apply.workers {
-        helpers.push(Helper::new(options.connect_sql().await?));
-    }
-    let applied = offsets::load(&client, &config.apply.group_id).await?;
-    let start: StartOffsets = Arc::new(Mutex::new(
-        applied
-            .iter()
-            .map(|(p, progress)| (p.clone(), progress.next_offset))
-            .collect(),
-    ));
+    let target = Target::open(config, options).await?;
     let subscriptions: Vec<String> = config
         .apply
         .topics
         .iter()
         .map(|t| subscription(t))
         .collect();
-    let feed = TopicFeed::new(
-        &config.kafka.brokers,
-        schema_changes::schema_change_topics(&config.apply.topics),
-        &config.kafka.options,
-        applied
-            .iter()
-            .filter(|((topic, _), _)| is_schema_change_topic(topic))
-            .map(|(p, progress)| (p.clone(), progress.next_offset))
-            .collect(),
-    )?;
     let (consumer, consumed) = ChangeConsumer::start(
         &config.kafka.brokers,
         &config.apply.group_id,
         &subscriptions,
         &config.kafka.options,
-        Arc::clone(&start),
+        Arc::clone(&target.start),
         metrics.lag_report(),
+    )?;
+    let source = RecordSource::Broker(consumer);
+    drive(
+        config, metrics, decoders, target, source, consumed, shutdown, applying,
+    )
+    .await
+}
+
+/// Applies `records` held in memory as `cdc-sink run` applies the topics' records (same
+/// decoding, batching, target transactions and stored offsets; schema changes and dead
+/// letters still go through the broker), until `shutdown` becomes true: the apply engine's
+/// speed without the broker's.
+pub async fn apply_records(
+    config: &SinkConfig,
+    metrics: &SinkMetrics,
+    records: Vec<ConsumedRecord>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), SinkError> {
+    let options = connect_options(config)?;
+    let mut decoders = Decoders::new(registry(config)?);
+    let target = Target::open(config, &options).await?;
+    let (feed, consumed) = MemoryFeed::start(records);
+    let source = RecordSource::Memory(feed);
+    let mut applying = false;
+    drive(
+        config,
+        metrics,
+        &mut decoders,
+        target,
+        source,
+        consumed,
+        shutdown,
+        &mut applying,
+    )
+    .await
+}
+
+/// The target's connections and the progress stored in it.
+struct Target {
+    client: Client,
+    helpers: Vec<Helper>,
+    applied: HashMap<Partition, PartitionProgress>,
+    /// Where each partition starts: the offset after its last applied record.
+    start: StartOffsets,
+}
+
+impl Target {
+    /// Connects `apply.workers` times and loads the stored offsets.
+    async fn open(config: &SinkConfig, options: &PgConnectOptions) -> Result<Target, SinkError> {
+        let client = options.connect_sql().await?;
+        offsets::setup(&client).await?;
+        let mut helpers = Vec::with_capacity(config.apply.workers - 1);
+        for _ in 1..config.apply.workers {
+            helpers.push(Helper::new(options.connect_sql().await?));
+        }
+        let applied = offsets::load(&client, &config.apply.group_id).await?;
+        let start: StartOffsets = Arc::new(Mutex::new(
+            applied
+                .iter()
+                .map(|(p, progress)| (p.clone(), progress.next_offset))
+                .collect(),
+        ));
+        Ok(Target {
+            client,
+            helpers,
+            applied,
+            start,
+        })
+    }
+}
+
+/// A session's loop: decodes what `consumed` delivers, batches and applies it, and reads the
+/// schema-change topics, until `shutdown` or an error.
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    config: &SinkConfig,
+    metrics: &SinkMetrics,
+    decoders: &mut Decoders,
+    target: Target,
+    source: RecordSource,
+    consumed: mpsc::Receiver<Consumed>,
+    mut shutdown: watch::Receiver<bool>,
+    applying: &mut bool,
+) -> Result<(), SinkError> {
+    let feed = TopicFeed::new(
+        &config.kafka.brokers,
+        schema_changes::schema_change_topics(&config.apply.topics),
+        &config.kafka.options,
+        target
+            .applied
+            .iter()
+            .filter(|((topic, _), _)| is_schema_change_topic(topic))
+            .map(|(p, progress)| (p.clone(), progress.next_offset))
+            .collect(),
     )?;
     let dead_letters = match config.apply.dead_letter_topic.as_str() {
         "" => None,
@@ -304,12 +391,12 @@ async fn session(
     let mut session = Session {
         config,
         metrics,
-        client,
-        consumer,
-        start,
+        client: target.client,
+        consumer: source,
+        start: target.start,
         decoders,
         dead_letters,
-        applied,
+        applied: target.applied,
         writer: Writer {
             config,
             metrics,
@@ -317,7 +404,7 @@ async fn session(
             enums: TargetEnums::default(),
             applier: Applier::default(),
         },
-        helpers,
+        helpers: target.helpers,
         pending: Pending::default(),
         pending_changes: VecDeque::new(),
         feed: Some(feed),
@@ -334,7 +421,8 @@ async fn session(
             deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             biased;
-            _ = shutdown.wait_for(|stop| *stop) => {
+            // The watch's guard is dropped at once: it must not be held across the flush.
+            _ = async { shutdown.wait_for(|stop| *stop).await.is_ok() } => {
                 session.flush().await?;
                 tracing::info!("stopped");
                 return Ok(());
