@@ -258,15 +258,15 @@ async fn run_native(
     applied
 }
 
-/// The apply engine's run on `records` held in memory, into a database of its own.
-async fn run_engine(
+/// A target database of its own holding the empty table, and a sink configuration (metrics
+/// on `metrics`, none when empty) and group for it: the client, the group, the configuration.
+async fn sink_database(
     target: &PgCluster,
     names: &TestNames,
     broker: &Broker,
     registry: &str,
-    expected: &Expected,
-    records: Vec<ConsumedRecord>,
-) -> Applied {
+    metrics: &str,
+) -> (Client, String, String) {
     let db = TestNames::new();
     let client = db.create_database(target).await;
     client
@@ -280,9 +280,22 @@ async fn run_engine(
         &group,
         broker,
         registry,
-        &format!("127.0.0.1:{}", free_port()),
+        metrics,
         "",
     );
+    (client, group, config)
+}
+
+/// The apply engine's run on `records` held in memory, into a database of its own.
+async fn run_engine(
+    target: &PgCluster,
+    names: &TestNames,
+    broker: &Broker,
+    registry: &str,
+    expected: &Expected,
+    records: Vec<ConsumedRecord>,
+) -> Applied {
+    let (client, group, config) = sink_database(target, names, broker, registry, "").await;
     let config = SinkConfig::from_toml_str(&config, []).expect("the apply engine's configuration");
     let metrics = SinkMetrics::new().expect("metrics");
     let (stop, shutdown) = watch::channel(false);
@@ -314,23 +327,8 @@ async fn run_sink(
     registry: &str,
     expected: &Expected,
 ) -> (Applied, u64, f64) {
-    let db = TestNames::new();
-    let client = db.create_database(target).await;
-    client
-        .batch_execute(TABLE_SQL)
-        .await
-        .expect("create the table");
     let metrics = format!("127.0.0.1:{}", free_port());
-    let group = format!("bench_{}", db.db);
-    let config = sink_config(
-        &target.url(&db.db, SUPERUSER),
-        &format!("{}.public.bench", names.topic_prefix),
-        &group,
-        broker,
-        registry,
-        &metrics,
-        "",
-    );
+    let (client, group, config) = sink_database(target, names, broker, registry, &metrics).await;
     let started = Instant::now();
     let mut sink = CdcProcess::sink("run", &config);
     let pid = sink.pid();
