@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{
-    cpu_time, create_slots, durable_target, env_number, peak_rss_kib, sink_config, sink_experiment,
+    cpu_time, create_slots, durable_target, peak_rss_kib, setting, sink_config, sink_experiment,
     source_config, SourceBed, STREAM_ONLY,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -66,20 +66,6 @@ const LIMIT: Duration = Duration::from_secs(120);
 
 /// When the consumer received each id, in ms since the Unix epoch, shared with its thread.
 type Received = Arc<Mutex<HashMap<i64, f64>>>;
-
-/// `--flag N` from the command line, else environment variable `variable`, else `default`.
-/// Other arguments (cargo passes `--bench`) are ignored.
-fn setting(flag: &str, variable: &str, default: i64) -> i64 {
-    let args: Vec<String> = std::env::args().collect();
-    let value = match args.iter().position(|arg| arg == flag) {
-        Some(at) => args.get(at + 1).and_then(|value| value.parse().ok()),
-        None => Some(env_number(variable, default)),
-    };
-    match value {
-        Some(value) if value > 0 => value,
-        _ => panic!("{flag} (or {variable}) needs a positive whole number"),
-    }
-}
 
 /// p50, p95, p99 and max (the 100th percentile).
 const PERCENTILES: [f64; 4] = [0.5, 0.95, 0.99, 1.0];

@@ -94,6 +94,20 @@ pub fn sink_experiment() -> String {
     std::env::var("PGCDC_BENCH_SINK_EXTRA").unwrap_or_default()
 }
 
+/// `--flag N` from the command line, else environment variable `variable`, else `default`.
+/// Other arguments (cargo passes `--bench`) are ignored.
+pub fn setting(flag: &str, variable: &str, default: i64) -> i64 {
+    let args: Vec<String> = std::env::args().collect();
+    let value = match args.iter().position(|arg| arg == flag) {
+        Some(at) => args.get(at + 1).and_then(|value| value.parse().ok()),
+        None => Some(env_number(variable, default)),
+    };
+    match value {
+        Some(value) if value > 0 => value,
+        _ => panic!("{flag} (or {variable}) needs a positive whole number"),
+    }
+}
+
 /// A target cluster that syncs its WAL to disk, as a production target does.
 pub async fn durable_target() -> PgCluster {
     PgCluster::with_setup(ClusterSetup {
