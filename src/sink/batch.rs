@@ -12,12 +12,25 @@ use std::sync::Arc;
 
 use super::change::{Cell, SinkChange, SinkOp, SinkTable};
 
+/// What a batch knows of an upserted row's key, from the changes it holds for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upserted {
+    /// Inserted (`op = c`) and not deleted before in the batch: the key is new to the stream,
+    /// so `COPY` may load the row, and `on_conflict` = nothing | error applies if it is not.
+    Inserted,
+    /// Read by a snapshot (`op = r`): it overwrites a row the target holds, but a snapshot
+    /// mostly fills a table without its keys, so `COPY` is tried first.
+    Read,
+    /// Updated, or inserted again after a delete: the target may hold the key.
+    Updated,
+}
+
 /// What the target must end up with for one key.
 #[derive(Debug, Clone, PartialEq)]
 pub enum KeyedAction {
-    /// Insert the row, or update it when the key exists. `insert_only` marks a row whose last
-    /// change was an insert (`op = c`), which `on_conflict` = nothing | error treats specially.
-    Upsert { row: Vec<Cell>, insert_only: bool },
+    /// Insert the row, or update it when the key exists; `how` says what the batch knows of
+    /// the key.
+    Upsert { row: Vec<Cell>, how: Upserted },
     /// Delete the row with this key (key cells in key order).
     Delete { key: Vec<Cell> },
 }
@@ -171,7 +184,11 @@ fn keyed_action(change: SinkChange) -> Option<KeyedAction> {
         SinkOp::Create | SinkOp::Read | SinkOp::Update => {
             change.after.map(|row| KeyedAction::Upsert {
                 row,
-                insert_only: change.op == SinkOp::Create,
+                how: match change.op {
+                    SinkOp::Create => Upserted::Inserted,
+                    SinkOp::Read => Upserted::Read,
+                    _ => Upserted::Updated,
+                },
             })
         }
         SinkOp::Delete => change.before.map(|row| KeyedAction::Delete {
@@ -197,21 +214,15 @@ fn action_key(table: &SinkTable, action: &KeyedAction) -> Vec<Cell> {
 }
 
 /// The later action wins, except that an unavailable (unchanged TOAST) cell keeps the earlier
-/// value, and an insert after a delete replaces a row the target may still hold, so it is no
-/// longer insert-only.
+/// value, an upsert after an upsert keeps what the first said of the key, and an insert after
+/// a delete replaces a row the target may still hold.
 fn merge(earlier: &KeyedAction, later: KeyedAction) -> KeyedAction {
     match (earlier, later) {
         (KeyedAction::Delete { .. }, KeyedAction::Upsert { row, .. }) => KeyedAction::Upsert {
             row,
-            insert_only: false,
+            how: Upserted::Updated,
         },
-        (
-            KeyedAction::Upsert {
-                row: old,
-                insert_only,
-            },
-            KeyedAction::Upsert { row: mut new, .. },
-        ) => {
+        (KeyedAction::Upsert { row: old, how }, KeyedAction::Upsert { row: mut new, .. }) => {
             for (cell, previous) in new.iter_mut().zip(old) {
                 if *cell == Cell::Unavailable {
                     *cell = previous.clone();
@@ -219,7 +230,7 @@ fn merge(earlier: &KeyedAction, later: KeyedAction) -> KeyedAction {
             }
             KeyedAction::Upsert {
                 row: new,
-                insert_only: *insert_only,
+                how: *how,
             }
         }
         (_, later) => later,
@@ -291,11 +302,11 @@ mod tests {
             vec![
                 KeyedAction::Upsert {
                     row: row("1", "c"),
-                    insert_only: true
+                    how: Upserted::Inserted
                 },
                 KeyedAction::Upsert {
                     row: row("2", "b"),
-                    insert_only: true
+                    how: Upserted::Inserted
                 },
             ]
         );
@@ -317,7 +328,7 @@ mod tests {
             actions(batch),
             vec![KeyedAction::Upsert {
                 row: row("1", "b"),
-                insert_only: false
+                how: Upserted::Updated
             }]
         );
     }
@@ -356,27 +367,34 @@ mod tests {
             actions(batch),
             vec![KeyedAction::Upsert {
                 row: row("1", "big"),
-                insert_only: true
+                how: Upserted::Inserted
             }]
         );
     }
 
     #[test]
-    fn an_update_of_a_row_not_in_the_batch_is_not_insert_only() {
+    fn updates_and_snapshot_reads_are_told_from_inserts() {
         let t = table(&[0]);
         let mut batch = TableBatch::default();
         batch.push(change(&t, SinkOp::Update, None, Some(row("1", "a"))));
         batch.push(change(&t, SinkOp::Read, None, Some(row("2", "a"))));
+        batch.push(change(&t, SinkOp::Update, None, Some(row("2", "b"))));
+        batch.push(change(&t, SinkOp::Delete, Some(row("3", "a")), None));
+        batch.push(change(&t, SinkOp::Read, None, Some(row("3", "b"))));
         assert_eq!(
             actions(batch),
             vec![
                 KeyedAction::Upsert {
                     row: row("1", "a"),
-                    insert_only: false
+                    how: Upserted::Updated
                 },
                 KeyedAction::Upsert {
-                    row: row("2", "a"),
-                    insert_only: false
+                    row: row("2", "b"),
+                    how: Upserted::Read
+                },
+                KeyedAction::Upsert {
+                    row: row("3", "b"),
+                    how: Upserted::Updated
                 },
             ]
         );
@@ -399,7 +417,7 @@ mod tests {
             actions,
             &vec![KeyedAction::Upsert {
                 row: row("1", "b"),
-                insert_only: true
+                how: Upserted::Inserted
             }]
         );
     }
