@@ -1,5 +1,6 @@
 //! The first copy of a table, PostgreSQL to PostgreSQL, by native logical replication and by
-//! pgcdc, in one run (`cargo bench --bench full_load -- --rows 1000000 --note-bytes 200`). A
+//! pgcdc, in one run (`cargo bench --bench full_load -- --rows 1000000 --note-bytes 200
+//! --partitions 1`; `--partitions`, PGCDC_BENCH_PARTITIONS, is the topic's, default 1). A
 //! source table `bench` of `--rows` rows (PGCDC_BENCH_ROWS, default 1,000,000; bigint key,
 //! integers, numeric, timestamptz and a text of `--note-bytes` bytes, PGCDC_BENCH_NOTE_BYTES,
 //! default 200, so about 280 bytes a row) is copied into two databases of one target cluster
@@ -147,6 +148,7 @@ async fn run_pgcdc(
     bed: &SourceBed,
     target: &PgCluster,
     table: &str,
+    partitions: i64,
     expected: (i64, i64, i64),
 ) -> PgcdcRun {
     let SourceBed {
@@ -177,7 +179,7 @@ async fn run_pgcdc(
         broker,
         &registry.url(),
         "snapshot = \"initial_only\"",
-        "",
+        &format!("[kafka.topic]\npartitions = {partitions}"),
     );
     let started = Instant::now();
     let mut source = CdcProcess::run(&source_config);
@@ -240,6 +242,7 @@ async fn run_pgcdc(
 async fn main() {
     let rows = setting("--rows", "PGCDC_BENCH_ROWS", 1_000_000);
     let note_bytes = setting("--note-bytes", "PGCDC_BENCH_NOTE_BYTES", 200);
+    let partitions = setting("--partitions", "PGCDC_BENCH_PARTITIONS", 1);
     let bed = SourceBed::start().await;
     let target = durable_target().await;
     let guard = bed.names.guard(&bed.pg);
@@ -278,12 +281,12 @@ async fn main() {
         .get(0);
 
     let native = run_native(&bed.pg, &bed.client, &bed.names, &target, &table, expected).await;
-    let pgcdc = run_pgcdc(&bed, &target, &table, expected).await;
+    let pgcdc = run_pgcdc(&bed, &target, &table, partitions, expected).await;
     drop(guard);
 
     let rate = |took: Duration| rows as f64 / took.as_secs_f64();
     println!(
-        "{rows} rows ({} MiB of table), target fsync on",
+        "{rows} rows ({} MiB of table), {partitions} topic partition(s), target fsync on",
         size / (1024 * 1024)
     );
     println!(
