@@ -22,8 +22,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use common::{durable_target, peak_rss_kib, setting, sink_config, source_config, SourceBed};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::ClientConfig;
+use support::kafka::topic_exists;
 use support::postgres::{REPLICATOR, SUPERUSER};
 use support::process::CdcProcess;
 use support::{free_port, http, PgCluster, TestNames};
@@ -114,22 +113,6 @@ async fn run_native(
         .await
         .expect("drop the subscription and its slot");
     took
-}
-
-/// Whether `topic` exists with partitions.
-fn topic_exists(bootstrap: &str, topic: &str) -> bool {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("a metadata client");
-    consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(5))
-        .is_ok_and(|metadata| {
-            metadata
-                .topics()
-                .iter()
-                .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
-        })
 }
 
 /// What pgcdc's run measured.

@@ -3,31 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::ClientConfig;
-
 use super::target::Target;
 use crate::support::capture::{eventually, Capture, WAIT};
+use crate::support::kafka::topic_exists;
 use crate::support::process::CdcProcess;
 
 /// The README's promise.
 const PICKUP: Duration = Duration::from_secs(10);
-
-/// Whether `topic` exists with at least one partition.
-fn topic_exists(bootstrap: &str, topic: &str) -> bool {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("a metadata client");
-    consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(5))
-        .is_ok_and(|metadata| {
-            metadata
-                .topics()
-                .iter()
-                .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
-        })
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sink_started_before_its_topics_picks_them_up_within_ten_seconds() {

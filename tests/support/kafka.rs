@@ -30,6 +30,22 @@ impl TestRecord {
     }
 }
 
+/// Whether `topic` exists with at least one partition.
+pub fn topic_exists(bootstrap: &str, topic: &str) -> bool {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("a metadata client");
+    consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .is_ok_and(|metadata| {
+            metadata
+                .topics()
+                .iter()
+                .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+        })
+}
+
 /// Reads `topic` from the beginning of every partition until `expected` records arrived or
 /// `timeout` passed, and returns what arrived (so a test can assert on a short read). Waits
 /// for the topic to exist. Blocking: consumes on the calling thread, commits nothing.
