@@ -281,9 +281,9 @@ async fn session(
         Arc::clone(&target.start),
         metrics.lag_report(),
     )?;
-    let source = RecordSource::Broker(consumer);
+    let records = (RecordSource::Broker(consumer), consumed);
     drive(
-        config, metrics, decoders, target, source, consumed, shutdown, applying,
+        config, metrics, decoders, target, records, shutdown, applying,
     )
     .await
 }
@@ -302,15 +302,14 @@ pub async fn apply_records(
     let mut decoders = Decoders::new(registry(config)?);
     let target = Target::open(config, &options).await?;
     let (feed, consumed) = MemoryFeed::start(records);
-    let source = RecordSource::Memory(feed);
+    let records = (RecordSource::Memory(feed), consumed);
     let mut applying = false;
     drive(
         config,
         metrics,
         &mut decoders,
         target,
-        source,
-        consumed,
+        records,
         shutdown,
         &mut applying,
     )
@@ -353,14 +352,12 @@ impl Target {
 
 /// A session's loop: decodes what `consumed` delivers, batches and applies it, and reads the
 /// schema-change topics, until `shutdown` or an error.
-#[allow(clippy::too_many_arguments)]
 async fn drive(
     config: &SinkConfig,
     metrics: &SinkMetrics,
     decoders: &mut Decoders,
     target: Target,
-    source: RecordSource,
-    consumed: mpsc::Receiver<Consumed>,
+    (source, consumed): (RecordSource, mpsc::Receiver<Consumed>),
     mut shutdown: watch::Receiver<bool>,
     applying: &mut bool,
 ) -> Result<(), SinkError> {
