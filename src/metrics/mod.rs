@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 pub use sink::SinkMetrics;
-pub use source::SourceMetrics;
+pub use source::{SnapshotCounters, SourceMetrics};
 
 /// Metric names (SPEC §7), in one place.
 pub mod names {
@@ -33,6 +33,10 @@ pub mod names {
     pub const SOURCE_ERRORS: &str = "pgcdc_source_errors_total";
     /// Rows read by snapshots (initial and incremental), by table.
     pub const SOURCE_SNAPSHOT_ROWS: &str = "pgcdc_source_snapshot_rows_total";
+    /// Bytes (the rows' text forms) read by the initial snapshot, by table.
+    pub const SOURCE_SNAPSHOT_BYTES: &str = "pgcdc_source_snapshot_bytes_total";
+    /// The planner's estimate of a table's rows when its initial snapshot started, by table.
+    pub const SOURCE_SNAPSHOT_ROWS_ESTIMATED: &str = "pgcdc_source_snapshot_rows_estimated";
     /// 1 once a table's snapshot has been completed, by table.
     pub const SOURCE_SNAPSHOT_COMPLETED: &str = "pgcdc_source_snapshot_completed";
     /// Rows written or deleted in the target, by table and op.

@@ -115,6 +115,17 @@ impl SinkMetrics {
         })
     }
 
+    /// Records the broker holds beyond what was applied, over every partition reported.
+    pub fn total_lag(&self) -> u64 {
+        use prometheus::core::Collector;
+        self.consumer_lag
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .map(|metric| metric.get_gauge().get_value().max(0.0) as u64)
+            .sum()
+    }
+
     /// A record went to the dead-letter topic.
     pub fn count_dead_letter(&self, topic: &str) {
         self.dead_letters.with_label_values(&[topic]).inc();

@@ -22,7 +22,17 @@ pub struct SourceMetrics {
     inflight: IntGauge,
     errors: IntCounterVec,
     snapshot_rows: IntCounterVec,
+    snapshot_bytes: IntCounterVec,
+    snapshot_estimate: IntGaugeVec,
     snapshot_completed: IntGaugeVec,
+}
+
+/// The counters an initial snapshot updates for one table.
+pub struct SnapshotCounters {
+    /// Rows read.
+    pub rows: IntCounter,
+    /// Bytes read, as the rows' text forms.
+    pub bytes: IntCounter,
 }
 
 impl SourceMetrics {
@@ -66,6 +76,20 @@ impl SourceMetrics {
             ),
             &["table"],
         )?;
+        let snapshot_bytes = IntCounterVec::new(
+            Opts::new(
+                names::SOURCE_SNAPSHOT_BYTES,
+                "Bytes (the rows' text forms) read by the initial snapshot, by table",
+            ),
+            &["table"],
+        )?;
+        let snapshot_estimate = IntGaugeVec::new(
+            Opts::new(
+                names::SOURCE_SNAPSHOT_ROWS_ESTIMATED,
+                "The planner's estimate of the table's rows when its initial snapshot started",
+            ),
+            &["table"],
+        )?;
         let snapshot_completed = IntGaugeVec::new(
             Opts::new(
                 names::SOURCE_SNAPSHOT_COMPLETED,
@@ -74,6 +98,8 @@ impl SourceMetrics {
             &["table"],
         )?;
         registry.register(Box::new(snapshot_rows.clone()))?;
+        registry.register(Box::new(snapshot_bytes.clone()))?;
+        registry.register(Box::new(snapshot_estimate.clone()))?;
         registry.register(Box::new(snapshot_completed.clone()))?;
         registry.register(Box::new(events.clone()))?;
         registry.register(Box::new(lag_bytes.clone()))?;
@@ -91,6 +117,8 @@ impl SourceMetrics {
             inflight,
             errors,
             snapshot_rows,
+            snapshot_bytes,
+            snapshot_estimate,
             snapshot_completed,
         })
     }
@@ -121,11 +149,18 @@ impl SourceMetrics {
         self.endpoint.set_healthy(true);
     }
 
-    /// A snapshot of `table` (`schema.table`) started: its completion gauge reads 0 until done.
-    pub fn snapshot_started(&self, table: &str) -> IntCounter {
+    /// The initial snapshot of `table` (`schema.table`), estimated at `estimate` rows,
+    /// started: its completion gauge reads 0 until done.
+    pub fn snapshot_started(&self, table: &str, estimate: u64) -> SnapshotCounters {
         self.snapshot_completed.with_label_values(&[table]).set(0);
+        self.snapshot_estimate
+            .with_label_values(&[table])
+            .set(i64::try_from(estimate).unwrap_or(i64::MAX));
         self.endpoint.set_healthy(true);
-        self.snapshot_rows(table)
+        SnapshotCounters {
+            rows: self.snapshot_rows(table),
+            bytes: self.snapshot_bytes.with_label_values(&[table]),
+        }
     }
 
     /// The snapshot row counter of `table`.

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::config::{SourceConfig, TableFilter};
+use crate::config::{SnapshotMode, SourceConfig, TableFilter};
 use crate::encode::{EncodeError, Encoder, EncoderSettings, RegistryError};
 use crate::kafka::progress::Progress;
 use crate::kafka::{
@@ -48,7 +48,9 @@ use setup::SetupError;
 use snapshot::incremental::{Incremental, IncrementalSettings};
 use snapshot::initial::{publish_and_wait, InitialSnapshot};
 use snapshot::signal::execute_snapshot_data;
-use snapshot::state::{incremental_key, initial_key, offsets_topic, InitialRecord, SnapshotState};
+use snapshot::state::{
+    incremental_key, initial_key, initial_progress_key, offsets_topic, InitialRecord, SnapshotState,
+};
 use snapshot::{SlotCondition, SnapshotError, StartAction};
 
 /// How long a shutdown waits for the broker to acknowledge what is queued.
@@ -394,6 +396,12 @@ impl Runner {
                 drop_slot,
                 then_stream,
             } => {
+                let resumable = then_stream
+                    && condition == SlotCondition::Usable
+                    && self.config.capture.snapshot != SnapshotMode::Always;
+                if resumable && self.resume_initial(&sql, &state).await? {
+                    return Ok(true);
+                }
                 if drop_slot {
                     setup::drop_slot(&sql, &slot).await?;
                 }
@@ -456,6 +464,8 @@ impl Runner {
             chunk_rows: capture.snapshot_chunk_size,
             metrics: &self.metrics,
             shutdown: self.shutdown.clone(),
+            slot: &capture.slot,
+            offsets_topic: &offsets_topic(&self.config.kafka.topic_prefix),
         };
         let rows = snapshot
             .run(&mut self.encoder, &mut producer, &progress)
@@ -471,11 +481,14 @@ impl Runner {
                 .collect(),
             rows,
         };
-        let mut records = vec![(
-            topic.clone(),
-            initial_key(&capture.slot),
-            Some(serde_json::to_vec(&record).expect("a record serializes")),
-        )];
+        let mut records = vec![
+            (
+                topic.clone(),
+                initial_key(&capture.slot),
+                Some(serde_json::to_vec(&record).expect("a record serializes")),
+            ),
+            (topic.clone(), initial_progress_key(&capture.slot), None),
+        ];
         // A new initial snapshot supersedes the incremental ones of the old slot.
         for id in state.incremental.keys() {
             records.push((topic.clone(), incremental_key(&capture.slot, id), None));
@@ -484,6 +497,81 @@ impl Runner {
         // The exported snapshot lives until the replication connection moves on.
         drop(replication);
         Ok(())
+    }
+
+    /// Continues an initial snapshot a previous run was stopped in the middle of, when its
+    /// progress was recorded and its slot has not moved: the acknowledged chunks stay, the
+    /// rest is handed over to incremental snapshots (see [`snapshot::resume`]). False when
+    /// the snapshot must start over.
+    async fn resume_initial(
+        &self,
+        sql: &tokio_postgres::Client,
+        state: &SnapshotState,
+    ) -> Result<bool, SourceError> {
+        let Some(progress) = &state.initial_progress else {
+            return Ok(false);
+        };
+        let slot = &self.config.capture.slot;
+        let confirmed = setup::slot_row(sql, slot)
+            .await?
+            .and_then(|row| row.confirmed_flush);
+        let handover = match snapshot::resume::hand_over(progress, confirmed.as_deref()) {
+            Ok(handover) => handover,
+            Err(reason) => {
+                tracing::warn!(
+                    slot,
+                    reason,
+                    "the interrupted initial snapshot cannot be resumed; starting it over"
+                );
+                return Ok(false);
+            }
+        };
+        let topic = offsets_topic(&self.config.kafka.topic_prefix);
+        let mut resumed = SnapshotState {
+            initial: Some(handover.initial.clone()),
+            ..SnapshotState::default()
+        };
+        for record in &handover.incremental {
+            resumed.incremental.insert(record.id(), record.clone());
+        }
+        // In this order, so that a run stopped while writing them finds either the progress
+        // record still there (and hands over again) or every incremental snapshot recorded.
+        let mut records: Vec<_> = state
+            .incremental
+            .keys()
+            .filter(|id| !resumed.incremental.contains_key(*id))
+            .map(|id| (topic.clone(), incremental_key(slot, id), None))
+            .collect();
+        for record in &handover.incremental {
+            records.push((
+                topic.clone(),
+                incremental_key(slot, &record.id()),
+                Some(serde_json::to_vec(record).expect("a record serializes")),
+            ));
+        }
+        records.push((
+            topic.clone(),
+            initial_key(slot),
+            Some(serde_json::to_vec(&handover.initial).expect("a record serializes")),
+        ));
+        records.push((topic.clone(), initial_progress_key(slot), None));
+        let progress_tracker = Arc::new(Mutex::new(Progress::new(Lsn::ZERO)));
+        let producer = producer_for(&self.config, Arc::clone(&progress_tracker))?;
+        publish_and_wait(&producer, &progress_tracker, &records, &self.shutdown).await?;
+        tracing::info!(
+            slot,
+            consistent_point = %handover.initial.consistent_point,
+            rows_kept = handover.initial.rows,
+            tables_continued = %handover
+                .incremental
+                .iter()
+                .map(|r| r.table.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            "resuming the interrupted initial snapshot: the acknowledged chunks are kept, the rest is read by incremental snapshots while streaming from the consistent point"
+        );
+        self.request_new_tables(sql, &resumed).await?;
+        Ok(true)
     }
 
     /// Tables captured now but not at the initial snapshot get an `execute-snapshot` signal.

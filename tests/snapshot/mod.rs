@@ -1,6 +1,6 @@
 //! Snapshots (SPEC §2 `capture.snapshot`, §4 `op = r`): the initial snapshot is consistent
 //! with the slot under concurrent writes, reads keyless and composite-key tables in chunks,
-//! stops promptly on SIGTERM, starts over after a crash; incremental snapshots run under load
+//! stops promptly on SIGTERM, resumes after crashes; incremental snapshots run under load
 //! and resume after a crash; each snapshot mode does what it promises. Checked end to end
 //! with `cdc-sink verify`.
 //!
@@ -52,6 +52,37 @@ fn writer(
                      COMMIT;",
                     m = round % spread,
                     d = round % 1009,
+                    new = 10_000_000 + round,
+                ))
+                .await
+                .expect("writer round");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        round
+    })
+}
+
+/// A writer changing a few rows all over `l1.item` per transaction (an update of ten, a
+/// delete, an insert) until `stop` is set; returns how many rounds it ran.
+fn scattered_writer(capture: &Capture<'_>, stop: Arc<AtomicBool>) -> JoinHandle<u64> {
+    let url = capture.pg.url(&capture.names.db, "postgres");
+    tokio::spawn(async move {
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("writer connects");
+        tokio::spawn(connection);
+        let mut round: u64 = 0;
+        while !stop.load(Ordering::Relaxed) {
+            round += 1;
+            let spot = round * 7919 % 200_000;
+            client
+                .batch_execute(&format!(
+                    "BEGIN;
+                     UPDATE l1.item SET counter = counter + 1 WHERE id BETWEEN {spot} AND {spot} + 9;
+                     DELETE FROM l1.item WHERE id = {gone};
+                     INSERT INTO l1.item (id, counter, note) VALUES ({new}, 0, 'new');
+                     COMMIT;",
+                    gone = (spot + 100_003) % 200_000,
                     new = 10_000_000 + round,
                 ))
                 .await
@@ -187,29 +218,88 @@ async fn keyless_and_composite_key_tables_are_read_in_chunks() {
     assert_eq!(capture.stop(), 0);
 }
 
+/// Killed in the middle of its initial snapshot, the source keeps the chunks the broker
+/// acknowledged and hands the rest to incremental snapshots; killed again while those run, it
+/// goes on from their last recorded chunk. Under writes throughout, every row arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_snapshot_killed_midway_starts_over() {
+async fn a_snapshot_killed_again_and_again_resumes_and_loses_nothing() {
     let mut capture = Capture::for_heavy_load(ITEMS).await;
+    let config = capture.config(
+        &["l1.*"],
+        "snapshot = \"initial\"\nsnapshot_workers = 2\nsnapshot_chunk_size = 5000\nincremental_chunk_size = 2000",
+        "[kafka.options]\n\"queue.buffering.max.messages\" = \"2000\"",
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = scattered_writer(&capture, Arc::clone(&stop));
+    let mut first = running_midway(&config).await;
+    first.kill9();
+    let mut logs = vec![first.stderr_text()];
+    for kill in 1..=2 {
+        let mut resumed = CdcProcess::run(&config);
+        wait_log(&resumed, "incremental snapshot progress", WAIT).await;
+        let log = resumed.stderr_text();
+        assert!(
+            !log.contains("incremental snapshot completed"),
+            "the snapshot finished before kill {kill}:\n{log}"
+        );
+        resumed.kill9();
+        logs.push(log);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let rounds = load.await.expect("writer");
+    assert!(rounds > 5, "the writer ran {rounds} rounds only");
+    let last = CdcProcess::run(&config);
+    wait_log(&last, "incremental snapshot completed", WAIT * 3).await;
+    capture.source = Some(last);
+
+    let handover = &logs[1];
+    assert!(
+        handover.contains("resuming the interrupted initial snapshot")
+            && !handover.contains("dropped the replication slot to take a new snapshot"),
+        "the second run should resume, not start over:\n{handover}"
+    );
+    let kept = handover
+        .split("rows_kept=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(kept >= 5000, "no acknowledged chunk was kept:\n{handover}");
+    assert!(
+        logs[2].contains("resuming incremental snapshot"),
+        "the third run should go on with the incremental snapshot:\n{}",
+        logs[2]
+    );
+    settle_equal(&capture, &["l1.item"]).await;
+    assert_eq!(capture.stop(), 0);
+}
+
+/// A table without a key cannot be read on by another reader: killed midway, the snapshot
+/// starts over, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_of_a_keyless_table_killed_midway_starts_over() {
+    let capture = Capture::for_heavy_load(
+        "CREATE SCHEMA l1;
+         CREATE TABLE l1.item (id bigint, counter int NOT NULL, note text);
+         ALTER TABLE l1.item REPLICA IDENTITY FULL;
+         INSERT INTO l1.item SELECT g, 0, repeat('x', 100) FROM generate_series(1, 200000) g;
+         ANALYZE l1.item;",
+    )
+    .await;
     let config = slow_snapshot_config(&capture, 2);
     let mut first = running_midway(&config).await;
     first.kill9();
-    capture
-        .client
-        .batch_execute("UPDATE l1.item SET counter = 7 WHERE id <= 10; INSERT INTO l1.item VALUES (0, 1, 'late')")
-        .await
-        .expect("changes between the runs");
-    let second = CdcProcess::run(&config);
+    let mut second = CdcProcess::run(&config);
     wait_log(&second, "initial snapshot completed", WAIT * 3).await;
+    let log = second.stderr_text();
     assert!(
-        second
-            .stderr_text()
-            .contains("dropped the replication slot to take a new snapshot"),
-        "{}",
-        second.stderr_text()
+        log.contains("the interrupted initial snapshot cannot be resumed; starting it over")
+            && log.contains("l1.item has no key to continue reading it by")
+            && log.contains("dropped the replication slot to take a new snapshot"),
+        "{log}"
     );
-    capture.source = Some(second);
-    settle_equal(&capture, &["l1.item"]).await;
-    assert_eq!(capture.stop(), 0);
+    second.terminate();
+    assert_eq!(second.wait_exit(Duration::from_secs(20)), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -62,6 +62,12 @@ impl Session<'_> {
         let started = Instant::now();
         let pending = std::mem::take(&mut self.pending);
         let skipped = pending.skipped;
+        let changes = pending.changes;
+        let bytes: usize = pending
+            .records
+            .iter()
+            .map(|r| r.value.as_ref().map_or(0, Vec::len) + r.key.as_ref().map_or(0, Vec::len))
+            .sum();
         // A truncate must stay in place among its table's rows from every partition.
         if self.helpers.is_empty() || pending.truncates || pending.slots_used() < 2 {
             self.flush_whole(pending).await?;
@@ -69,6 +75,20 @@ impl Session<'_> {
             self.flush_parts(pending).await?;
         }
         self.metrics.observe_batch(started.elapsed());
+        let backlog = self.metrics.total_lag();
+        if let Some(line) = self
+            .progress
+            .applied(changes, bytes, backlog, Instant::now())
+        {
+            tracing::info!(
+                changes = line.changes,
+                changes_per_second = line.changes_per_second,
+                megabytes_per_second = format!("{:.1}", line.megabytes_per_second),
+                backlog_records = line.backlog,
+                eta_seconds = line.eta_seconds,
+                "apply progress"
+            );
+        }
         if skipped > 0 {
             tracing::info!(
                 skipped,

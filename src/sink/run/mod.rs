@@ -10,6 +10,7 @@
 
 mod flush;
 mod pending;
+mod progress;
 mod records;
 mod schema;
 
@@ -22,6 +23,7 @@ use tokio_postgres::Client;
 
 use self::flush::{begin, Helper, Writer};
 use self::pending::Pending;
+use self::progress::ApplyProgress;
 use self::records::{MemoryFeed, RecordSource};
 use self::schema::{warn_if_feed_busy, FeedRead};
 use super::apply::Applier;
@@ -256,6 +258,8 @@ struct Session<'a> {
     released: HashMap<Partition, i64>,
     /// When a schema change was last applied.
     last_schema_change: Option<Instant>,
+    /// What the progress lines report.
+    progress: ApplyProgress,
 }
 
 async fn session(
@@ -408,6 +412,7 @@ async fn drive(
         held: HashMap::new(),
         released: HashMap::new(),
         last_schema_change: None,
+        progress: ApplyProgress::new(Instant::now()),
     };
     let mut feed_read: Option<FeedRead> = None;
     session.start_feed_read(&mut feed_read);

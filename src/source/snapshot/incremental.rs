@@ -92,6 +92,8 @@ struct ChunkRequest {
     table: String,
     filter: Option<String>,
     after: Option<Vec<String>>,
+    /// Read from this key on (inclusive) when nothing was read yet.
+    from: Option<Vec<String>>,
     /// The previous read of this chunk was discarded: pause before reading it again.
     again: bool,
 }
@@ -243,6 +245,7 @@ impl Incremental {
                 table: request.table,
                 filter: request.filter,
                 last_key: None,
+                from_key: None,
                 done: false,
                 rows: 0,
             };
@@ -399,6 +402,7 @@ impl Incremental {
             table: current.table.clone(),
             filter: current.filter.clone(),
             after: current.last_key.clone(),
+            from: current.from_key.clone(),
             again: std::mem::take(&mut self.read_again),
         };
         if let Some(requests) = &self.requests {
@@ -535,6 +539,34 @@ fn text(tuple: &Tuple<'_>, index: usize) -> Option<String> {
 }
 
 /// A row's key as a string, comparable between stream changes and chunk rows of one schema.
+/// The query reading the chunk `request` asks for: the next `rows` rows by key.
+fn chunk_select(schema: &TableSchema, request: &ChunkRequest, rows: u64) -> String {
+    let mut conditions = Vec::new();
+    match (&request.after, &request.from) {
+        (Some(after), _) => {
+            conditions.push(format!("{} > {}", key_row(schema), literal_row(after)))
+        }
+        (None, Some(from)) => {
+            conditions.push(format!("{} >= {}", key_row(schema), literal_row(from)))
+        }
+        (None, None) => {}
+    }
+    if let Some(filter) = &request.filter {
+        conditions.push(format!("({filter})"));
+    }
+    format!(
+        "SELECT {} FROM {}{} ORDER BY {} LIMIT {rows}",
+        select_list(schema),
+        qualified(schema),
+        if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        },
+        key_row(schema).trim_matches(|c| c == '(' || c == ')'),
+    )
+}
+
 fn key_text(table: &TableSchema, row: &[Value]) -> String {
     format!("{:?}", table.key_of(row))
 }
@@ -652,25 +684,7 @@ async fn read_chunk(
             "it has neither a primary key nor a replica identity index to read it by".into(),
         ));
     }
-    let mut conditions = Vec::new();
-    if let Some(after) = &request.after {
-        conditions.push(format!("{} > {}", key_row(&schema), literal_row(after)));
-    }
-    if let Some(filter) = &request.filter {
-        conditions.push(format!("({filter})"));
-    }
-    let sql = format!(
-        "SELECT {} FROM {}{} ORDER BY {} LIMIT {}",
-        select_list(&schema),
-        qualified(&schema),
-        if conditions.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", conditions.join(" AND "))
-        },
-        key_row(&schema).trim_matches(|c| c == '(' || c == ')'),
-        settings.chunk_rows
-    );
+    let sql = chunk_select(&schema, request, settings.chunk_rows);
     client
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .await
@@ -739,6 +753,7 @@ mod tests {
                 table: (*table).into(),
                 filter: None,
                 last_key: None,
+                from_key: None,
                 done: false,
                 rows: 0,
             })
@@ -771,6 +786,48 @@ mod tests {
             full: false,
             snapshot: TxSnapshot::parse("10:10:").expect("a snapshot"),
         })
+    }
+
+    #[test]
+    fn a_chunk_reads_after_the_last_key_or_from_the_handed_over_one() {
+        let column = |name: &str| crate::event::Column {
+            name: name.to_owned(),
+            type_oid: 20,
+            type_modifier: -1,
+            pg_type: crate::event::PgType::Int8,
+            optional: false,
+            in_identity: false,
+        };
+        let schema = TableSchema {
+            relation_id: 1,
+            schema: "l1".into(),
+            table: "t".into(),
+            columns: vec![column("id"), column("v")],
+            key: vec![0],
+            identity: ReplicaIdentity::Default,
+        };
+        let request = |after: Option<&str>, from: Option<&str>| ChunkRequest {
+            window: "w".into(),
+            table: "l1.t".into(),
+            filter: None,
+            after: after.map(|k| vec![k.to_owned()]),
+            from: from.map(|k| vec![k.to_owned()]),
+            again: false,
+        };
+        let select = r#"SELECT "id", "v" FROM "l1"."t""#;
+        assert_eq!(
+            chunk_select(&schema, &request(None, None), 5),
+            format!(r#"{select} ORDER BY "id" LIMIT 5"#)
+        );
+        assert_eq!(
+            chunk_select(&schema, &request(None, Some("40")), 5),
+            format!(r#"{select} WHERE ("id") >= ('40') ORDER BY "id" LIMIT 5"#),
+            "the handed-over key is the first unread row's"
+        );
+        assert_eq!(
+            chunk_select(&schema, &request(Some("44"), Some("40")), 5),
+            format!(r#"{select} WHERE ("id") > ('44') ORDER BY "id" LIMIT 5"#)
+        );
     }
 
     #[tokio::test]
@@ -830,6 +887,7 @@ mod tests {
             table: "l1.p".into(),
             filter: None,
             last_key: None,
+            from_key: None,
             done: true,
             rows: 3,
         };

@@ -3,6 +3,12 @@
 //! `op = r` event. Each worker runs on a thread of its own, so parsing and encoding use every
 //! core, and the producer's bounded queue holds them back when the broker is slower (a worker
 //! that cannot enqueue stops reading, and the server waits on its socket).
+//!
+//! Chunks are numbered in the order workers take them, and each is a checkpoint of its own
+//! in the acknowledgement tracker, positioned at its number. So the tracker's confirmable
+//! position is the count of leading chunks the broker acknowledged whole, and every couple
+//! of seconds an `initial-progress/<slot>` record says where each table's unacknowledged
+//! rows start. A source stopped in the middle resumes from there (see [`resume_points`]).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,6 +22,7 @@ use tokio_postgres::Client;
 use super::copy_text::split_row;
 use super::markers::Markers;
 use super::plan::{chunk_copy, plan_chunks, table_size, ChunkRange};
+use super::state::{initial_progress_key, InitialProgressRecord, Resume, TableProgress};
 use super::SnapshotError;
 use crate::config::TableFilter;
 use crate::encode::Encoder;
@@ -24,7 +31,7 @@ use crate::event::{ChangeEvent, Op, SnapshotMarker, SourcePosition, TableSchema,
 use crate::kafka::progress::{Progress, Ticket};
 use crate::kafka::{Producer, BACKPRESSURE_PAUSE};
 use crate::lsn::Lsn;
-use crate::metrics::SourceMetrics;
+use crate::metrics::{SnapshotCounters, SourceMetrics};
 use crate::pg::PgConnectOptions;
 use crate::source::catalog::{describe_relation, relation_from_catalog};
 
@@ -34,6 +41,8 @@ const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(5);
 const WORKERS_POLL: Duration = Duration::from_millis(50);
 /// Rows between checks for a shutdown request or a failed worker.
 const SHUTDOWN_CHECK_ROWS: u64 = 4096;
+/// How often the snapshot's progress record is written when chunks were acknowledged.
+const PROGRESS_RECORD_INTERVAL: Duration = Duration::from_secs(2);
 
 /// What the initial snapshot reads and where it publishes.
 pub struct InitialSnapshot<'a> {
@@ -55,6 +64,10 @@ pub struct InitialSnapshot<'a> {
     pub metrics: &'a SourceMetrics,
     /// Becomes true when shutdown is requested.
     pub shutdown: watch::Receiver<bool>,
+    /// The slot, named in the progress records.
+    pub slot: &'a str,
+    /// Where the progress records go: `__pgcdc-offsets.<prefix>`.
+    pub offsets_topic: &'a str,
 }
 
 /// One table being read.
@@ -63,22 +76,30 @@ struct TableJob {
     name: String,
     estimate: u64,
     rows: AtomicU64,
-    counter: prometheus::IntCounter,
+    bytes: AtomicU64,
+    counters: SnapshotCounters,
 }
 
 /// Everything the workers share.
 struct Job<'a> {
     tables: Vec<TableJob>,
-    queue: Mutex<VecDeque<(usize, ChunkRange)>>,
-    markers: Markers<ChangeEvent>,
+    /// Every chunk, in the order the workers take them: a chunk's place is its number.
+    plan: Vec<(usize, ChunkRange)>,
+    /// The number of the next chunk to take.
+    next: Mutex<usize>,
+    /// Rows each finished chunk published, by chunk number.
+    chunk_rows: Vec<AtomicU64>,
+    /// Rows are held with the ticket of the chunk they were read in.
+    markers: Markers<(ChangeEvent, Ticket)>,
     encoder: &'a Encoder,
     producer: &'a Producer,
     progress: &'a Mutex<Progress>,
-    ticket: Ticket,
     position: SourcePosition,
     shutdown: watch::Receiver<bool>,
     /// Set by the first worker that fails, so that the others stop too.
     failed: AtomicBool,
+    slot: &'a str,
+    offsets_topic: &'a str,
 }
 
 impl InitialSnapshot<'_> {
@@ -103,15 +124,15 @@ impl InitialSnapshot<'_> {
             consistent_point = %self.consistent_point,
             "initial snapshot started"
         );
-        let ticket = progress.lock().expect("progress lock").begin();
         let job = Job {
             tables,
-            queue: Mutex::new(chunks.into()),
+            chunk_rows: chunks.iter().map(|_| AtomicU64::new(0)).collect(),
+            plan: chunks,
+            next: Mutex::new(0),
             markers: Markers::new(&chunk_counts),
             encoder,
             producer,
             progress,
-            ticket,
             position: SourcePosition {
                 commit_ts_us: now_us(),
                 txid: Some(txid),
@@ -121,6 +142,8 @@ impl InitialSnapshot<'_> {
             },
             shutdown: self.shutdown.clone(),
             failed: AtomicBool::new(false),
+            slot: self.slot,
+            offsets_topic: self.offsets_topic,
         };
         tokio::task::block_in_place(|| job.run_workers(&clients, started))?;
         drain(job.producer, &self.shutdown).await?;
@@ -181,14 +204,15 @@ impl InitialSnapshot<'_> {
             let size = table_size(client, &entry.schema).await?;
             let chunks = plan_chunks(client, &entry.schema, size, self.chunk_rows).await?;
             let name = entry.schema.qualified_name();
-            let counter = self.metrics.snapshot_started(&name);
+            let counters = self.metrics.snapshot_started(&name, size.rows);
             planned.push((
                 TableJob {
                     schema: entry.schema,
                     name,
                     estimate: size.rows,
                     rows: AtomicU64::new(0),
-                    counter,
+                    bytes: AtomicU64::new(0),
+                    counters,
                 },
                 chunks,
             ));
@@ -222,7 +246,7 @@ impl InitialSnapshot<'_> {
 
 impl Job<'_> {
     /// Runs one worker per client, each on a thread of its own driving its reads on the
-    /// runtime, logs progress meanwhile, and returns the first worker's error.
+    /// runtime, logs and records progress meanwhile, and returns the first worker's error.
     fn run_workers(&self, clients: &[Client], started: Instant) -> Result<(), SnapshotError> {
         let runtime = tokio::runtime::Handle::current();
         std::thread::scope(|scope| {
@@ -230,12 +254,17 @@ impl Job<'_> {
                 .iter()
                 .map(|client| scope.spawn(|| runtime.block_on(self.worker(client))))
                 .collect();
-            let mut logged = Instant::now();
+            let (mut logged, mut recorded) = (Instant::now(), Instant::now());
+            let mut recorded_chunks = 0;
             while !workers.iter().all(|worker| worker.is_finished()) {
                 std::thread::sleep(WORKERS_POLL);
                 if logged.elapsed() >= PROGRESS_LOG_INTERVAL {
                     self.log_progress(started.elapsed());
                     logged = Instant::now();
+                }
+                if recorded.elapsed() >= PROGRESS_RECORD_INTERVAL {
+                    recorded_chunks = self.record_progress(recorded_chunks);
+                    recorded = Instant::now();
                 }
             }
             // Workers that stopped because another failed report `Interrupted`: name the cause.
@@ -257,21 +286,34 @@ impl Job<'_> {
 
     async fn read_chunks(&self, client: &Client) -> Result<(), SnapshotError> {
         while !self.failed.load(Ordering::Relaxed) {
-            let next = self.queue.lock().expect("queue lock").pop_front();
-            let Some((table, range)) = next else {
+            let Some((number, ticket)) = self.take_chunk() else {
                 return Ok(());
             };
-            self.read_chunk(client, table, &range).await?;
+            self.read_chunk(client, number, ticket).await?;
         }
         Ok(())
+    }
+
+    /// The next chunk's number and its checkpoint, begun under the same lock so that
+    /// checkpoints follow chunk numbers.
+    fn take_chunk(&self) -> Option<(usize, Ticket)> {
+        let mut next = self.next.lock().expect("chunk lock");
+        if *next == self.plan.len() {
+            return None;
+        }
+        let number = *next;
+        *next += 1;
+        Some((number, self.progress.lock().expect("progress lock").begin()))
     }
 
     async fn read_chunk(
         &self,
         client: &Client,
-        table_index: usize,
-        range: &ChunkRange,
+        number: usize,
+        ticket: Ticket,
     ) -> Result<(), SnapshotError> {
+        let (table_index, range) = &self.plan[number];
+        let table_index = *table_index;
         let table = &self.tables[table_index];
         let sql_error = |source: tokio_postgres::Error| SnapshotError::Sql {
             what: format!("read {}", table.name),
@@ -284,9 +326,13 @@ impl Job<'_> {
         let mut held: Option<ChangeEvent> = None;
         let mut count = 0u64;
         while let Some(row) = rows.next().await {
-            let event = self.event(table, &row.map_err(sql_error)?)?;
+            let row = row.map_err(sql_error)?;
+            table.bytes.fetch_add(row.len() as u64, Ordering::Relaxed);
+            table.counters.bytes.inc_by(row.len() as u64);
+            let event = self.event(table, &row)?;
             if let Some(previous) = held.replace(event) {
-                self.publish(table, previous, self.markers.row(table_index))
+                self.produced(ticket);
+                self.send(table, previous, self.markers.row(table_index), ticket)
                     .await?;
             }
             count += 1;
@@ -296,9 +342,21 @@ impl Job<'_> {
                 return Err(SnapshotError::Interrupted);
             }
         }
-        for (event, marker) in self.markers.chunk_done(table_index, held) {
-            self.publish(table, event, marker).await?;
+        // The chunk's last row may be sent with a later chunk of its table (its marker is
+        // only known then); it counts against this chunk, which stays unacknowledged until
+        // that row is.
+        if held.is_some() {
+            self.produced(ticket);
         }
+        let held = held.map(|event| (event, ticket));
+        for ((event, owner), marker) in self.markers.chunk_done(table_index, held) {
+            self.send(table, event, marker, owner).await?;
+        }
+        self.chunk_rows[number].store(count, Ordering::Relaxed);
+        self.progress
+            .lock()
+            .expect("progress lock")
+            .commit(ticket, Lsn(number as u64 + 1));
         Ok(())
     }
 
@@ -332,51 +390,171 @@ impl Job<'_> {
         })
     }
 
-    async fn publish(
+    /// Counts one more record against a chunk's checkpoint, before the chunk is committed.
+    fn produced(&self, ticket: Ticket) {
+        self.progress
+            .lock()
+            .expect("progress lock")
+            .produced(ticket);
+    }
+
+    /// Encodes and enqueues a row already counted against the checkpoint `ticket`.
+    async fn send(
         &self,
         table: &TableJob,
         mut event: ChangeEvent,
         marker: SnapshotMarker,
+        ticket: Ticket,
     ) -> Result<(), SnapshotError> {
         event.source.snapshot = marker;
         let record = self.encoder.encode_change(&event, now_us())?;
-        self.progress
-            .lock()
-            .expect("progress lock")
-            .produced(self.ticket);
         while !self.producer.send_or_full(
             &record.topic,
             record.key.as_deref(),
             record.value.as_deref(),
             &[],
-            self.ticket,
+            ticket,
             &self.shutdown,
         )? {
             tokio::time::sleep(BACKPRESSURE_PAUSE).await;
         }
         table.rows.fetch_add(1, Ordering::Relaxed);
-        table.counter.inc();
+        table.counters.rows.inc();
         Ok(())
     }
 
+    /// Writes where each table's unacknowledged rows start when more chunks were acknowledged
+    /// than `recorded`; returns the chunks the record written (or the previous one) covers.
+    /// Nothing waits for the record: losing it only means reading more again.
+    fn record_progress(&self, recorded: usize) -> usize {
+        let acknowledged = {
+            let progress = self.progress.lock().expect("progress lock");
+            usize::try_from(progress.confirmable().0).unwrap_or(usize::MAX)
+        };
+        if acknowledged <= recorded {
+            return recorded;
+        }
+        let keyed: Vec<bool> = self
+            .tables
+            .iter()
+            .map(|table| !table.schema.key.is_empty())
+            .collect();
+        let mut rows = vec![0u64; self.tables.len()];
+        for (number, (table, _)) in self.plan.iter().enumerate().take(acknowledged) {
+            rows[*table] += self.chunk_rows[number].load(Ordering::Relaxed);
+        }
+        let record = InitialProgressRecord {
+            slot: self.slot.to_owned(),
+            consistent_point: self.position.lsn.unwrap_or(Lsn::ZERO).to_string(),
+            tables: resume_points(&self.plan, &keyed, acknowledged)
+                .into_iter()
+                .zip(&self.tables)
+                .zip(rows)
+                .map(|((resume, table), rows)| TableProgress {
+                    table: table.name.clone(),
+                    rows,
+                    resume,
+                })
+                .collect(),
+        };
+        let value = serde_json::to_vec(&record).expect("a record serializes");
+        let key = initial_progress_key(self.slot);
+        let ticket = self.progress.lock().expect("progress lock").begin();
+        self.produced(ticket);
+        // The workers keep the producer's queue full: wait for room as they do, for a while.
+        let deadline = Instant::now() + PROGRESS_RECORD_INTERVAL;
+        let sent = loop {
+            match self.producer.send_or_full(
+                self.offsets_topic,
+                Some(key.as_bytes()),
+                Some(&value),
+                &[],
+                ticket,
+                &self.shutdown,
+            ) {
+                Ok(false) if Instant::now() < deadline && !self.failed.load(Ordering::Relaxed) => {
+                    std::thread::sleep(BACKPRESSURE_PAUSE / 2);
+                }
+                outcome => break outcome,
+            }
+        };
+        // The record's acknowledgement moves no checkpoint.
+        self.progress.lock().expect("progress lock").abort(ticket);
+        match sent {
+            Ok(true) => {
+                tracing::debug!(chunks = acknowledged, "recorded the snapshot's progress");
+                acknowledged
+            }
+            // Still no room, or a failing producer (the workers see the same): try again later.
+            Ok(false) | Err(_) => recorded,
+        }
+    }
+
     fn log_progress(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64().max(1e-3);
+        let (mut total_rows, mut total_bytes, mut total_estimate) = (0, 0, 0);
         for table in &self.tables {
             let rows = table.rows.load(Ordering::Relaxed);
+            let bytes = table.bytes.load(Ordering::Relaxed);
+            total_rows += rows;
+            total_bytes += bytes;
+            total_estimate += table.estimate.max(rows);
             if rows == 0 || rows >= table.estimate && table.estimate > 0 {
                 continue;
             }
-            let rate = rows as f64 / elapsed.as_secs_f64().max(1e-3);
-            let eta = table.estimate.saturating_sub(rows) as f64 / rate.max(1.0);
+            let rate = rows as f64 / seconds;
             tracing::info!(
                 table = %table.name,
                 rows,
                 estimated_total = table.estimate,
+                megabytes = format!("{:.1}", bytes as f64 / 1e6),
                 rows_per_second = rate as u64,
-                eta_seconds = eta.round() as u64,
+                eta_seconds = eta(rows, table.estimate, rate),
                 "snapshot progress"
             );
         }
+        let rate = total_rows as f64 / seconds;
+        tracing::info!(
+            tables = self.tables.len(),
+            rows = total_rows,
+            estimated_total = total_estimate,
+            megabytes = format!("{:.1}", total_bytes as f64 / 1e6),
+            rows_per_second = rate as u64,
+            megabytes_per_second = format!("{:.1}", total_bytes as f64 / 1e6 / seconds),
+            eta_seconds = eta(total_rows, total_estimate, rate),
+            "snapshot progress, all tables"
+        );
     }
+}
+
+/// Seconds until `estimate` rows are read at `rate` rows per second.
+fn eta(rows: u64, estimate: u64, rate: f64) -> u64 {
+    (estimate.saturating_sub(rows) as f64 / rate.max(1.0)).round() as u64
+}
+
+/// Where each table's unacknowledged rows start once the first `acknowledged` chunks of
+/// `plan` were acknowledged whole; `keyed[t]` says whether table `t` can be read by key.
+/// A table's chunks follow its key order in the plan, so its acknowledged chunks are a key
+/// range from its first row and the rest starts at its first unacknowledged chunk.
+pub fn resume_points(
+    plan: &[(usize, ChunkRange)],
+    keyed: &[bool],
+    acknowledged: usize,
+) -> Vec<Resume> {
+    let mut points = vec![Resume::Done; keyed.len()];
+    let mut seen = vec![false; keyed.len()];
+    for (table, range) in &plan[acknowledged.min(plan.len())..] {
+        if std::mem::replace(&mut seen[*table], true) {
+            continue;
+        }
+        points[*table] = match range {
+            _ if !keyed[*table] => Resume::StartOver,
+            ChunkRange::All => Resume::FromKey(None),
+            ChunkRange::Keys { from, .. } => Resume::FromKey(from.clone()),
+            ChunkRange::Blocks { .. } => Resume::StartOver,
+        };
+    }
+    points
 }
 
 /// Waits until the producer has nothing in flight: every record acknowledged, or an error.
@@ -427,4 +605,75 @@ pub async fn publish_and_wait(
         }
     }
     drain(producer, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(from: Option<&str>, to: Option<&str>) -> ChunkRange {
+        let key = |k: Option<&str>| k.map(|k| vec![k.to_owned()]);
+        ChunkRange::Keys {
+            from: key(from),
+            to: key(to),
+        }
+    }
+
+    fn from(key: Option<&str>) -> Resume {
+        Resume::FromKey(key.map(|k| vec![k.to_owned()]))
+    }
+
+    /// Table 0 in three key chunks, table 1 whole, table 2 (keyless) in two block ranges,
+    /// interleaved as the planner does.
+    fn plan() -> Vec<(usize, ChunkRange)> {
+        vec![
+            (0, keys(None, Some("10"))),
+            (1, ChunkRange::All),
+            (
+                2,
+                ChunkRange::Blocks {
+                    from: 0,
+                    to: Some(8),
+                },
+            ),
+            (0, keys(Some("10"), Some("20"))),
+            (2, ChunkRange::Blocks { from: 8, to: None }),
+            (0, keys(Some("20"), None)),
+        ]
+    }
+
+    #[test]
+    fn each_table_resumes_at_its_first_unacknowledged_chunk() {
+        let keyed = [true, true, false];
+        let cases = [
+            (0, vec![from(None), from(None), Resume::StartOver]),
+            (1, vec![from(Some("10")), from(None), Resume::StartOver]),
+            (2, vec![from(Some("10")), Resume::Done, Resume::StartOver]),
+            (4, vec![from(Some("20")), Resume::Done, Resume::StartOver]),
+            (5, vec![from(Some("20")), Resume::Done, Resume::Done]),
+            (6, vec![Resume::Done, Resume::Done, Resume::Done]),
+            (9, vec![Resume::Done, Resume::Done, Resume::Done]),
+        ];
+        for (acknowledged, expected) in cases {
+            assert_eq!(
+                resume_points(&plan(), &keyed, acknowledged),
+                expected,
+                "{acknowledged} chunks acknowledged"
+            );
+        }
+    }
+
+    #[test]
+    fn a_keyless_table_read_whole_starts_over() {
+        let plan = vec![(0, ChunkRange::All)];
+        assert_eq!(resume_points(&plan, &[false], 0), vec![Resume::StartOver]);
+        assert_eq!(resume_points(&plan, &[false], 1), vec![Resume::Done]);
+    }
+
+    #[test]
+    fn the_remaining_estimate_is_read_at_the_current_rate() {
+        assert_eq!(eta(100, 1_100, 100.0), 10);
+        assert_eq!(eta(2_000, 1_000, 100.0), 0, "past the estimate");
+        assert_eq!(eta(0, 1_000, 0.0), 1_000, "no rate yet counts as one row/s");
+    }
 }

@@ -18,6 +18,7 @@ pub mod incremental;
 pub mod initial;
 pub mod markers;
 pub mod plan;
+pub mod resume;
 pub mod signal;
 pub mod state;
 pub mod visibility;

@@ -27,6 +27,43 @@ pub struct InitialRecord {
     pub rows: u64,
 }
 
+/// How far an initial snapshot still running got: written while it reads, so that a source
+/// stopped in the middle resumes from the chunks the broker acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitialProgressRecord {
+    /// The slot whose consistent point the snapshot reads at.
+    pub slot: String,
+    /// That consistent point; the record only applies to a slot still confirmed there.
+    pub consistent_point: String,
+    /// Every table the snapshot reads, in its plan's order.
+    pub tables: Vec<TableProgress>,
+}
+
+/// How far the initial snapshot got in one table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableProgress {
+    /// `schema.table`.
+    pub table: String,
+    /// Rows acknowledged by the broker.
+    pub rows: u64,
+    /// Where the unread rows start.
+    pub resume: Resume,
+}
+
+/// Where the rows of a table not yet acknowledged start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resume {
+    /// Every row was acknowledged.
+    Done,
+    /// From this key (text forms, inclusive; `None`: the table's first row) to the end: the
+    /// table is read by key, so another reader can take over from there.
+    FromKey(Option<Vec<String>>),
+    /// The table is read by heap blocks (it has no key), so no other reader can continue its
+    /// part: the snapshot must start over.
+    StartOver,
+}
+
 /// An incremental snapshot of one table: requested, in progress or done.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IncrementalRecord {
@@ -37,6 +74,11 @@ pub struct IncrementalRecord {
     /// The key (text forms) of the last row of the last chunk whose rows were acknowledged;
     /// `None` before the first chunk.
     pub last_key: Option<Vec<String>>,
+    /// Where reading starts before the first chunk: the key (text forms) of the first row to
+    /// read, inclusive; `None` reads from the table's start. Set when an interrupted initial
+    /// snapshot hands its unread chunks over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_key: Option<Vec<String>>,
     /// Every chunk was read.
     pub done: bool,
     /// Rows published so far.
@@ -59,6 +101,8 @@ impl IncrementalRecord {
 pub struct SnapshotState {
     /// The completed initial snapshot, if any.
     pub initial: Option<InitialRecord>,
+    /// How far an initial snapshot that did not complete got, if it recorded any progress.
+    pub initial_progress: Option<InitialProgressRecord>,
     /// Incremental snapshots by [`IncrementalRecord::id`].
     pub incremental: BTreeMap<String, IncrementalRecord>,
     /// The tables captured as table discovery last recorded them.
@@ -68,6 +112,11 @@ pub struct SnapshotState {
 /// The key of a slot's initial-snapshot record.
 pub fn initial_key(slot: &str) -> String {
     format!("initial/{slot}")
+}
+
+/// The key of a slot's record of an initial snapshot in progress.
+pub fn initial_progress_key(slot: &str) -> String {
+    format!("initial-progress/{slot}")
 }
 
 /// The key of the record of the tables a slot's source captures.
@@ -86,12 +135,15 @@ impl SnapshotState {
     pub fn from_records(slot: &str, records: &BTreeMap<Vec<u8>, Vec<u8>>) -> SnapshotState {
         let mut state = SnapshotState::default();
         let initial = initial_key(slot);
+        let initial_progress = initial_progress_key(slot);
         let tables = tables_key(slot);
         let incremental = incremental_key(slot, "");
         for (key, value) in records {
             let key = String::from_utf8_lossy(key);
             if *key == initial {
                 state.initial = parse(&key, value);
+            } else if *key == initial_progress {
+                state.initial_progress = parse(&key, value);
             } else if *key == tables {
                 state.tables = parse(&key, value);
             } else if key.starts_with(&incremental) {
