@@ -13,7 +13,10 @@
 //!   topic exists, timed from cdc-source's start until the target table is equal.
 //!
 //! Prints each path's time and rows/s, the ratio, when cdc-source had the snapshot in the
-//! broker, cdc-sink's seconds in target transactions, and both binaries' peak RSS.
+//! broker, both binaries' peak RSS, and where their time went: the snapshot workers' seconds
+//! reading, encoding and producing (from cdc-source's last log line), and cdc-sink's seconds
+//! waiting for fetched records, decoding, waiting for the applier, and in target
+//! transactions (from its metrics).
 
 mod common;
 #[path = "../tests/support/mod.rs"]
@@ -123,6 +126,10 @@ struct PgcdcRun {
     source_done: Duration,
     /// cdc-sink's time in target transactions.
     in_batches: f64,
+    /// The snapshot workers' summed seconds: `read_seconds=…` and the like from the log.
+    source_stages: String,
+    /// cdc-sink's decoding task's seconds by stage.
+    sink_stages: String,
     source_rss_kib: u64,
     sink_rss_kib: u64,
 }
@@ -211,11 +218,26 @@ async fn run_pgcdc(
     let in_batches = http::samples(&exposition, "pgcdc_sink_batch_seconds_sum")
         .first()
         .map_or(0.0, |(_, seconds)| *seconds);
+    let sink_stages: Vec<String> = http::samples(&exposition, "pgcdc_sink_stage_seconds_total")
+        .iter()
+        .map(|(labels, seconds)| format!("{} {seconds:.2} s", labels.replace("stage=", "")))
+        .collect();
     drop(sink);
+    let log = source.stderr_text();
+    let completed = log
+        .lines()
+        .find(|line| line.contains("initial snapshot completed"))
+        .unwrap_or_default();
+    let source_stages: Vec<&str> = completed
+        .split_whitespace()
+        .filter(|field| field.starts_with("workers=") || field.contains("_seconds="))
+        .collect();
     PgcdcRun {
         total,
         source_done: source_done.expect("cdc-source exited before the target was equal"),
         in_batches,
+        source_stages: source_stages.join(" "),
+        sink_stages: sink_stages.join(", "),
         source_rss_kib,
         sink_rss_kib,
     }
@@ -288,11 +310,13 @@ async fn main() {
         rate(pgcdc.source_done),
         pgcdc.source_rss_kib / 1024
     );
+    println!("    snapshot workers, summed: {}", pgcdc.source_stages);
     println!(
         "  cdc-sink spent {:.2} s in target transactions, peak RSS {} MiB",
         pgcdc.in_batches,
         pgcdc.sink_rss_kib / 1024
     );
+    println!("    decoding task: {}", pgcdc.sink_stages);
     println!(
         "ratio pgcdc / native: {:.2}",
         rate(pgcdc.total) / rate(native)

@@ -50,6 +50,9 @@ pub mod names {
     /// Changes skipped as replays of what the target already has, by table.
     pub const SINK_SKIPPED: &str = "pgcdc_sink_skipped_total";
     /// Errors that interrupted applying, by kind.
+    /// Seconds the sink's decoding task spent per stage: `fetch` (waiting for the consumer),
+    /// `decode`, `handover` (waiting for the applier to take decoded records).
+    pub const SINK_STAGE_SECONDS: &str = "pgcdc_sink_stage_seconds_total";
     pub const SINK_ERRORS: &str = "pgcdc_sink_errors_total";
 }
 

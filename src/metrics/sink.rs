@@ -3,7 +3,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Counter, CounterVec, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 use super::{names, Endpoint, MetricsError};
 use crate::event::change::SinkTable;
@@ -19,6 +21,7 @@ pub struct SinkMetrics {
     dead_letters: IntCounterVec,
     skipped: IntCounterVec,
     errors: IntCounterVec,
+    stage_seconds: CounterVec,
 }
 
 impl SinkMetrics {
@@ -67,7 +70,16 @@ impl SinkMetrics {
             ),
             &["kind"],
         )?;
+        let stage_seconds = CounterVec::new(
+            Opts::new(
+                names::SINK_STAGE_SECONDS,
+                "Seconds the decoding task spent waiting for the consumer (fetch), decoding \
+                 (decode) and waiting for the applier (handover)",
+            ),
+            &["stage"],
+        )?;
         registry.register(Box::new(applied.clone()))?;
+        registry.register(Box::new(stage_seconds.clone()))?;
         registry.register(Box::new(batch_seconds.clone()))?;
         registry.register(Box::new(consumer_lag.clone()))?;
         registry.register(Box::new(dead_letters.clone()))?;
@@ -81,6 +93,7 @@ impl SinkMetrics {
             dead_letters,
             skipped,
             errors,
+            stage_seconds,
         })
     }
 
@@ -124,6 +137,11 @@ impl SinkMetrics {
             .flat_map(|family| family.get_metric())
             .map(|metric| metric.get_gauge().get_value().max(0.0) as u64)
             .sum()
+    }
+
+    /// The seconds counter of a pipeline stage (see [`names::SINK_STAGE_SECONDS`]).
+    pub fn stage_seconds(&self, stage: &str) -> Counter {
+        self.stage_seconds.with_label_values(&[stage])
     }
 
     /// A record went to the dead-letter topic.

@@ -27,6 +27,8 @@ use crate::config::OnConflict;
 /// a target that already holds the rows (a replay into a pre-filled table) would otherwise pay
 /// for a failed COPY on every batch.
 const COPY_PAUSE: Duration = Duration::from_secs(60);
+/// The size of the pieces `COPY` data is sent in.
+const COPY_PIECE_BYTES: usize = 64 * 1024;
 
 /// Applies segments; keeps prepared statements of the current target connection.
 #[derive(Default)]
@@ -224,7 +226,19 @@ impl Applier {
         let copied = async {
             let sink = tx.copy_in(&sql).await?;
             let mut sink = std::pin::pin!(sink);
-            sink.send(copy_text(columns, rows)).await?;
+            // Sent piece by piece: the server parses one while the next is written, and no
+            // buffer grows past the allocator's mmap threshold.
+            let mut piece = Vec::with_capacity(COPY_PIECE_BYTES);
+            for row in rows {
+                copy_row(columns, row, &mut piece);
+                if piece.len() >= COPY_PIECE_BYTES {
+                    let full = std::mem::replace(&mut piece, Vec::with_capacity(COPY_PIECE_BYTES));
+                    sink.send(Bytes::from(full)).await?;
+                }
+            }
+            if !piece.is_empty() {
+                sink.send(Bytes::from(piece)).await?;
+            }
             sink.as_mut().finish().await
         }
         .await;
@@ -290,23 +304,19 @@ fn text_of(cell: Option<&Cell>) -> Option<&str> {
     }
 }
 
-/// `COPY`'s text format of the given columns of `rows`: tab-separated, `\N` for NULL, and
-/// backslash, tab, newline and carriage return escaped.
-fn copy_text(columns: &[usize], rows: &[&[Cell]]) -> Bytes {
-    let mut out = Vec::with_capacity(rows.len() * columns.len() * 16);
-    for row in rows {
-        for (n, &column) in columns.iter().enumerate() {
-            if n > 0 {
-                out.push(b'\t');
-            }
-            match text_of(row.get(column)) {
-                None => out.extend_from_slice(b"\\N"),
-                Some(text) => escape_copy_value(text, &mut out),
-            }
+/// Appends `COPY`'s text format of the given columns of `row` to `out`: tab-separated, `\N`
+/// for NULL, and backslash, tab, newline and carriage return escaped.
+fn copy_row(columns: &[usize], row: &[Cell], out: &mut Vec<u8>) {
+    for (n, &column) in columns.iter().enumerate() {
+        if n > 0 {
+            out.push(b'\t');
         }
-        out.push(b'\n');
+        match text_of(row.get(column)) {
+            None => out.extend_from_slice(b"\\N"),
+            Some(text) => escape_copy_value(text, out),
+        }
     }
-    Bytes::from(out)
+    out.push(b'\n');
 }
 
 fn escape_copy_value(text: &str, out: &mut Vec<u8>) {
@@ -523,12 +533,16 @@ mod tests {
             Cell::Text("\\.".into()),
             Cell::Text("héllo".into()),
         ];
-        let rows: [&[Cell]; 2] = [&first, &second];
+        let mut out = Vec::new();
+        copy_row(&[0, 1, 2], &first, &mut out);
+        copy_row(&[0, 1, 2], &second, &mut out);
         assert_eq!(
-            &copy_text(&[0, 1, 2], &rows)[..],
+            out,
             "1\ta\\\\b\\tc\\nd\\re\t\\N\n2\t\\\\.\théllo\n".as_bytes()
         );
-        assert_eq!(&copy_text(&[2, 0], &rows[..1])[..], b"\\N\t1\n");
+        out.clear();
+        copy_row(&[2, 0], &first, &mut out);
+        assert_eq!(out, b"\\N\t1\n");
     }
 
     fn table() -> SinkTable {

@@ -195,13 +195,24 @@ enum DecodedChunk {
     Failed(KafkaError),
 }
 
-/// Decodes the consumer's chunks in order until either side stops.
+/// Decodes the consumer's chunks in order until either side stops, counting the time spent
+/// waiting for records, decoding them and handing them over.
 async fn decode_chunks(
     mut decoders: Decoders,
     mut consumed: mpsc::Receiver<Consumed>,
     decoded: mpsc::Sender<DecodedChunk>,
+    metrics: SinkMetrics,
 ) {
+    let [fetch, decode, handover] =
+        ["fetch", "decode", "handover"].map(|stage| metrics.stage_seconds(stage));
+    let mut since = Instant::now();
+    let mut lap = |counter: &prometheus::Counter| {
+        let now = Instant::now();
+        counter.inc_by(now.duration_since(since).as_secs_f64());
+        since = now;
+    };
     while let Some(chunk) = consumed.recv().await {
+        lap(&fetch);
         let chunk = match chunk {
             Consumed::Records { records, caught_up } => {
                 let mut out = Vec::with_capacity(records.len());
@@ -216,9 +227,11 @@ async fn decode_chunks(
             }
             Consumed::Failed(error) => DecodedChunk::Failed(error),
         };
+        lap(&decode);
         if decoded.send(chunk).await.is_err() {
             return;
         }
+        lap(&handover);
     }
 }
 
@@ -385,6 +398,7 @@ async fn drive(
         decoders.fresh(),
         consumed,
         decoded,
+        metrics.clone(),
     )));
     tracing::info!(topics = ?config.apply.topics, group = %config.apply.group_id, "applying");
     metrics.set_healthy(true);

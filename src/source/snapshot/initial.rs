@@ -100,6 +100,33 @@ struct Job<'a> {
     failed: AtomicBool,
     slot: &'a str,
     offsets_topic: &'a str,
+    /// Where the workers' time goes.
+    stages: Stages,
+}
+
+/// Nanoseconds the workers spent, summed over them, per stage.
+#[derive(Default)]
+struct Stages {
+    /// Waiting for the server's rows.
+    read: AtomicU64,
+    /// Parsing rows and encoding records.
+    encode: AtomicU64,
+    /// Handing records to the producer, waiting while its queue is full.
+    produce: AtomicU64,
+}
+
+impl Stages {
+    /// Adds the time since `since` to `stage`; returns now.
+    fn lap(stage: &AtomicU64, since: Instant) -> Instant {
+        let now = Instant::now();
+        let nanos = u64::try_from(now.duration_since(since).as_nanos()).unwrap_or(u64::MAX);
+        stage.fetch_add(nanos, Ordering::Relaxed);
+        now
+    }
+
+    fn seconds(stage: &AtomicU64) -> String {
+        format!("{:.1}", stage.load(Ordering::Relaxed) as f64 / 1e9)
+    }
 }
 
 impl InitialSnapshot<'_> {
@@ -144,6 +171,7 @@ impl InitialSnapshot<'_> {
             failed: AtomicBool::new(false),
             slot: self.slot,
             offsets_topic: self.offsets_topic,
+            stages: Stages::default(),
         };
         tokio::task::block_in_place(|| job.run_workers(&clients, started))?;
         drain(job.producer, &self.shutdown).await?;
@@ -156,11 +184,16 @@ impl InitialSnapshot<'_> {
             .map(|t| t.rows.load(Ordering::Relaxed))
             .sum();
         let seconds = started.elapsed().as_secs_f64();
+        let stages = &job.stages;
         tracing::info!(
             rows,
             tables = job.tables.len(),
             seconds = format!("{seconds:.1}"),
             rows_per_second = (rows as f64 / seconds.max(1e-3)) as u64,
+            workers = self.workers,
+            read_seconds = Stages::seconds(&stages.read),
+            encode_seconds = Stages::seconds(&stages.encode),
+            produce_seconds = Stages::seconds(&stages.produce),
             "initial snapshot completed"
         );
         Ok(rows)
@@ -325,16 +358,20 @@ impl Job<'_> {
         pin_mut!(rows);
         let mut held: Option<ChangeEvent> = None;
         let mut count = 0u64;
+        let mut since = Instant::now();
         while let Some(row) = rows.next().await {
+            let arrived = Stages::lap(&self.stages.read, since);
             let row = row.map_err(sql_error)?;
             table.bytes.fetch_add(row.len() as u64, Ordering::Relaxed);
             table.counters.bytes.inc_by(row.len() as u64);
             let event = self.event(table, &row)?;
+            Stages::lap(&self.stages.encode, arrived);
             if let Some(previous) = held.replace(event) {
                 self.produced(ticket);
                 self.send(table, previous, self.markers.row(table_index), ticket)
                     .await?;
             }
+            since = Instant::now();
             count += 1;
             if count.is_multiple_of(SHUTDOWN_CHECK_ROWS)
                 && (*self.shutdown.borrow() || self.failed.load(Ordering::Relaxed))
@@ -407,7 +444,9 @@ impl Job<'_> {
         ticket: Ticket,
     ) -> Result<(), SnapshotError> {
         event.source.snapshot = marker;
+        let started = Instant::now();
         let record = self.encoder.encode_change(&event, now_us())?;
+        let encoded = Stages::lap(&self.stages.encode, started);
         while !self.producer.send_or_full(
             &record.topic,
             record.key.as_deref(),
@@ -418,6 +457,7 @@ impl Job<'_> {
         )? {
             tokio::time::sleep(BACKPRESSURE_PAUSE).await;
         }
+        Stages::lap(&self.stages.produce, encoded);
         table.rows.fetch_add(1, Ordering::Relaxed);
         table.counters.rows.inc();
         Ok(())
