@@ -12,6 +12,10 @@
 //!   broker acknowledged every row) and `cdc-sink run` with default settings, started once the
 //!   topic exists, timed from cdc-source's start until the target table is equal.
 //!
+//! `PGCDC_BENCH_SOURCE_EXTRA` appends lines to cdc-source's configuration after its
+//! `[kafka.topic]` table (e.g. `[kafka.options]` and `"compression.type" = "zstd"`), and
+//! `PGCDC_BENCH_SINK_EXTRA` to cdc-sink's `[apply]`.
+//!
 //! Prints each path's time and rows/s, the ratio, when cdc-source had the snapshot in the
 //! broker, both binaries' peak RSS, and where their time went: the snapshot workers' seconds
 //! reading, encoding and producing (from cdc-source's last log line), and cdc-sink's seconds
@@ -169,7 +173,10 @@ async fn run_pgcdc(
         broker,
         &registry.url(),
         "snapshot = \"initial_only\"",
-        &format!("[kafka.topic]\npartitions = {partitions}"),
+        &format!(
+            "[kafka.topic]\npartitions = {partitions}\n{}",
+            std::env::var("PGCDC_BENCH_SOURCE_EXTRA").unwrap_or_default()
+        ),
     );
     let started = Instant::now();
     let mut source = CdcProcess::run(&source_config);
