@@ -1,5 +1,6 @@
 //! cdc-sink's metrics (SPEC §7).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -128,15 +129,23 @@ impl SinkMetrics {
         })
     }
 
-    /// Records the broker holds beyond what was applied, over every partition reported.
-    pub fn total_lag(&self) -> u64 {
+    /// Records the broker holds beyond what was applied, by topic, over the partitions
+    /// reported.
+    pub fn lag_by_topic(&self) -> BTreeMap<String, u64> {
         use prometheus::core::Collector;
-        self.consumer_lag
-            .collect()
-            .iter()
-            .flat_map(|family| family.get_metric())
-            .map(|metric| metric.get_gauge().get_value().max(0.0) as u64)
-            .sum()
+        let mut lag = BTreeMap::new();
+        for family in self.consumer_lag.collect() {
+            for metric in family.get_metric() {
+                let topic = metric
+                    .get_label()
+                    .iter()
+                    .find(|label| label.get_name() == "topic")
+                    .map(|label| label.get_value().to_owned())
+                    .unwrap_or_default();
+                *lag.entry(topic).or_insert(0) += metric.get_gauge().get_value().max(0.0) as u64;
+            }
+        }
+        lag
     }
 
     /// The seconds counter of a pipeline stage (see [`names::SINK_STAGE_SECONDS`]).

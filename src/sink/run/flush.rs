@@ -10,6 +10,7 @@ use std::time::Instant;
 use tokio_postgres::{Client, Transaction};
 
 use super::pending::{target_name, Pending};
+use super::progress::topic_counts;
 use super::{poison, Item, Session};
 use crate::config::SinkConfig;
 use crate::metrics::SinkMetrics;
@@ -62,12 +63,7 @@ impl Session<'_> {
         let started = Instant::now();
         let pending = std::mem::take(&mut self.pending);
         let skipped = pending.skipped;
-        let changes = pending.changes;
-        let bytes: usize = pending
-            .records
-            .iter()
-            .map(|r| r.value.as_ref().map_or(0, Vec::len) + r.key.as_ref().map_or(0, Vec::len))
-            .sum();
+        let applied = topic_counts(&pending.records);
         // A truncate must stay in place among its table's rows from every partition.
         if self.helpers.is_empty() || pending.truncates || pending.slots_used() < 2 {
             self.flush_whole(pending).await?;
@@ -75,20 +71,7 @@ impl Session<'_> {
             self.flush_parts(pending).await?;
         }
         self.metrics.observe_batch(started.elapsed());
-        let backlog = self.metrics.total_lag();
-        if let Some(line) = self
-            .progress
-            .applied(changes, bytes, backlog, Instant::now())
-        {
-            tracing::info!(
-                changes = line.changes,
-                changes_per_second = line.changes_per_second,
-                megabytes_per_second = format!("{:.1}", line.megabytes_per_second),
-                backlog_records = line.backlog,
-                eta_seconds = line.eta_seconds,
-                "apply progress"
-            );
-        }
+        self.report_progress(&applied);
         if skipped > 0 {
             tracing::info!(
                 skipped,
@@ -96,6 +79,25 @@ impl Session<'_> {
             );
         }
         self.apply_pending_changes().await
+    }
+
+    /// Logs the apply progress lines that are due after a batch of `applied` records.
+    fn report_progress(&mut self, applied: &[(String, u64, u64)]) {
+        let backlog = self.metrics.lag_by_topic();
+        let topics = applied
+            .iter()
+            .map(|(topic, records, bytes)| (topic.as_str(), *records, *bytes));
+        for line in self.progress.applied(topics, &backlog, Instant::now()) {
+            tracing::info!(
+                topic = line.topic.as_deref().unwrap_or("all"),
+                records = line.records,
+                records_per_second = line.records_per_second,
+                megabytes_per_second = format!("{:.1}", line.megabytes_per_second),
+                backlog_records = line.backlog,
+                eta_seconds = line.eta_seconds,
+                "apply progress"
+            );
+        }
     }
 
     /// Applies the batch in one transaction on the first connection.
