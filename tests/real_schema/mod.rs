@@ -6,7 +6,7 @@
 
 mod partitions;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,41 +44,27 @@ fn writer(
     year_2026: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 ) -> JoinHandle<u64> {
-    let url = capture.pg.url(&capture.names.db, "postgres");
-    tokio::spawn(async move {
-        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .expect("writer connects");
-        tokio::spawn(connection);
-        let round = AtomicU64::new(0);
-        while !stop.load(Ordering::Relaxed) {
-            let r = round.fetch_add(1, Ordering::Relaxed) + 1;
-            let days = if year_2026.load(Ordering::Relaxed) {
-                1095
-            } else {
-                730
-            };
-            client
-                .batch_execute(&format!(
-                    "BEGIN;
-                     UPDATE l1.people SET mood = (ARRAY['sad', 'ok', 'happy'])[(id + {r}) % 3 + 1]::l1.mood,
-                         qty = qty + 1, moods = moods || 'sad'::l1.mood WHERE id % 17 = {m17};
-                     INSERT INTO l1.people VALUES ({p}, 'new', 'happy', '{{sad,NULL}}', 1, 9.99, ROW(1, 'a\"b'));
-                     INSERT INTO l1.measurements VALUES ({id}, DATE '2024-01-01' + {r} % {days}, {r});
-                     UPDATE l1.measurements SET v = v + 1 WHERE id % 97 = {m97};
-                     DELETE FROM l1.measurements WHERE id % 501 = {m501};
-                     COMMIT;",
-                    m17 = r % 17,
-                    p = 10_000 + r,
-                    id = 100_000 + r,
-                    m97 = r % 97,
-                    m501 = r % 501,
-                ))
-                .await
-                .expect("writer round");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        round.load(Ordering::Relaxed)
+    capture.writer(Duration::from_millis(10), stop, move |r| {
+        let days = if year_2026.load(Ordering::Relaxed) {
+            1095
+        } else {
+            730
+        };
+        format!(
+            "BEGIN;
+             UPDATE l1.people SET mood = (ARRAY['sad', 'ok', 'happy'])[(id + {r}) % 3 + 1]::l1.mood,
+                 qty = qty + 1, moods = moods || 'sad'::l1.mood WHERE id % 17 = {m17};
+             INSERT INTO l1.people VALUES ({p}, 'new', 'happy', '{{sad,NULL}}', 1, 9.99, ROW(1, 'a\"b'));
+             INSERT INTO l1.measurements VALUES ({id}, DATE '2024-01-01' + {r} % {days}, {r});
+             UPDATE l1.measurements SET v = v + 1 WHERE id % 97 = {m97};
+             DELETE FROM l1.measurements WHERE id % 501 = {m501};
+             COMMIT;",
+            m17 = r % 17,
+            p = 10_000 + r,
+            id = 100_000 + r,
+            m97 = r % 97,
+            m501 = r % 501,
+        )
     })
 }
 

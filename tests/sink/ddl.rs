@@ -2,7 +2,7 @@
 //! kind under a concurrent writer, DDL between two rows of one key, and kill -9 of both
 //! processes during a migration.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,31 +71,17 @@ async fn columns(client: &Client, table: &str) -> Vec<String> {
 /// Inserts, updates and deletes rows of `l1.people` through columns no DDL touches, until
 /// `stop`.
 fn writer(capture: &Capture<'_>, stop: Arc<AtomicBool>) -> JoinHandle<u64> {
-    let url = capture.pg.url(&capture.names.db, "postgres");
-    tokio::spawn(async move {
-        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .expect("writer connects");
-        tokio::spawn(connection);
-        let round = AtomicU64::new(0);
-        while !stop.load(Ordering::Relaxed) {
-            let r = round.fetch_add(1, Ordering::Relaxed) + 1;
-            client
-                .batch_execute(&format!(
-                    "BEGIN;
-                     INSERT INTO l1.people (id, keep) VALUES ({id}, 'w{r}');
-                     UPDATE l1.people SET keep = keep || '+' WHERE id % 13 = {m13};
-                     DELETE FROM l1.people WHERE id % 101 = {m101} AND id > 1000;
-                     COMMIT;",
-                    id = 1000 + r,
-                    m13 = r % 13,
-                    m101 = r % 101,
-                ))
-                .await
-                .expect("writer round");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        round.load(Ordering::Relaxed)
+    capture.writer(Duration::from_millis(10), stop, |r| {
+        format!(
+            "BEGIN;
+             INSERT INTO l1.people (id, keep) VALUES ({id}, 'w{r}');
+             UPDATE l1.people SET keep = keep || '+' WHERE id % 13 = {m13};
+             DELETE FROM l1.people WHERE id % 101 = {m101} AND id > 1000;
+             COMMIT;",
+            id = 1000 + r,
+            m13 = r % 13,
+            m101 = r % 101,
+        )
     })
 }
 

@@ -33,63 +33,35 @@ fn writer(
     spread: u64,
     stop: Arc<AtomicBool>,
 ) -> JoinHandle<u64> {
-    let url = capture.pg.url(&capture.names.db, "postgres");
     let table = table.to_owned();
-    tokio::spawn(async move {
-        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .expect("writer connects");
-        tokio::spawn(connection);
-        let mut round: u64 = 0;
-        while !stop.load(Ordering::Relaxed) {
-            round += 1;
-            client
-                .batch_execute(&format!(
-                    "BEGIN;
-                     UPDATE {table} SET counter = counter + 1 WHERE id % {spread} = {m};
-                     DELETE FROM {table} WHERE id % 1009 = {d};
-                     INSERT INTO {table} (id, counter, note) VALUES ({new}, 0, 'new') ON CONFLICT DO NOTHING;
-                     COMMIT;",
-                    m = round % spread,
-                    d = round % 1009,
-                    new = 10_000_000 + round,
-                ))
-                .await
-                .expect("writer round");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        round
+    capture.writer(Duration::from_millis(5), stop, move |round| {
+        format!(
+            "BEGIN;
+             UPDATE {table} SET counter = counter + 1 WHERE id % {spread} = {m};
+             DELETE FROM {table} WHERE id % 1009 = {d};
+             INSERT INTO {table} (id, counter, note) VALUES ({new}, 0, 'new') ON CONFLICT DO NOTHING;
+             COMMIT;",
+            m = round % spread,
+            d = round % 1009,
+            new = 10_000_000 + round,
+        )
     })
 }
 
 /// A writer changing a few rows all over `l1.item` per transaction (an update of ten, a
 /// delete, an insert) until `stop` is set; returns how many rounds it ran.
 fn scattered_writer(capture: &Capture<'_>, stop: Arc<AtomicBool>) -> JoinHandle<u64> {
-    let url = capture.pg.url(&capture.names.db, "postgres");
-    tokio::spawn(async move {
-        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .expect("writer connects");
-        tokio::spawn(connection);
-        let mut round: u64 = 0;
-        while !stop.load(Ordering::Relaxed) {
-            round += 1;
-            let spot = round * 7919 % 200_000;
-            client
-                .batch_execute(&format!(
-                    "BEGIN;
-                     UPDATE l1.item SET counter = counter + 1 WHERE id BETWEEN {spot} AND {spot} + 9;
-                     DELETE FROM l1.item WHERE id = {gone};
-                     INSERT INTO l1.item (id, counter, note) VALUES ({new}, 0, 'new');
-                     COMMIT;",
-                    gone = (spot + 100_003) % 200_000,
-                    new = 10_000_000 + round,
-                ))
-                .await
-                .expect("writer round");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        round
+    capture.writer(Duration::from_millis(5), stop, |round| {
+        let spot = round * 7919 % 200_000;
+        format!(
+            "BEGIN;
+             UPDATE l1.item SET counter = counter + 1 WHERE id BETWEEN {spot} AND {spot} + 9;
+             DELETE FROM l1.item WHERE id = {gone};
+             INSERT INTO l1.item (id, counter, note) VALUES ({new}, 0, 'new');
+             COMMIT;",
+            gone = (spot + 100_003) % 200_000,
+            new = 10_000_000 + round,
+        )
     })
 }
 

@@ -2,10 +2,13 @@
 //! role (so the source creates the publication itself, as a user's first run does), the real
 //! `cdc-source` binary streaming it to a broker, and helpers to read the decoded envelopes.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 
 use super::postgres::REPLICATOR;
@@ -133,6 +136,33 @@ impl<'a> Capture<'a> {
     }
 
     /// The source configuration for `tables`, with `extra` TOML appended to sections by name.
+    /// A writer on a connection of its own: runs the statements `round(n)` returns for
+    /// n = 1, 2, … with `pause` between them until `stop` is set; returns how many rounds ran.
+    pub fn writer(
+        &self,
+        pause: Duration,
+        stop: Arc<AtomicBool>,
+        round: impl Fn(u64) -> String + Send + 'static,
+    ) -> JoinHandle<u64> {
+        let url = self.pg.url(&self.names.db, "postgres");
+        tokio::spawn(async move {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("writer connects");
+            tokio::spawn(connection);
+            let mut rounds = 0;
+            while !stop.load(Ordering::Relaxed) {
+                rounds += 1;
+                client
+                    .batch_execute(&round(rounds))
+                    .await
+                    .expect("writer round");
+                tokio::time::sleep(pause).await;
+            }
+            rounds
+        })
+    }
+
     pub fn config(&self, tables: &[&str], extra_capture: &str, extra_kafka: &str) -> String {
         let tables: Vec<String> = tables.iter().map(|t| format!("\"{t}\"")).collect();
         format!(
