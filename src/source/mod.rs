@@ -515,7 +515,13 @@ impl Runner {
         let confirmed = setup::slot_row(sql, slot)
             .await?
             .and_then(|row| row.confirmed_flush);
-        let handover = match snapshot::resume::hand_over(progress, confirmed.as_deref()) {
+        let captured: Vec<String> = self
+            .tables
+            .iter()
+            .map(|(s, t)| format!("{s}.{t}"))
+            .collect();
+        let handover = match snapshot::resume::hand_over(progress, confirmed.as_deref(), &captured)
+        {
             Ok(handover) => handover,
             Err(reason) => {
                 tracing::warn!(

@@ -25,10 +25,12 @@ pub struct Handover {
 }
 
 /// The handover of the interrupted snapshot `progress` to incremental snapshots, or why it
-/// must start over; `slot_confirmed` is the slot's `confirmed_flush_lsn`.
+/// must start over; `slot_confirmed` is the slot's `confirmed_flush_lsn`, `captured` the
+/// tables (`schema.table`) captured now: a table no longer among them is not read on.
 pub fn hand_over(
     progress: &InitialProgressRecord,
     slot_confirmed: Option<&str>,
+    captured: &[String],
 ) -> Result<Handover, String> {
     let recorded: Lsn = progress
         .consistent_point
@@ -42,7 +44,12 @@ pub fn hand_over(
         ));
     }
     let mut incremental = Vec::new();
-    for table in &progress.tables {
+    let tables: Vec<_> = progress
+        .tables
+        .iter()
+        .filter(|table| captured.contains(&table.table))
+        .collect();
+    for table in &tables {
         match &table.resume {
             Resume::Done => {}
             Resume::FromKey(from_key) => incremental.push(IncrementalRecord {
@@ -65,8 +72,8 @@ pub fn hand_over(
         initial: InitialRecord {
             slot: progress.slot.clone(),
             consistent_point: progress.consistent_point.clone(),
-            tables: progress.tables.iter().map(|t| t.table.clone()).collect(),
-            rows: progress.tables.iter().map(|t| t.rows).sum(),
+            tables: tables.iter().map(|t| t.table.clone()).collect(),
+            rows: tables.iter().map(|t| t.rows).sum(),
         },
         incremental,
     })
@@ -99,7 +106,8 @@ mod tests {
             ("l1.b", 10, Resume::FromKey(Some(vec!["11".into()]))),
             ("l1.c", 0, Resume::FromKey(None)),
         ]);
-        let handover = hand_over(&record, Some("0/16B3748")).expect("resumable");
+        let captured = ["l1.a", "l1.b", "l1.c"].map(String::from);
+        let handover = hand_over(&record, Some("0/16B3748"), &captured).expect("resumable");
         assert_eq!(handover.initial.tables, ["l1.a", "l1.b", "l1.c"]);
         assert_eq!(handover.initial.rows, 40);
         assert_eq!(handover.initial.consistent_point, "0/16B3748");
@@ -127,14 +135,28 @@ mod tests {
     #[test]
     fn a_moved_or_missing_slot_or_a_keyless_table_starts_over() {
         let record = progress(vec![("l1.a", 3, Resume::FromKey(None))]);
-        let moved = hand_over(&record, Some("0/16B3750")).expect_err("moved");
+        let captured = ["l1.a", "l1.k"].map(String::from);
+        let moved = hand_over(&record, Some("0/16B3750"), &captured).expect_err("moved");
         assert!(
             moved.contains("not at the snapshot's consistent point 0/16B3748"),
             "{moved}"
         );
-        assert!(hand_over(&record, None).is_err());
+        assert!(hand_over(&record, None, &captured).is_err());
         let keyless = progress(vec![("l1.k", 3, Resume::StartOver)]);
-        let error = hand_over(&keyless, Some("0/16B3748")).expect_err("keyless");
+        let error = hand_over(&keyless, Some("0/16B3748"), &captured).expect_err("keyless");
         assert_eq!(error, "l1.k has no key to continue reading it by");
+    }
+
+    #[test]
+    fn tables_no_longer_captured_are_not_read_on() {
+        let record = progress(vec![
+            ("l1.a", 3, Resume::FromKey(None)),
+            ("l1.gone", 5, Resume::StartOver),
+        ]);
+        let captured = ["l1.a".to_owned()];
+        let handover = hand_over(&record, Some("0/16B3748"), &captured).expect("resumable");
+        assert_eq!(handover.initial.tables, ["l1.a"]);
+        assert_eq!(handover.initial.rows, 3);
+        assert_eq!(handover.incremental.len(), 1);
     }
 }
