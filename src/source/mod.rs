@@ -533,34 +533,7 @@ impl Runner {
             }
         };
         let topic = offsets_topic(&self.config.kafka.topic_prefix);
-        let mut resumed = SnapshotState {
-            initial: Some(handover.initial.clone()),
-            ..SnapshotState::default()
-        };
-        for record in &handover.incremental {
-            resumed.incremental.insert(record.id(), record.clone());
-        }
-        // In this order, so that a run stopped while writing them finds either the progress
-        // record still there (and hands over again) or every incremental snapshot recorded.
-        let mut records: Vec<_> = state
-            .incremental
-            .keys()
-            .filter(|id| !resumed.incremental.contains_key(*id))
-            .map(|id| (topic.clone(), incremental_key(slot, id), None))
-            .collect();
-        for record in &handover.incremental {
-            records.push((
-                topic.clone(),
-                incremental_key(slot, &record.id()),
-                Some(serde_json::to_vec(record).expect("a record serializes")),
-            ));
-        }
-        records.push((
-            topic.clone(),
-            initial_key(slot),
-            Some(serde_json::to_vec(&handover.initial).expect("a record serializes")),
-        ));
-        records.push((topic.clone(), initial_progress_key(slot), None));
+        let records = handover.records(&topic, slot, state);
         let progress_tracker = Arc::new(Mutex::new(Progress::new(Lsn::ZERO)));
         let producer = producer_for(&self.config, Arc::clone(&progress_tracker))?;
         publish_and_wait(&producer, &progress_tracker, &records, &self.shutdown).await?;
@@ -576,7 +549,7 @@ impl Runner {
                 .join(", "),
             "resuming the interrupted initial snapshot: the acknowledged chunks are kept, the rest is read by incremental snapshots while streaming from the consistent point"
         );
-        self.request_new_tables(sql, &resumed).await?;
+        self.request_new_tables(sql, &handover.state()).await?;
         Ok(true)
     }
 

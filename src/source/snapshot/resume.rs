@@ -12,7 +12,10 @@
 //! its row. Rows of chunks acknowledged after the last progress record was written arrive
 //! twice as `r` events; nothing is read again from before it.
 
-use super::state::{IncrementalRecord, InitialProgressRecord, InitialRecord, Resume};
+use super::state::{
+    incremental_key, initial_key, initial_progress_key, IncrementalRecord, InitialProgressRecord,
+    InitialRecord, Resume, SnapshotState,
+};
 use crate::lsn::Lsn;
 
 /// What an interrupted initial snapshot becomes when it is resumed.
@@ -22,6 +25,57 @@ pub struct Handover {
     pub initial: InitialRecord,
     /// One incremental snapshot per table with rows left, from its first unread key.
     pub incremental: Vec<IncrementalRecord>,
+}
+
+impl Handover {
+    /// The snapshot state once the handover is recorded.
+    pub fn state(&self) -> SnapshotState {
+        SnapshotState {
+            initial: Some(self.initial.clone()),
+            incremental: self
+                .incremental
+                .iter()
+                .map(|record| (record.id(), record.clone()))
+                .collect(),
+            ..SnapshotState::default()
+        }
+    }
+
+    /// The records of `topic` (the offsets topic) that record the handover for `slot`, whose
+    /// state was `previous`, as `(topic, key, value)` with `None` for a tombstone. In this
+    /// order, so that a run stopped while writing them finds either the progress record still
+    /// there (and hands over again) or every incremental snapshot recorded: the previous
+    /// slot's incremental snapshots are forgotten, the unfinished tables' are written, then
+    /// the initial snapshot's completion, and last the progress record is deleted.
+    pub fn records(
+        &self,
+        topic: &str,
+        slot: &str,
+        previous: &SnapshotState,
+    ) -> Vec<(String, String, Option<Vec<u8>>)> {
+        let continued = self.state().incremental;
+        let mut records: Vec<_> = previous
+            .incremental
+            .keys()
+            .filter(|id| !continued.contains_key(*id))
+            .map(|id| (topic.to_owned(), incremental_key(slot, id), None))
+            .collect();
+        for record in &self.incremental {
+            records.push((
+                topic.to_owned(),
+                incremental_key(slot, &record.id()),
+                json(record),
+            ));
+        }
+        records.push((topic.to_owned(), initial_key(slot), json(&self.initial)));
+        records.push((topic.to_owned(), initial_progress_key(slot), None));
+        records
+    }
+}
+
+/// A record's value in the offsets topic.
+fn json<T: serde::Serialize>(value: &T) -> Option<Vec<u8>> {
+    Some(serde_json::to_vec(value).expect("a record serializes"))
 }
 
 /// The handover of the interrupted snapshot `progress` to incremental snapshots, or why it
@@ -145,6 +199,44 @@ mod tests {
         let keyless = progress(vec![("l1.k", 3, Resume::StartOver)]);
         let error = hand_over(&keyless, Some("0/16B3748"), &captured).expect_err("keyless");
         assert_eq!(error, "l1.k has no key to continue reading it by");
+    }
+
+    #[test]
+    fn the_handover_is_written_so_that_a_stop_midway_hands_over_again() {
+        let record = progress(vec![
+            ("l1.a", 30, Resume::Done),
+            ("l1.b", 10, Resume::FromKey(Some(vec!["11".into()]))),
+        ]);
+        let captured = ["l1.a", "l1.b"].map(String::from);
+        let handover = hand_over(&record, Some("0/16B3748"), &captured).expect("resumable");
+        let mut previous = SnapshotState::default();
+        for table in ["l1.b", "l1.old"] {
+            let mut old = handover.incremental[0].clone();
+            old.table = table.into();
+            previous.incremental.insert(table.into(), old);
+        }
+        let records = handover.records("offsets", "s", &previous);
+        let written: Vec<(&str, bool)> = records
+            .iter()
+            .map(|(topic, key, value)| {
+                assert_eq!(topic, "offsets");
+                (key.as_str(), value.is_some())
+            })
+            .collect();
+        assert_eq!(
+            written,
+            [
+                ("incremental/s/l1.old", false),
+                ("incremental/s/l1.b", true),
+                ("initial/s", true),
+                ("initial-progress/s", false),
+            ]
+        );
+        let continued: IncrementalRecord =
+            serde_json::from_slice(records[1].2.as_deref().expect("a value")).expect("json");
+        assert_eq!(continued.from_key, Some(vec!["11".to_owned()]));
+        let state = handover.state();
+        assert!(state.knows("l1.a") && state.knows("l1.b"));
     }
 
     #[test]
