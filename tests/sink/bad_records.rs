@@ -7,6 +7,7 @@ use std::time::Duration;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
+use super::one_partition_pipeline;
 use super::target::Target;
 use crate::support::capture::Capture;
 use crate::support::process::CdcProcess;
@@ -35,14 +36,7 @@ async fn produce_garbage(bootstrap: &str, topic: &str) -> (i32, i64) {
 
 /// One partition, so the garbage record sits between known changes.
 async fn pipeline(extra_apply: &str) -> (Capture<'static>, Target) {
-    let mut capture = Capture::on_shared_sink_testbed(SCHEMA).await;
-    let config = capture.config(
-        &["l1.*"],
-        "snapshot = \"never\"",
-        "[kafka.topic]\npartitions = 1",
-    );
-    capture.start(&config).await;
-    let mut target = Target::new(&capture, extra_apply).await;
+    let (capture, mut target) = one_partition_pipeline(SCHEMA, extra_apply).await;
     capture
         .client
         .batch_execute("INSERT INTO l1.t VALUES (1, 'before')")

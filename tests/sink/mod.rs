@@ -14,6 +14,24 @@ use crate::support::capture::Capture;
 use crate::support::{free_port, http, wait_until};
 use target::Target;
 
+/// `schema_sql` captured (`l1.*`, no snapshot) into topics of one partition, so that the
+/// changes of a table keep their order whatever their key, and a target configured with
+/// `extra_apply`; the sink is not started yet.
+pub async fn one_partition_pipeline(
+    schema_sql: &str,
+    extra_apply: &str,
+) -> (Capture<'static>, Target) {
+    let mut capture = Capture::on_shared_sink_testbed(schema_sql).await;
+    let config = capture.config(
+        &["l1.*"],
+        "snapshot = \"never\"",
+        "[kafka.topic]\npartitions = 1",
+    );
+    capture.start(&config).await;
+    let target = Target::new(&capture, extra_apply).await;
+    (capture, target)
+}
+
 const SCHEMA: &str = "
     CREATE SCHEMA l1;
     CREATE TABLE l1.orders (id int PRIMARY KEY, customer text NOT NULL, total numeric(10,2), note text, updates int NOT NULL DEFAULT 0);
@@ -117,17 +135,11 @@ fn assert_metrics_after_settling(addr: &str, topic: &str) {
 /// with smaller fetches the sink waited forever).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_near_the_producers_size_limit_arrive_whole() {
-    let mut capture = Capture::on_shared_sink_testbed(
+    let (mut capture, mut target) = one_partition_pipeline(
         "CREATE SCHEMA l1; CREATE TABLE l1.big (id int PRIMARY KEY, body text NOT NULL);",
+        "",
     )
     .await;
-    let config = capture.config(
-        &["l1.*"],
-        "snapshot = \"never\"",
-        "[kafka.topic]\npartitions = 1",
-    );
-    capture.start(&config).await;
-    let mut target = Target::new(&capture, "").await;
     target.start();
     // About 700 kB of random hex digits per row, which LZ4 cannot shrink much.
     capture
@@ -157,17 +169,11 @@ async fn records_near_the_producers_size_limit_arrive_whole() {
 /// partitions nothing orders it against the table's keyed changes (see the README).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_truncate_empties_the_target_table_between_changes() {
-    let mut capture = Capture::on_shared_sink_testbed(
+    let (mut capture, mut target) = one_partition_pipeline(
         "CREATE SCHEMA l1; CREATE TABLE l1.scratch (id int PRIMARY KEY, v text);",
+        "",
     )
     .await;
-    let config = capture.config(
-        &["l1.*"],
-        "snapshot = \"never\"",
-        "[kafka.topic]\npartitions = 1",
-    );
-    capture.start(&config).await;
-    let mut target = Target::new(&capture, "").await;
     target.start();
     capture
         .client
