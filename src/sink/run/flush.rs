@@ -83,11 +83,14 @@ impl Session<'_> {
 
     /// Logs the apply progress lines that are due after a batch of `applied` records.
     fn report_progress(&mut self, applied: &[(String, u64, u64)]) {
-        let backlog = self.metrics.lag_by_topic();
+        let metrics = self.metrics;
         let topics = applied
             .iter()
             .map(|(topic, records, bytes)| (topic.as_str(), *records, *bytes));
-        for line in self.progress.applied(topics, &backlog, Instant::now()) {
+        for line in self
+            .progress
+            .applied(topics, || metrics.lag_by_topic(), Instant::now())
+        {
             tracing::info!(
                 topic = line.topic.as_deref().unwrap_or("all"),
                 records = line.records,

@@ -53,13 +53,13 @@ impl ApplyProgress {
         }
     }
 
-    /// A batch was applied: `(topic, records, bytes)` for each of its topics; `backlog` is
-    /// the group's lag by topic. Returns the lines to log when they are due: one per topic with a backlog and one
+    /// A batch was applied: `(topic, records, bytes)` for each of its topics; `backlog`
+    /// gives the group's lag by topic, asked for only when lines are due. Returns the lines to log when they are due: one per topic with a backlog and one
     /// for all topics, only while a backlog is left, so a pipeline that keeps up stays quiet.
     pub(super) fn applied<'a>(
         &mut self,
         applied: impl Iterator<Item = (&'a str, u64, u64)>,
-        backlog: &BTreeMap<String, u64>,
+        backlog: impl FnOnce() -> BTreeMap<String, u64>,
         now: Instant,
     ) -> Vec<ProgressLine> {
         for (topic, records, bytes) in applied {
@@ -75,6 +75,7 @@ impl ApplyProgress {
         if elapsed < PROGRESS_LOG_INTERVAL {
             return Vec::new();
         }
+        let backlog = backlog();
         let seconds = elapsed.as_secs_f64();
         let line = |topic: Option<String>, counts: &Counts, backlog: u64| {
             let rate = counts.records as f64 / seconds;
@@ -147,12 +148,12 @@ mod tests {
         let behind = backlog(&[("p.l1.a", 40_000), ("p.l1.b", 0)]);
         assert!(
             progress
-                .applied(batch("p.l1.a", 10_000), &behind, second(1))
+                .applied(batch("p.l1.a", 10_000), || behind.clone(), second(1))
                 .is_empty(),
             "not due yet"
         );
         let due = batch("p.l1.a", 40_000).chain(batch("p.l1.b", 5_000));
-        let lines = progress.applied(due, &behind, second(5));
+        let lines = progress.applied(due, || behind, second(5));
         assert_eq!(
             lines,
             [
@@ -178,11 +179,11 @@ mod tests {
         let caught_up = backlog(&[("p.l1.a", 0)]);
         assert!(
             progress
-                .applied(batch("p.l1.a", 1), &caught_up, second(10))
+                .applied(batch("p.l1.a", 1), || caught_up, second(10))
                 .is_empty(),
             "caught up: nothing to report"
         );
-        let lines = progress.applied(batch("p.l1.a", 5), &backlog(&[("p.l1.a", 7)]), second(15));
+        let lines = progress.applied(batch("p.l1.a", 5), || backlog(&[("p.l1.a", 7)]), second(15));
         assert_eq!((lines[0].records, lines[0].records_per_second), (50_006, 1));
         assert_eq!(
             lines[0].eta_seconds, 7,

@@ -116,17 +116,32 @@ struct Stages {
 }
 
 impl Stages {
-    /// Adds the time since `since` to `stage`; returns now.
-    fn lap(stage: &AtomicU64, since: Instant) -> Instant {
-        let now = Instant::now();
-        let nanos = u64::try_from(now.duration_since(since).as_nanos()).unwrap_or(u64::MAX);
-        stage.fetch_add(nanos, Ordering::Relaxed);
-        now
+    /// Adds a chunk's figures.
+    fn add(&self, chunk: &ChunkClock) {
+        self.read.fetch_add(chunk.read, Ordering::Relaxed);
+        self.encode.fetch_add(chunk.encode, Ordering::Relaxed);
+        self.produce.fetch_add(chunk.produce, Ordering::Relaxed);
     }
 
     fn seconds(stage: &AtomicU64) -> String {
         format!("{:.1}", stage.load(Ordering::Relaxed) as f64 / 1e9)
     }
+}
+
+/// One worker's nanoseconds per stage while it reads a chunk, added to [`Stages`] once the
+/// chunk is done, so rows touch no memory the workers share.
+#[derive(Default)]
+struct ChunkClock {
+    read: u64,
+    encode: u64,
+    produce: u64,
+}
+
+/// Adds the time since `since` to `stage`; returns now.
+fn lap(stage: &mut u64, since: Instant) -> Instant {
+    let now = Instant::now();
+    *stage += u64::try_from(now.duration_since(since).as_nanos()).unwrap_or(u64::MAX);
+    now
 }
 
 impl InitialSnapshot<'_> {
@@ -357,21 +372,22 @@ impl Job<'_> {
         let rows = client.copy_out(&sql).await.map_err(sql_error)?;
         pin_mut!(rows);
         let mut held: Option<ChangeEvent> = None;
-        let mut count = 0u64;
+        let (mut count, mut bytes) = (0u64, 0u64);
+        let mut clock = ChunkClock::default();
         let mut since = Instant::now();
         while let Some(row) = rows.next().await {
-            let arrived = Stages::lap(&self.stages.read, since);
+            let arrived = lap(&mut clock.read, since);
             let row = row.map_err(sql_error)?;
-            table.bytes.fetch_add(row.len() as u64, Ordering::Relaxed);
-            table.counters.bytes.inc_by(row.len() as u64);
+            bytes += row.len() as u64;
             let event = self.event(table, &row)?;
-            Stages::lap(&self.stages.encode, arrived);
+            since = lap(&mut clock.encode, arrived);
             if let Some(previous) = held.replace(event) {
                 self.produced(ticket);
-                self.send(table, previous, self.markers.row(table_index), ticket)
+                let marker = self.markers.row(table_index);
+                since = self
+                    .send(table, previous, marker, ticket, &mut clock)
                     .await?;
             }
-            since = Instant::now();
             count += 1;
             if count.is_multiple_of(SHUTDOWN_CHECK_ROWS)
                 && (*self.shutdown.borrow() || self.failed.load(Ordering::Relaxed))
@@ -387,9 +403,12 @@ impl Job<'_> {
         }
         let held = held.map(|event| (event, ticket));
         for ((event, owner), marker) in self.markers.chunk_done(table_index, held) {
-            self.send(table, event, marker, owner).await?;
+            self.send(table, event, marker, owner, &mut clock).await?;
         }
         self.chunk_rows[number].store(count, Ordering::Relaxed);
+        self.stages.add(&clock);
+        table.bytes.fetch_add(bytes, Ordering::Relaxed);
+        table.counters.bytes.inc_by(bytes);
         self.progress
             .lock()
             .expect("progress lock")
@@ -435,18 +454,20 @@ impl Job<'_> {
             .produced(ticket);
     }
 
-    /// Encodes and enqueues a row already counted against the checkpoint `ticket`.
+    /// Encodes and enqueues a row already counted against the checkpoint `ticket`; returns
+    /// when it was enqueued.
     async fn send(
         &self,
         table: &TableJob,
         mut event: ChangeEvent,
         marker: SnapshotMarker,
         ticket: Ticket,
-    ) -> Result<(), SnapshotError> {
+        clock: &mut ChunkClock,
+    ) -> Result<Instant, SnapshotError> {
         event.source.snapshot = marker;
         let started = Instant::now();
         let record = self.encoder.encode_change(&event, now_us())?;
-        let encoded = Stages::lap(&self.stages.encode, started);
+        let encoded = lap(&mut clock.encode, started);
         while !self.producer.send_or_full(
             &record.topic,
             record.key.as_deref(),
@@ -457,10 +478,10 @@ impl Job<'_> {
         )? {
             tokio::time::sleep(BACKPRESSURE_PAUSE).await;
         }
-        Stages::lap(&self.stages.produce, encoded);
+        let enqueued = lap(&mut clock.produce, encoded);
         table.rows.fetch_add(1, Ordering::Relaxed);
         table.counters.rows.inc();
-        Ok(())
+        Ok(enqueued)
     }
 
     /// Writes where each table's unacknowledged rows start when more chunks were acknowledged
