@@ -3,12 +3,16 @@
 //! exactly the layout of the schemas in [`super::schema`] / `schemas/*.avsc`; the tests decode
 //! the bytes with `apache_avro` against those schemas.
 
+use crate::event::types::point_wkb;
 use crate::event::{
-    ChangeEvent, ColumnDescription, PgType, SchemaChange, TableDescription, TableSchema,
+    ChangeEvent, Column, ColumnDescription, PgType, SchemaChange, TableDescription, TableSchema,
     TransactionEvent, TransactionStatus, Value,
 };
 
-use super::columns::{expected_kind, is_string_like, resolve, value_kind, ValueError};
+use super::columns::{
+    at_scale, decimal_scale, expected_kind, is_string_like, null_branch_first, resolve, value_kind,
+    ValueError,
+};
 use super::{table_id, EncodeError, SourceBlock, Timestamps};
 
 /// Union branch of `null` in `["null", T]`.
@@ -57,21 +61,21 @@ fn write_optional_str(out: &mut Vec<u8>, value: Option<&str>) {
     }
 }
 
-/// One column value; `optional` columns are `["null", T]` unions.
-fn write_column(
-    out: &mut Vec<u8>,
-    ty: &PgType,
-    optional: bool,
-    value: &Value,
-) -> Result<(), ValueError> {
-    match (resolve(ty, optional, value)?, optional) {
-        (None, true) => write_long(out, NULL_BRANCH),
+/// One column value; optional columns are `["null", T]` unions, `[T, "null"]` with a default.
+fn write_column(out: &mut Vec<u8>, column: &Column, value: &Value) -> Result<(), ValueError> {
+    let (null, present) = if null_branch_first(column) {
+        (NULL_BRANCH, VALUE_BRANCH)
+    } else {
+        (VALUE_BRANCH, NULL_BRANCH)
+    };
+    match (resolve(column, value)?, column.optional) {
+        (None, true) => write_long(out, null),
         (None, false) => return Err(ValueError::Null),
         (Some(value), true) => {
-            write_long(out, VALUE_BRANCH);
-            write_value(out, ty, &value)?;
+            write_long(out, present);
+            write_value(out, &column.pg_type, &value)?;
         }
-        (Some(value), false) => write_value(out, ty, &value)?,
+        (Some(value), false) => write_value(out, &column.pg_type, &value)?,
     }
     Ok(())
 }
@@ -82,29 +86,26 @@ fn write_value(out: &mut Vec<u8>, ty: &PgType, value: &Value) -> Result<(), Valu
         (PgType::Int2 | PgType::Int4 | PgType::Date, Value::Int(i)) => {
             write_long(out, i64::from(*i))
         }
-        (PgType::Int8 | PgType::Time | PgType::Timestamp | PgType::Interval, Value::Long(l)) => {
-            write_long(out, *l)
-        }
+        (
+            PgType::Int8 | PgType::Oid | PgType::Time | PgType::Timestamp | PgType::Interval,
+            Value::Long(l),
+        ) => write_long(out, *l),
         (PgType::Float4, Value::Float(f)) => out.extend_from_slice(&f.to_le_bytes()),
         (PgType::Float8, Value::Double(d)) => out.extend_from_slice(&d.to_le_bytes()),
-        (
-            PgType::Decimal { scale, .. },
-            Value::Decimal {
-                unscaled,
-                scale: found,
-            },
-        ) => {
-            if found != scale {
-                return Err(ValueError::DecimalScale {
-                    found: *found,
-                    expected: *scale,
-                });
-            }
-            write_bytes(out, unscaled);
+        (ty, Value::Decimal { unscaled, scale }) if decimal_scale(ty).is_some() => {
+            let expected = decimal_scale(ty).unwrap_or(*scale);
+            write_bytes(out, at_scale(unscaled, *scale, expected)?);
         }
         (PgType::VariableDecimal, Value::VariableDecimal { unscaled, scale }) => {
             write_long(out, i64::from(*scale));
             write_bytes(out, unscaled);
+        }
+        (PgType::Point, Value::Point { x, y }) => {
+            out.extend_from_slice(&x.to_le_bytes());
+            out.extend_from_slice(&y.to_le_bytes());
+            write_long(out, VALUE_BRANCH);
+            write_bytes(out, &point_wkb(*x, *y));
+            write_long(out, NULL_BRANCH);
         }
         (ty, Value::String(s)) if is_string_like(ty) => write_str(out, s),
         (PgType::Bytea | PgType::Bits { .. }, Value::Bytes(b)) => write_bytes(out, b),
@@ -146,7 +147,7 @@ fn write_columns(
         let (Some(column), Some(value)) = (table.columns.get(index), row.get(index)) else {
             return Err(super::key_out_of_range(table, index));
         };
-        write_column(out, &column.pg_type, column.optional, value)
+        write_column(out, column, value)
             .map_err(|problem| super::value_error(table, column, problem))?;
     }
     Ok(())
@@ -196,6 +197,9 @@ fn write_source(out: &mut Vec<u8>, source: &SourceBlock<'_>) {
     write_str(out, source.table);
     write_optional_long(out, source.position.txid.map(i64::from));
     write_optional_long(out, source.position.lsn.map(|lsn| lsn.0 as i64));
+    // xmin, origin and origin_lsn: pgoutput tells neither, and Debezium sends them null too.
+    write_optional_long(out, None);
+    write_optional_str(out, None);
     write_optional_long(out, None);
 }
 
@@ -414,11 +418,15 @@ mod tests {
         );
     }
 
+    fn column(pg_type: PgType, optional: bool) -> Column {
+        crate::encode::tests::column("c", pg_type, optional)
+    }
+
     #[test]
     fn values_of_the_wrong_shape_are_refused() {
         let mut out = Vec::new();
         assert_eq!(
-            write_column(&mut out, &PgType::Int4, false, &Value::Long(1)),
+            write_column(&mut out, &column(PgType::Int4, false), &Value::Long(1)),
             Err(ValueError::Mismatch {
                 expected: "int",
                 found: "long"
@@ -427,11 +435,13 @@ mod tests {
         assert_eq!(
             write_column(
                 &mut out,
-                &PgType::Decimal {
-                    precision: 5,
-                    scale: 2
-                },
-                true,
+                &column(
+                    PgType::Decimal {
+                        precision: 5,
+                        scale: 2
+                    },
+                    true
+                ),
                 &Value::Decimal {
                     unscaled: vec![1],
                     scale: 1
@@ -445,8 +455,7 @@ mod tests {
         assert_eq!(
             write_column(
                 &mut out,
-                &PgType::Array(Box::new(PgType::Text)),
-                true,
+                &column(PgType::Array(Box::new(PgType::Text)), true),
                 &Value::Array(vec![Value::Absent])
             ),
             Err(ValueError::Mismatch {

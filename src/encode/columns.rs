@@ -5,11 +5,13 @@
 
 use std::borrow::Cow;
 
-use crate::event::{PgType, Value, UNAVAILABLE_VALUE_PLACEHOLDER};
+use crate::event::{Column, PgType, Value, MONEY_FRACTION_DIGITS, UNAVAILABLE_VALUE_PLACEHOLDER};
 
-use super::schema::{Field, Kind, Schema, DECIMAL_NAME};
+use super::schema::{DefaultValue, Field, Kind, Schema, DECIMAL_NAME};
 use super::SOURCE_COLUMN_TYPE_PARAMETER;
 
+/// Debezium's name of the point struct.
+pub(crate) const POINT_NAME: &str = "io.debezium.data.geometry.Point";
 /// `UUID.nameUUIDFromBytes` of the placeholder: what Debezium puts in an unchanged TOASTed uuid[].
 pub(crate) const UNAVAILABLE_UUID_PLACEHOLDER: &str = "b68a35a7-17ad-35b3-af2a-ae46edb4545a";
 /// Debezium's `length` parameter for a varbit without a declared length (Java's Integer.MAX_VALUE).
@@ -60,12 +62,17 @@ pub(crate) fn column_schema(ty: &PgType) -> Schema {
         PgType::Bool | PgType::Bit1 => Schema::new(Kind::Boolean),
         PgType::Int2 => Schema::new(Kind::Int16),
         PgType::Int4 => Schema::new(Kind::Int32),
-        PgType::Int8 => Schema::new(Kind::Int64),
+        PgType::Int8 | PgType::Oid => Schema::new(Kind::Int64),
         PgType::Float4 => Schema::new(Kind::Float32),
         PgType::Float8 => Schema::new(Kind::Float64),
         PgType::Decimal { precision, scale } => semantic(Kind::Bytes, DECIMAL_NAME)
             .parameter("scale", scale.to_string())
             .parameter("connect.decimal.precision", precision.to_string()),
+        // The source type travels as Debezium's `column.propagate.source.type` would send it,
+        // so a sink can create a money column rather than a numeric one.
+        PgType::Money => semantic(Kind::Bytes, DECIMAL_NAME)
+            .parameter("scale", MONEY_FRACTION_DIGITS.to_string())
+            .parameter(SOURCE_COLUMN_TYPE_PARAMETER, "money"),
         PgType::VariableDecimal => Schema::record(
             "io.debezium.data.VariableScaleDecimal",
             vec![
@@ -80,12 +87,26 @@ pub(crate) fn column_schema(ty: &PgType) -> Schema {
         PgType::Date => semantic(Kind::Int32, "io.debezium.time.Date"),
         PgType::Time => semantic(Kind::Int64, "io.debezium.time.MicroTime"),
         PgType::Timestamp => semantic(Kind::Int64, "io.debezium.time.MicroTimestamp"),
-        PgType::Timestamptz => semantic(Kind::String, "io.debezium.time.ZonedTimestamp"),
+        PgType::Timestamptz { .. } => semantic(Kind::String, "io.debezium.time.ZonedTimestamp"),
         PgType::Timetz => semantic(Kind::String, "io.debezium.time.ZonedTime"),
         PgType::Interval => semantic(Kind::Int64, "io.debezium.time.MicroDuration"),
         PgType::Uuid => semantic(Kind::String, "io.debezium.data.Uuid"),
         PgType::Json => semantic(Kind::String, "io.debezium.data.Json"),
+        PgType::Hstore => semantic(Kind::String, "io.debezium.data.Json")
+            .parameter(SOURCE_COLUMN_TYPE_PARAMETER, "hstore"),
         PgType::Xml => semantic(Kind::String, "io.debezium.data.Xml"),
+        PgType::Ltree => semantic(Kind::String, "io.debezium.data.Ltree"),
+        PgType::Point => Schema::record(
+            POINT_NAME,
+            vec![
+                Field::new("x", Schema::new(Kind::Float64)),
+                Field::new("y", Schema::new(Kind::Float64)),
+                Field::new("wkb", Schema::new(Kind::Bytes).optional()),
+                Field::new("srid", Schema::new(Kind::Int32).optional()),
+            ],
+        )
+        .version(1)
+        .doc("Geometry (POINT)"),
         PgType::Enum { type_name, labels } => {
             let schema = semantic(Kind::String, "io.debezium.data.Enum")
                 .parameter("allowed", labels.join(","));
@@ -102,10 +123,30 @@ pub(crate) fn column_schema(ty: &PgType) -> Schema {
             "length",
             length.unwrap_or(UNBOUNDED_BITS_LENGTH).to_string(),
         ),
-        // PostgreSQL arrays may hold NULL elements, so elements are optional (as in Debezium).
+        // PostgreSQL arrays may hold NULL elements, so elements are optional, as Debezium has
+        // them for every type but enums: its required enum elements fail its connector on a
+        // NULL element, which pgcdc must carry.
         PgType::Array(element) => {
             Schema::new(Kind::Array(Box::new(column_schema(element).optional())))
         }
+    }
+}
+
+/// The scale a decimal column's values must have: numeric(p,s)'s, or money's.
+pub(crate) fn decimal_scale(ty: &PgType) -> Option<u32> {
+    match ty {
+        PgType::Decimal { scale, .. } => Some(*scale),
+        PgType::Money => Some(MONEY_FRACTION_DIGITS),
+        _ => None,
+    }
+}
+
+/// A decimal value's unscaled bytes, when it is at `expected` scale.
+pub(crate) fn at_scale(unscaled: &[u8], found: u32, expected: u32) -> Result<&[u8], ValueError> {
+    if found == expected {
+        Ok(unscaled)
+    } else {
+        Err(ValueError::DecimalScale { found, expected })
     }
 }
 
@@ -114,11 +155,13 @@ pub(crate) fn is_string_like(ty: &PgType) -> bool {
     matches!(
         ty,
         PgType::Text
-            | PgType::Timestamptz
+            | PgType::Timestamptz { .. }
             | PgType::Timetz
             | PgType::Uuid
             | PgType::Json
             | PgType::Xml
+            | PgType::Ltree
+            | PgType::Hstore
             | PgType::Enum { .. }
             | PgType::Other { .. }
     )
@@ -129,10 +172,11 @@ pub(crate) fn expected_kind(ty: &PgType) -> &'static str {
     match ty {
         PgType::Bool | PgType::Bit1 => "boolean",
         PgType::Int2 | PgType::Int4 | PgType::Date => "int",
-        PgType::Int8 | PgType::Time | PgType::Timestamp | PgType::Interval => "long",
+        PgType::Int8 | PgType::Oid | PgType::Time | PgType::Timestamp | PgType::Interval => "long",
         PgType::Float4 => "float",
         PgType::Float8 => "double",
-        PgType::Decimal { .. } => "decimal",
+        PgType::Decimal { .. } | PgType::Money => "decimal",
+        PgType::Point => "point",
         PgType::VariableDecimal => "variable-scale decimal",
         PgType::Bytea | PgType::Bits { .. } => "bytes",
         PgType::Array(_) => "array",
@@ -153,24 +197,29 @@ pub(crate) fn value_kind(value: &Value) -> &'static str {
         Value::Double(_) => "double",
         Value::Decimal { .. } => "decimal",
         Value::VariableDecimal { .. } => "variable-scale decimal",
+        Value::Point { .. } => "point",
         Value::String(_) => "string",
         Value::Bytes(_) => "bytes",
         Value::Array(_) => "array",
     }
 }
 
-/// The value to write for a column: `None` for null, the zero value for an absent value of a
-/// NOT NULL column, the placeholder for an unavailable one.
+/// The value to write for a column: `None` for null; for an absent value of a NOT NULL
+/// column its schema default, else the type's zero value (Debezium's fallback); the
+/// placeholder for an unavailable one.
 pub(crate) fn resolve<'a>(
-    ty: &PgType,
-    optional: bool,
+    column: &'a Column,
     value: &'a Value,
 ) -> Result<Option<Cow<'a, Value>>, ValueError> {
+    let ty = &column.pg_type;
     match value {
-        Value::Null if optional => Ok(None),
+        Value::Null if column.optional => Ok(None),
         Value::Null => Err(ValueError::Null),
-        Value::Absent if optional => Ok(None),
-        Value::Absent => Ok(Some(Cow::Owned(zero(ty)))),
+        Value::Absent if column.optional => Ok(None),
+        Value::Absent => Ok(Some(match &column.default {
+            Some(default) => Cow::Borrowed(default),
+            None => Cow::Owned(zero(ty)),
+        })),
         Value::Unavailable => placeholder(ty)
             .map(|value| Some(Cow::Owned(value)))
             .ok_or(ValueError::NoPlaceholder),
@@ -178,12 +227,35 @@ pub(crate) fn resolve<'a>(
     }
 }
 
+/// A column default as the schema's default value (SPEC §5: Debezium's `connect.default`).
+/// A decimal's is left out: Avro readers such as the Rust `apache-avro` crate refuse a bytes
+/// default on a `decimal` logical type, and a registry built on one refuses the schema.
+pub(crate) fn schema_default(value: &Value) -> Option<DefaultValue> {
+    Some(match value {
+        Value::Bool(b) => DefaultValue::json(b.to_string()),
+        Value::Int(i) => DefaultValue::json(i.to_string()),
+        Value::Long(l) => DefaultValue::json(l.to_string()),
+        Value::Float(f) => DefaultValue::json(serde_json::Value::from(f64::from(*f)).to_string()),
+        Value::Double(d) => DefaultValue::json(serde_json::Value::from(*d).to_string()),
+        Value::String(text) => DefaultValue::string(text),
+        _ => return None,
+    })
+}
+
+/// Where a nullable column's union has its null branch: `["null", T]`, or `[T, "null"]` when
+/// the schema carries a default (an Avro union's default must match its first branch).
+pub(crate) fn null_branch_first(column: &Column) -> bool {
+    column.default.is_none()
+}
+
 /// Debezium's fallback for a missing value of a NOT NULL column.
 fn zero(ty: &PgType) -> Value {
     match ty {
         PgType::Bool | PgType::Bit1 => Value::Bool(false),
         PgType::Int2 | PgType::Int4 | PgType::Date => Value::Int(0),
-        PgType::Int8 | PgType::Time | PgType::Timestamp | PgType::Interval => Value::Long(0),
+        PgType::Int8 | PgType::Oid | PgType::Time | PgType::Timestamp | PgType::Interval => {
+            Value::Long(0)
+        }
         PgType::Float4 => Value::Float(0.0),
         PgType::Float8 => Value::Double(0.0),
         // BigInteger.ZERO.toByteArray() is one zero byte.
@@ -191,18 +263,25 @@ fn zero(ty: &PgType) -> Value {
             unscaled: vec![0],
             scale: *scale,
         },
+        PgType::Money => Value::Decimal {
+            unscaled: vec![0],
+            scale: MONEY_FRACTION_DIGITS,
+        },
+        PgType::Point => Value::Point { x: 0.0, y: 0.0 },
         PgType::VariableDecimal => Value::VariableDecimal {
             unscaled: vec![0],
             scale: 0,
         },
-        PgType::Timestamptz => Value::String("1970-01-01T00:00:00Z".to_string()),
+        PgType::Timestamptz { .. } => Value::String("1970-01-01T00:00:00Z".to_string()),
         PgType::Timetz => Value::String("00:00:00Z".to_string()),
         PgType::Bytea | PgType::Bits { .. } => Value::Bytes(Vec::new()),
         PgType::Array(_) => Value::Array(Vec::new()),
+        PgType::Hstore => Value::String("{}".to_string()),
         PgType::Text
         | PgType::Uuid
         | PgType::Json
         | PgType::Xml
+        | PgType::Ltree
         | PgType::Enum { .. }
         | PgType::Other { .. } => Value::String(String::new()),
     }
@@ -213,6 +292,10 @@ fn zero(ty: &PgType) -> Value {
 fn placeholder(ty: &PgType) -> Option<Value> {
     let bytes = || UNAVAILABLE_VALUE_PLACEHOLDER.as_bytes().to_vec();
     match ty {
+        // Debezium reads the placeholder as hstore text of one pair, key and value both it.
+        PgType::Hstore => Some(Value::String(format!(
+            "{{\"{UNAVAILABLE_VALUE_PLACEHOLDER}\":\"{UNAVAILABLE_VALUE_PLACEHOLDER}\"}}"
+        ))),
         ty if is_string_like(ty) => Some(Value::String(UNAVAILABLE_VALUE_PLACEHOLDER.to_string())),
         PgType::Bytea | PgType::Bits { .. } => Some(Value::Bytes(bytes())),
         PgType::Decimal { scale, .. } => Some(Value::Decimal {
@@ -242,7 +325,7 @@ fn array_placeholder(element: &PgType) -> Option<Vec<Value>> {
             UNAVAILABLE_UUID_PLACEHOLDER.to_string(),
         )]),
         PgType::Int2 | PgType::Int4 | PgType::Date => numbers(|b| Value::Int(i32::from(b))),
-        PgType::Int8 | PgType::Time | PgType::Timestamp | PgType::Interval => {
+        PgType::Int8 | PgType::Oid | PgType::Time | PgType::Timestamp | PgType::Interval => {
             numbers(|b| Value::Long(i64::from(b)))
         }
         PgType::Float4 => numbers(|b| Value::Float(f32::from(b))),
@@ -273,7 +356,7 @@ mod tests {
                 r#"{"type":"int","connect.version":1,"connect.name":"io.debezium.time.Date"}"#,
             ),
             (
-                PgType::Timestamptz,
+                PgType::Timestamptz { fraction_digits: 6 },
                 r#"{"type":"string","connect.version":1,"connect.name":"io.debezium.time.ZonedTimestamp"}"#,
             ),
             (
@@ -302,47 +385,113 @@ mod tests {
                 PgType::Array(Box::new(PgType::Uuid)),
                 r#"{"type":"array","items":["null",{"type":"string","connect.version":1,"connect.name":"io.debezium.data.Uuid"}]}"#,
             ),
+            // Optional elements also for enums (see column_schema).
+            (
+                PgType::Array(Box::new(PgType::Enum {
+                    type_name: "l1.ab".into(),
+                    labels: vec!["a".into(), "b".into()],
+                })),
+                r#"{"type":"array","items":["null",{"type":"string","connect.version":1,"connect.parameters":{"allowed":"a,b","__debezium.source.column.type":"l1.ab"},"connect.name":"io.debezium.data.Enum"}]}"#,
+            ),
+            (PgType::Oid, r#""long""#),
+            (
+                PgType::Array(Box::new(PgType::Oid)),
+                r#"{"type":"array","items":["null","long"]}"#,
+            ),
+            (
+                PgType::Money,
+                r#"{"type":"bytes","scale":2,"precision":64,"connect.version":1,"connect.parameters":{"scale":"2","__debezium.source.column.type":"money"},"connect.name":"org.apache.kafka.connect.data.Decimal","logicalType":"decimal"}"#,
+            ),
+            (
+                PgType::Ltree,
+                r#"{"type":"string","connect.version":1,"connect.name":"io.debezium.data.Ltree"}"#,
+            ),
+            (
+                PgType::Array(Box::new(PgType::Ltree)),
+                r#"{"type":"array","items":["null",{"type":"string","connect.version":1,"connect.name":"io.debezium.data.Ltree"}]}"#,
+            ),
+            (
+                PgType::Hstore,
+                r#"{"type":"string","connect.version":1,"connect.parameters":{"__debezium.source.column.type":"hstore"},"connect.name":"io.debezium.data.Json"}"#,
+            ),
+            (
+                PgType::Point,
+                r#"{"type":"record","name":"Point","namespace":"io.debezium.data.geometry","fields":[{"name":"x","type":"double"},{"name":"y","type":"double"},{"name":"wkb","type":["null","bytes"],"default":null},{"name":"srid","type":["null","int"],"default":null}],"connect.doc":"Geometry (POINT)","connect.version":1,"connect.name":"io.debezium.data.geometry.Point"}"#,
+            ),
         ];
         for (ty, expected) in cases {
             assert_eq!(to_avro_json(&column_schema(&ty)), expected, "{ty:?}");
         }
     }
 
+    fn column(pg_type: PgType, optional: bool, default: Option<Value>) -> Column {
+        Column {
+            default,
+            ..crate::encode::tests::column("c", pg_type, optional)
+        }
+    }
+
+    fn resolved(column: &Column, value: &Value) -> Result<Option<Value>, ValueError> {
+        resolve(column, value).map(|v| v.map(Cow::into_owned))
+    }
+
     #[test]
-    fn absent_values_become_null_or_zero() {
+    fn absent_values_become_null_or_zero_or_the_default() {
         let ty = PgType::Decimal {
             precision: 10,
             scale: 2,
         };
-        assert_eq!(resolve(&ty, true, &Value::Absent), Ok(None));
         assert_eq!(
-            resolve(&ty, false, &Value::Absent)
-                .unwrap()
-                .unwrap()
-                .into_owned(),
-            Value::Decimal {
+            resolved(&column(ty.clone(), true, None), &Value::Absent),
+            Ok(None)
+        );
+        assert_eq!(
+            resolved(&column(ty, false, None), &Value::Absent),
+            Ok(Some(Value::Decimal {
                 unscaled: vec![0],
                 scale: 2
-            }
+            }))
         );
         assert_eq!(
-            resolve(&PgType::Timestamptz, false, &Value::Absent)
-                .unwrap()
-                .unwrap()
-                .into_owned(),
-            Value::String("1970-01-01T00:00:00Z".into())
+            resolved(
+                &column(PgType::Timestamptz { fraction_digits: 6 }, false, None),
+                &Value::Absent
+            ),
+            Ok(Some(Value::String("1970-01-01T00:00:00Z".into())))
+        );
+        // Debezium: a schema default wins over the fallback.
+        assert_eq!(
+            resolved(
+                &column(PgType::Int4, false, Some(Value::Int(7))),
+                &Value::Absent
+            ),
+            Ok(Some(Value::Int(7)))
         );
         assert_eq!(
-            resolve(&PgType::Int4, false, &Value::Null),
+            resolved(&column(PgType::Money, false, None), &Value::Absent),
+            Ok(Some(Value::Decimal {
+                unscaled: vec![0],
+                scale: 2
+            }))
+        );
+        assert_eq!(
+            resolved(&column(PgType::Hstore, false, None), &Value::Absent),
+            Ok(Some(Value::String("{}".into())))
+        );
+        assert_eq!(
+            resolved(&column(PgType::Int4, false, None), &Value::Null),
             Err(ValueError::Null)
         );
-        assert_eq!(resolve(&PgType::Int4, true, &Value::Null), Ok(None));
+        assert_eq!(
+            resolved(&column(PgType::Int4, true, None), &Value::Null),
+            Ok(None)
+        );
     }
 
     #[test]
     fn unavailable_values_become_placeholders() {
         let resolved =
-            |ty: PgType| resolve(&ty, true, &Value::Unavailable).map(|v| v.map(Cow::into_owned));
+            |ty: PgType| super::tests::resolved(&column(ty, true, None), &Value::Unavailable);
         assert_eq!(
             resolved(PgType::Json),
             Ok(Some(Value::String(UNAVAILABLE_VALUE_PLACEHOLDER.into())))

@@ -7,12 +7,15 @@
 use std::fmt::Debug;
 use std::io::Write;
 
+use crate::event::types::point_wkb;
 use crate::event::{
-    ChangeEvent, ColumnDescription, PgType, SchemaChange, TableDescription, TableSchema,
+    ChangeEvent, Column, ColumnDescription, PgType, SchemaChange, TableDescription, TableSchema,
     TransactionEvent, TransactionStatus, Value,
 };
 
-use super::columns::{expected_kind, is_string_like, resolve, value_kind, ValueError};
+use super::columns::{
+    at_scale, decimal_scale, expected_kind, is_string_like, resolve, value_kind, ValueError,
+};
 use super::{table_id, EncodeError, SourceBlock, Timestamps};
 
 const BASE64_ALPHABET: &[u8; 64] =
@@ -113,15 +116,10 @@ fn push_member(out: &mut Vec<u8>, first: &mut bool, name: &str) {
     out.push(b':');
 }
 
-fn write_column(
-    out: &mut Vec<u8>,
-    ty: &PgType,
-    optional: bool,
-    value: &Value,
-) -> Result<(), ValueError> {
-    match resolve(ty, optional, value)? {
-        Some(value) => write_value(out, ty, &value),
-        None if optional => {
+fn write_column(out: &mut Vec<u8>, column: &Column, value: &Value) -> Result<(), ValueError> {
+    match resolve(column, value)? {
+        Some(value) => write_value(out, &column.pg_type, &value),
+        None if column.optional => {
             out.extend_from_slice(b"null");
             Ok(())
         }
@@ -135,25 +133,24 @@ fn write_value(out: &mut Vec<u8>, ty: &PgType, value: &Value) -> Result<(), Valu
             out.extend_from_slice(if *b { b"true".as_slice() } else { b"false" })
         }
         (PgType::Int2 | PgType::Int4 | PgType::Date, Value::Int(i)) => push_number(out, i),
-        (PgType::Int8 | PgType::Time | PgType::Timestamp | PgType::Interval, Value::Long(l)) => {
-            push_number(out, l)
-        }
+        (
+            PgType::Int8 | PgType::Oid | PgType::Time | PgType::Timestamp | PgType::Interval,
+            Value::Long(l),
+        ) => push_number(out, l),
         (PgType::Float4, Value::Float(f)) => push_float(out, f64::from(*f), f),
         (PgType::Float8, Value::Double(d)) => push_float(out, *d, d),
-        (
-            PgType::Decimal { scale, .. },
-            Value::Decimal {
-                unscaled,
-                scale: found,
-            },
-        ) => {
-            if found != scale {
-                return Err(ValueError::DecimalScale {
-                    found: *found,
-                    expected: *scale,
-                });
-            }
-            push_base64(out, unscaled);
+        (ty, Value::Decimal { unscaled, scale }) if decimal_scale(ty).is_some() => {
+            let expected = decimal_scale(ty).unwrap_or(*scale);
+            push_base64(out, at_scale(unscaled, *scale, expected)?);
+        }
+        (PgType::Point, Value::Point { x, y }) => {
+            out.extend_from_slice(b"{\"x\":");
+            push_float(out, *x, x);
+            out.extend_from_slice(b",\"y\":");
+            push_float(out, *y, y);
+            out.extend_from_slice(b",\"wkb\":");
+            push_base64(out, &point_wkb(*x, *y));
+            out.extend_from_slice(b",\"srid\":null}");
         }
         (PgType::VariableDecimal, Value::VariableDecimal { unscaled, scale }) => {
             out.extend_from_slice(b"{\"scale\":");
@@ -201,7 +198,7 @@ fn write_object<'v>(
             return Err(super::key_out_of_range(table, index));
         };
         push_member(out, &mut first, &column.name);
-        write_column(out, &column.pg_type, column.optional, value)
+        write_column(out, column, value)
             .map_err(|problem| super::value_error(table, column, problem))?;
     }
     out.push(b'}');
@@ -287,8 +284,10 @@ fn write_source(out: &mut Vec<u8>, source: &SourceBlock<'_>) {
     push_optional_number(out, source.position.txid.map(i64::from));
     push_member(out, first, "lsn");
     push_optional_number(out, source.position.lsn.map(|lsn| lsn.0 as i64));
-    push_member(out, first, "xmin");
-    out.extend_from_slice(b"null");
+    for absent in ["xmin", "origin", "origin_lsn"] {
+        push_member(out, first, absent);
+        out.extend_from_slice(b"null");
+    }
     out.push(b'}');
 }
 

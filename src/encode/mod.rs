@@ -365,6 +365,7 @@ fn derive_table(
         if column.optional {
             field_schema = field_schema.optional();
         }
+        field_schema.default = column.default.as_ref().and_then(columns::schema_default);
         fields.push(Field::new(name, field_schema));
     }
     let key = if table.key.is_empty() {

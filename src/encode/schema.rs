@@ -22,8 +22,36 @@ pub(crate) struct Schema {
     pub version: Option<u32>,
     pub doc: Option<String>,
     pub parameters: Vec<(String, String)>,
-    /// A default value; the only one Debezium's schemas use is `source.snapshot`'s `"false"`.
-    pub default: Option<String>,
+    /// A default value: `source.snapshot`'s `"false"`, and column defaults.
+    pub default: Option<DefaultValue>,
+}
+
+/// A schema's default value as JSON text, in each rendering's spelling (they differ for
+/// bytes: ISO-8859-1 characters in Avro, base64 in Connect JSON).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DefaultValue {
+    /// The JSON of the default in an Avro schema (also its `connect.default`).
+    pub avro: String,
+    /// The JSON of the default in a Connect JSON schema.
+    pub connect: String,
+}
+
+impl DefaultValue {
+    /// A default written the same in both renderings (a number, boolean or string's JSON).
+    pub fn json(text: impl Into<String>) -> DefaultValue {
+        let text = text.into();
+        DefaultValue {
+            avro: text.clone(),
+            connect: text,
+        }
+    }
+
+    /// A string default.
+    pub fn string(text: &str) -> DefaultValue {
+        let mut json = String::new();
+        push_json_string(&mut json, text);
+        DefaultValue::json(json)
+    }
 }
 
 /// Connect's schema types.
@@ -262,9 +290,12 @@ fn avro_record(
         if field.schema.optional {
             out.push_str(",\"default\":");
             match &field.schema.default {
-                Some(default) => push_json_string(out, default),
+                Some(default) => out.push_str(&default.avro),
                 None => out.push_str("null"),
             }
+        } else if let Some(default) = &field.schema.default {
+            out.push_str(",\"default\":");
+            out.push_str(&default.avro);
         }
         out.push('}');
     }
@@ -288,7 +319,7 @@ fn avro_connect_props(schema: &Schema, out: &mut String) {
     }
     if let Some(default) = &schema.default {
         out.push_str(",\"connect.default\":");
-        push_json_string(out, default);
+        out.push_str(&default.avro);
     }
     if let Some(name) = &schema.name {
         out.push_str(",\"connect.name\":");
@@ -374,7 +405,7 @@ fn connect_type(schema: &Schema, field: Option<&str>, out: &mut String) {
     }
     if let Some(default) = &schema.default {
         out.push_str(",\"default\":");
-        push_json_string(out, default);
+        out.push_str(&default.connect);
     }
     if let Some(field) = field {
         out.push_str(",\"field\":");
@@ -485,7 +516,7 @@ fn parse_type(value: &serde_json::Value, space: &str, named: &mut Named) -> Resu
                 let default = default
                     .as_str()
                     .ok_or_else(|| format!("unsupported default {default}"))?;
-                schema.default = Some(default.to_string());
+                schema.default = Some(DefaultValue::string(default));
             }
             if let Some(full) = defines {
                 named.insert(full, schema.clone());
@@ -639,7 +670,7 @@ mod tests {
             .parameter("allowed", "true,false")
             .optional();
         let mut with_default = snapshot.clone();
-        with_default.default = Some("false".into());
+        with_default.default = Some(DefaultValue::string("false"));
         let record = Schema::record(
             "r",
             vec![
@@ -672,7 +703,7 @@ mod tests {
             .version(1)
             .parameter("allowed", "true,false")
             .optional();
-        snapshot.default = Some("false".into());
+        snapshot.default = Some(DefaultValue::string("false"));
         let record = Schema::record(
             "k.Key",
             vec![
@@ -704,7 +735,7 @@ mod tests {
             .version(1)
             .parameter("allowed", "a,b")
             .optional();
-        snapshot.default = Some("a".into());
+        snapshot.default = Some(DefaultValue::string("a"));
         let inner = Schema::record("x.y.Inner", vec![int_field("n")]).version(3);
         let record = Schema::record(
             "x.y.Outer",

@@ -17,7 +17,8 @@ const PREFIX: &str = "shop";
 const COMMIT_US: i64 = 1_704_164_645_678_901;
 const PROCESSED_US: i64 = 1_704_164_646_000_123;
 
-fn column(name: &str, pg_type: PgType, optional: bool) -> Column {
+/// A column with no catalog facts beyond its type and nullability.
+pub(super) fn column(name: &str, pg_type: PgType, optional: bool) -> Column {
     Column {
         name: name.to_string(),
         type_oid: 0,
@@ -25,6 +26,7 @@ fn column(name: &str, pg_type: PgType, optional: bool) -> Column {
         pg_type,
         optional,
         in_identity: false,
+        default: None,
     }
 }
 
@@ -44,7 +46,7 @@ fn position() -> SourcePosition {
         commit_ts_us: COMMIT_US,
         txid: Some(771),
         lsn: Some(Lsn(24_023_200)),
-        commit_lsn: Some(Lsn(24_023_128)),
+        previous_commit: Some(Lsn(24_023_128)),
         snapshot: SnapshotMarker::False,
     }
 }
@@ -131,6 +133,8 @@ fn avro_source() -> Avro {
         ("txId", some(Avro::Long(771))),
         ("lsn", some(Avro::Long(24_023_200))),
         ("xmin", null()),
+        ("origin", null()),
+        ("origin_lsn", null()),
     ])
 }
 
@@ -185,7 +189,7 @@ fn every_type_table() -> Arc<TableSchema> {
         ("day", PgType::Date),
         ("at", PgType::Time),
         ("ts", PgType::Timestamp),
-        ("tstz", PgType::Timestamptz),
+        ("tstz", PgType::Timestamptz { fraction_digits: 6 }),
         ("ttz", PgType::Timetz),
         ("dur", PgType::Interval),
         ("uid", PgType::Uuid),
@@ -724,8 +728,10 @@ const JSON_SOURCE_SCHEMA: &str = concat!(
     r#"{"type":"string","optional":false,"field":"table"},"#,
     r#"{"type":"int64","optional":true,"field":"txId"},"#,
     r#"{"type":"int64","optional":true,"field":"lsn"},"#,
-    r#"{"type":"int64","optional":true,"field":"xmin"}],"#,
-    r#""optional":false,"name":"io.debezium.connector.postgresql.Source","field":"source"}"#
+    r#"{"type":"int64","optional":true,"field":"xmin"},"#,
+    r#"{"type":"string","optional":true,"field":"origin"},"#,
+    r#"{"type":"int64","optional":true,"field":"origin_lsn"}],"#,
+    r#""optional":false,"name":"io.debezium.connector.postgresql.Source","version":1,"field":"source"}"#
 );
 
 fn json_value_fields(optional: bool) -> String {
@@ -765,7 +771,7 @@ const JSON_SOURCE: &str = concat!(
     r#"{"version":"0.1.0","connector":"postgresql","name":"shop","ts_ms":1704164645678,"#,
     r#""snapshot":"false","db":"shopdb","sequence":"[\"24023128\",\"24023200\"]","#,
     r#""ts_us":1704164645678901,"ts_ns":1704164645678901000,"schema":"public","table":"item","#,
-    r#""txId":771,"lsn":24023200,"xmin":null}"#
+    r#""txId":771,"lsn":24023200,"xmin":null,"origin":null,"origin_lsn":null}"#
 );
 const JSON_TAIL: &str = concat!(
     r#""transaction":{"id":"771:24023128","total_order":3,"data_collection_order":2},"#,

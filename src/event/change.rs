@@ -141,11 +141,16 @@ pub enum SinkOp {
 }
 
 /// Where a change sits in the source's stream: `source.sequence` as numbers. Strictly
-/// increasing along one table's changes (transactions arrive in commit order, and changes
-/// inside one in LSN order), so it tells a replay from new data.
+/// increasing along one table's changes: the first element is the end of the commit streamed
+/// before the change's transaction (so it grows from one transaction to the next, which arrive
+/// in commit order), the second the change's own LSN (growing inside a transaction). A
+/// snapshot read counts as lower than every change its transaction boundary precedes (its LSN
+/// is taken as 0). So a position tells a replay from new data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Position {
-    /// The commit LSN of the change's transaction (first element of `source.sequence`).
+    /// The first element of `source.sequence`: the end LSN of the previous transaction's
+    /// commit (pgcdc gives where streaming started for a run's first transaction; Debezium's
+    /// `null` falls back to the change's LSN).
     pub commit_lsn: u64,
     /// The change's own LSN (second element).
     pub lsn: u64,

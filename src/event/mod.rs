@@ -9,7 +9,7 @@ pub mod types;
 use std::sync::Arc;
 
 use crate::lsn::Lsn;
-pub use types::PgType;
+pub use types::{PgType, MONEY_FRACTION_DIGITS};
 
 /// The placeholder Debezium writes for an unchanged TOASTed value the server did not send.
 pub const UNAVAILABLE_VALUE_PLACEHOLDER: &str = "__debezium_unavailable_value";
@@ -55,6 +55,8 @@ pub struct Column {
     pub optional: bool,
     /// Whether pgoutput flagged the column as part of the replica identity.
     pub in_identity: bool,
+    /// The schema default Debezium gives the column (see [`types::column_default`]).
+    pub default: Option<Value>,
 }
 
 /// A captured table: its columns in table order and which of them form the message key.
@@ -113,6 +115,8 @@ pub enum Value {
     Decimal { unscaled: Vec<u8>, scale: u32 },
     /// numeric without a declared scale: Debezium's VariableScaleDecimal.
     VariableDecimal { unscaled: Vec<u8>, scale: i32 },
+    /// point: its coordinates (the WKB is derived from them).
+    Point { x: f64, y: f64 },
     /// Text-like values and types carried as their string form (timestamptz, uuid, json, …).
     String(String),
     /// bytea, bit(n), varbit.
@@ -208,20 +212,21 @@ pub struct SourcePosition {
     pub txid: Option<u32>,
     /// LSN of the change itself.
     pub lsn: Option<Lsn>,
-    /// Commit LSN of the change's transaction: first element of `source.sequence`.
-    pub commit_lsn: Option<Lsn>,
+    /// The end LSN of the previous transaction's commit: first element of `source.sequence`.
+    pub previous_commit: Option<Lsn>,
     /// Snapshot marker.
     pub snapshot: SnapshotMarker,
 }
 
 impl SourcePosition {
-    /// Debezium's `source.sequence`: `["<commit lsn>","<lsn>"]` as decimal strings.
+    /// Debezium's `source.sequence`: `["<previous commit's end lsn>","<lsn>"]` as decimal
+    /// strings.
     pub fn sequence(&self) -> String {
         let text = |lsn: Option<Lsn>| match lsn {
             Some(lsn) => format!("\"{}\"", lsn.0),
             None => "null".to_string(),
         };
-        format!("[{},{}]", text(self.commit_lsn), text(self.lsn))
+        format!("[{},{}]", text(self.previous_commit), text(self.lsn))
     }
 }
 
@@ -424,7 +429,7 @@ mod tests {
             commit_ts_us: 0,
             txid: Some(7),
             lsn: Some(Lsn(24023200)),
-            commit_lsn: Some(Lsn(24023128)),
+            previous_commit: Some(Lsn(24023128)),
             snapshot: SnapshotMarker::False,
         };
         assert_eq!(position.sequence(), r#"["24023128","24023200"]"#);

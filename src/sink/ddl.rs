@@ -1,10 +1,11 @@
 //! Target tables: what the target has (columns and their types, primary key), and the DDL that
 //! creates a missing table or adds a column a newer schema brought.
 
-use tokio_postgres::Transaction;
+use tokio_postgres::{Client, Transaction};
 
 use super::change::{EnumType, SinkColumn, SinkTable};
 use super::SinkError;
+use crate::encode::decode::TargetTypes;
 
 /// A target table as the catalog describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +38,21 @@ impl TargetTable {
 /// Quotes an identifier: double quotes around it, inner double quotes doubled.
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Which extension types the target has, as its search path finds them (where tables are made).
+pub async fn target_types(client: &Client) -> Result<TargetTypes, SinkError> {
+    let row = client
+        .query_one(
+            "SELECT to_regtype('hstore') IS NOT NULL, to_regtype('ltree') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(|source| SinkError::target("look up the target's extension types", source))?;
+    Ok(TargetTypes {
+        hstore: row.get(0),
+        ltree: row.get(1),
+    })
 }
 
 /// Reads the target table, or `None` when it does not exist.

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
 use crate::config::TableFilter;
-use crate::event::types::{catalog_types_from_rows, CatalogTypeRow, PgType, CATALOG_TYPES_SQL};
+use crate::event::types::{
+    catalog_types_from_rows, column_default, CatalogTypeRow, PgType, CATALOG_TYPES_SQL,
+};
 use crate::event::{Column, ReplicaIdentity, TableSchema};
 use crate::source::pgoutput::{Relation, RelationColumn};
 use crate::source::relations::RelationEntry;
@@ -42,12 +44,16 @@ struct AttributeFacts {
     not_null: bool,
     /// 1-based position in the primary key, if part of it.
     primary_key_position: Option<i32>,
+    /// The column default's expression (`pg_get_expr`), if it has one.
+    default_expression: Option<String>,
 }
 
 const ATTRIBUTES_SQL: &str = "
-    SELECT a.attname::text, a.attnotnull, array_position(pk.conkey, a.attnum)
+    SELECT a.attname::text, a.attnotnull, array_position(pk.conkey, a.attnum),
+           pg_get_expr(d.adbin, d.adrelid)
     FROM pg_attribute a
     LEFT JOIN pg_constraint pk ON pk.conrelid = a.attrelid AND pk.contype = 'p'
+    LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum AND a.attgenerated = ''
     WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped";
 
 async fn attribute_facts(
@@ -67,6 +73,7 @@ async fn attribute_facts(
             let facts = AttributeFacts {
                 not_null: row.get(1),
                 primary_key_position: row.get(2),
+                default_expression: row.get(3),
             };
             (row.get::<_, String>(0), facts)
         })
@@ -153,13 +160,18 @@ pub async fn describe_relation(
         if identity_column {
             identity_key.push(index);
         }
+        let pg_type = PgType::from_catalog(catalog_type, message_column.type_modifier);
+        let default = fact
+            .and_then(|f| f.default_expression.as_deref())
+            .and_then(|expression| column_default(&pg_type, &catalog_type.name, expression));
         columns.push(Column {
             name: message_column.name.clone(),
             type_oid: message_column.type_oid,
             type_modifier: message_column.type_modifier,
-            pg_type: PgType::from_catalog(catalog_type, message_column.type_modifier),
+            pg_type,
             optional: !fact.is_some_and(|f| f.not_null),
             in_identity: message_column.is_key(),
+            default,
         });
         tuple_columns.push(Some(index));
     }

@@ -643,6 +643,7 @@ impl Runner {
             slot: capture.slot.clone(),
             shutdown: self.shutdown.clone(),
             ddl: self.ddl,
+            streamed_from: slot.confirmed_flush,
         };
         let unfinished = self
             .load_state()

@@ -150,6 +150,9 @@ pub struct OpenTransaction {
     pub xid: u32,
     /// Its commit LSN, announced by Begin.
     pub commit_lsn: Lsn,
+    /// The end LSN of the transaction streamed before it (or where streaming started): the
+    /// first element of its events' `source.sequence`, as Debezium's `lastCommitLsn`.
+    pub previous_commit: Lsn,
     /// Its commit time, µs since the Unix epoch.
     pub commit_ts_us: i64,
     /// `"<txid>:<commit lsn>"`.
@@ -159,11 +162,12 @@ pub struct OpenTransaction {
 }
 
 impl OpenTransaction {
-    /// Starts counting the events of a transaction.
-    pub fn new(xid: u32, commit_lsn: Lsn, commit_ts_us: i64) -> Self {
+    /// Starts counting the events of a transaction: `(commit LSN, previous commit's end)`.
+    pub fn new(xid: u32, (commit_lsn, previous_commit): (Lsn, Lsn), commit_ts_us: i64) -> Self {
         OpenTransaction {
             xid,
             commit_lsn,
+            previous_commit,
             commit_ts_us,
             id: format!("{xid}:{}", commit_lsn.0),
             events: 0,
@@ -211,7 +215,7 @@ impl OpenTransaction {
             commit_ts_us: self.commit_ts_us,
             txid: Some(self.xid),
             lsn: Some(lsn),
-            commit_lsn: Some(self.commit_lsn),
+            previous_commit: Some(self.previous_commit),
             snapshot: Default::default(),
         }
     }
@@ -406,6 +410,7 @@ mod tests {
             pg_type,
             optional: !in_identity,
             in_identity,
+            default: None,
         }
     }
 
@@ -487,7 +492,7 @@ mod tests {
     }
 
     fn transaction() -> OpenTransaction {
-        OpenTransaction::new(42, Lsn(0x100), 1_000)
+        OpenTransaction::new(42, (Lsn(0x100), Lsn(0x80)), 1_000)
     }
 
     #[test]
@@ -512,7 +517,7 @@ mod tests {
             event.after,
             Some(vec![Value::Int(1), Value::String("a".into())])
         );
-        assert_eq!(event.source.sequence(), r#"["256","144"]"#);
+        assert_eq!(event.source.sequence(), r#"["128","144"]"#);
         let block = event.transaction.as_ref().unwrap();
         assert_eq!(
             (

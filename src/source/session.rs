@@ -55,6 +55,9 @@ pub struct SessionSettings {
     pub shutdown: watch::Receiver<bool>,
     /// Whether DDL capture is on: its messages become schema change events.
     pub ddl: bool,
+    /// Where streaming starts (the slot's confirmed position): what the first transaction
+    /// gives as the previous transaction's commit in `source.sequence`.
+    pub streamed_from: Lsn,
 }
 
 /// A transaction being streamed: its event counters and its progress ticket.
@@ -76,6 +79,8 @@ pub struct Session<'a> {
     decoder: Decoder,
     relations: Relations,
     transaction: Option<StreamedTransaction>,
+    /// The end LSN of the last transaction streamed, or where streaming started.
+    last_commit_end: Lsn,
     last_received: Lsn,
     last_status: Instant,
     incremental: Incremental,
@@ -116,6 +121,7 @@ impl<'a> Session<'a> {
             decoder: Decoder::new(),
             relations: Relations::default(),
             transaction: None,
+            last_commit_end: settings.streamed_from,
             last_received: Lsn::ZERO,
             last_status: Instant::now(),
         }
@@ -269,7 +275,11 @@ impl<'a> Session<'a> {
                 }
                 let ticket = self.progress.lock().expect("progress lock").begin();
                 self.transaction = Some(StreamedTransaction {
-                    events: OpenTransaction::new(begin.xid, begin.final_lsn, begin.commit_ts_us),
+                    events: OpenTransaction::new(
+                        begin.xid,
+                        (begin.final_lsn, self.last_commit_end),
+                        begin.commit_ts_us,
+                    ),
                     ticket,
                     begin_published: false,
                 });
@@ -367,7 +377,7 @@ impl<'a> Session<'a> {
             commit_ts_us: transaction.commit_ts_us,
             txid: Some(transaction.xid),
             lsn: Some(transaction.commit_lsn),
-            commit_lsn: None,
+            previous_commit: None,
             snapshot: Default::default(),
         };
         let Some(closed) = self.incremental.close_window(&position).await? else {
@@ -467,6 +477,7 @@ impl<'a> Session<'a> {
             .lock()
             .expect("progress lock")
             .commit(transaction.ticket, end_lsn);
+        self.last_commit_end = end_lsn;
         Ok(())
     }
 
@@ -535,14 +546,14 @@ impl<'a> Session<'a> {
                     commit_ts_us: transaction.events.commit_ts_us,
                     txid: Some(transaction.events.xid),
                     lsn: Some(message.lsn),
-                    commit_lsn: Some(transaction.events.commit_lsn),
+                    previous_commit: Some(transaction.events.previous_commit),
                     snapshot: Default::default(),
                 },
                 _ => SourcePosition {
                     commit_ts_us: now_us(),
                     txid: None,
                     lsn: Some(message.lsn),
-                    commit_lsn: None,
+                    previous_commit: Some(self.last_commit_end),
                     snapshot: Default::default(),
                 },
             };
@@ -624,7 +635,7 @@ impl<'a> Session<'a> {
                 commit_ts_us: transaction.events.commit_ts_us,
                 txid: Some(transaction.events.xid),
                 lsn: Some(lsn),
-                commit_lsn: Some(transaction.events.commit_lsn),
+                previous_commit: Some(transaction.events.previous_commit),
                 snapshot: Default::default(),
             },
         );
@@ -671,7 +682,7 @@ impl<'a> Session<'a> {
                 commit_ts_us: transaction.events.commit_ts_us,
                 txid: Some(transaction.events.xid),
                 lsn: Some(Lsn(message.lsn.0.saturating_sub(1))),
-                commit_lsn: Some(transaction.events.commit_lsn),
+                previous_commit: Some(transaction.events.previous_commit),
                 snapshot: Default::default(),
             },
         );

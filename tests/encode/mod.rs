@@ -22,6 +22,7 @@ fn column(name: &str, pg_type: PgType, optional: bool) -> Column {
         pg_type,
         optional,
         in_identity: false,
+        default: None,
     }
 }
 
@@ -46,7 +47,7 @@ fn position() -> SourcePosition {
         commit_ts_us: 1_704_164_645_678_901,
         txid: Some(771),
         lsn: Some(Lsn(24_023_200)),
-        commit_lsn: Some(Lsn(24_023_128)),
+        previous_commit: Some(Lsn(24_023_128)),
         snapshot: SnapshotMarker::False,
     }
 }
@@ -145,7 +146,7 @@ async fn tables_register_once_per_version_and_decode() {
             "ts_ms": 1_704_164_645_678i64, "snapshot": "false", "db": "shopdb",
             "sequence": "[\"24023128\",\"24023200\"]", "ts_us": 1_704_164_645_678_901i64,
             "ts_ns": 1_704_164_645_678_901_000i64, "schema": "public", "table": "item",
-            "txId": 771, "lsn": 24_023_200, "xmin": null
+            "txId": 771, "lsn": 24_023_200, "xmin": null, "origin": null, "origin_lsn": null
         })
     );
     assert_eq!(

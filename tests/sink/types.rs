@@ -70,3 +70,76 @@ async fn every_type_arrives_equal() {
     );
     assert_eq!(capture.stop(), 0);
 }
+
+const DEBEZIUM_SCHEMA: &str = "
+    CREATE EXTENSION hstore;
+    CREATE EXTENSION ltree;
+    CREATE SCHEMA l1;
+    CREATE TYPE l1.mood AS ENUM ('sad', 'ok', 'happy');
+    CREATE TABLE l1.shapes (
+        id serial PRIMARY KEY, o oid, oa oid[], m money NOT NULL, tz timestamptz,
+        tza timestamptz[], p point, lt ltree, lta ltree[], h hstore, ha hstore[], moods l1.mood[]
+    );
+    CREATE TABLE l1.spans (id int PRIMARY KEY, iv interval);";
+
+const DEBEZIUM_ROWS: &str = r#"
+    INSERT INTO l1.shapes (o, oa, m, tz, tza, p, lt, lta, h, ha, moods) VALUES
+        (4000000000, '{3,4000000000}', '-$1,234.11', '2020-04-01 13:51:02+02',
+         '{"2020-04-01 13:51:02.5+02"}', '(1.5,-2)', 'Top.Science', '{Ship.Frigate,Ship.Destroyer}',
+         'a=>1, b=>NULL, "key #1"=>"val \"q\\"', ARRAY['k=>v'::hstore], '{sad,happy}'),
+        (0, '{}', '$0.00', NULL, NULL, NULL, NULL, NULL, '', NULL, NULL);
+    INSERT INTO l1.spans VALUES (1, '1 mon');"#;
+
+/// Each column's type and text in the target, `|`-separated, row by row.
+const SHAPES: &str = "SELECT concat_ws('|', id, pg_typeof(o), o, pg_typeof(m), m, tz, tza,
+        pg_typeof(p), p, pg_typeof(lt), lt, lta, pg_typeof(h), h, ha, pg_typeof(moods), moods)
+    FROM l1.shapes ORDER BY id";
+
+/// Money, point, ltree and hstore arrive as themselves where the target has the types (hstore
+/// from Debezium's JSON object), as jsonb and text where it has not; oid as bigint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debezium_shaped_types_arrive_in_their_own_column_types() {
+    let mut capture = Capture::on_shared_sink_testbed(DEBEZIUM_SCHEMA).await;
+    let config = capture.config(&["l1.*"], "snapshot = \"never\"", "");
+    capture.start(&config).await;
+    let mut with_extensions = Target::new(&capture, "").await;
+    with_extensions
+        .client
+        .batch_execute("CREATE EXTENSION hstore; CREATE EXTENSION ltree; CREATE SCHEMA l1; CREATE TYPE l1.mood AS ENUM ('sad', 'ok', 'happy');")
+        .await
+        .expect("target extensions");
+    with_extensions.start();
+    let mut without = Target::new(&capture, "").await;
+    without.start();
+    capture
+        .client
+        .batch_execute(DEBEZIUM_ROWS)
+        .await
+        .expect("rows");
+    // A month travels as 30.4375 days (Debezium's MicroDuration), so verify, comparing text,
+    // finds `1 mon` and `730:30:00` different.
+    let spans = "l1.spans -> l1.spans: DIFFERENT source 1 row, target 1 row; first differing keys: (id)=(1) [content differs]";
+    with_extensions.settle(&["l1.shapes -> l1.shapes: ok (2 rows)", spans]);
+    assert_eq!(
+        with_extensions.rows("SELECT iv::text FROM l1.spans").await,
+        ["730:30:00"]
+    );
+    assert_eq!(
+        with_extensions.rows(SHAPES).await,
+        [
+            r#"1|bigint|4000000000|money|-$1,234.11|2020-04-01 11:51:02+00|{"2020-04-01 11:51:02.5+00"}|point|(1.5,-2)|ltree|Top.Science|{Ship.Frigate,Ship.Destroyer}|hstore|"a"=>"1", "b"=>NULL, "key #1"=>"val \"q\\"|{"\"k\"=>\"v\""}|l1.mood[]|{sad,happy}"#,
+            "2|bigint|0|money|$0.00|point|ltree|hstore||l1.mood[]",
+        ]
+    );
+    // Without the extensions: hstore as jsonb (verify compares text, so it differs), ltree as
+    // text.
+    without.settle(&["l1.shapes -> l1.shapes: DIFFERENT source 2 rows, target 2 rows; first differing keys: (id)=(1) [content differs], (id)=(2) [content differs]", spans]);
+    assert_eq!(
+        without.rows(SHAPES).await,
+        [
+            r#"1|bigint|4000000000|money|-$1,234.11|2020-04-01 11:51:02+00|{"2020-04-01 11:51:02.5+00"}|point|(1.5,-2)|text|Top.Science|{Ship.Frigate,Ship.Destroyer}|jsonb|{"a": "1", "b": null, "key #1": "val \"q\\"}|{"{\"k\": \"v\"}"}|l1.mood[]|{sad,happy}"#,
+            "2|bigint|0|money|$0.00|point|text|jsonb|{}|l1.mood[]",
+        ]
+    );
+    assert_eq!(capture.stop(), 0);
+}

@@ -60,15 +60,25 @@ fn assert_envelope(
     assert_eq!(source["txId"], txid, "{source:#}");
     let sequence: Vec<String> =
         serde_json::from_str(source["sequence"].as_str().expect("sequence")).expect("JSON array");
-    let (commit_lsn, lsn): (u64, u64) =
+    let (previous_commit, lsn): (u64, u64) =
         (sequence[0].parse().unwrap(), sequence[1].parse().unwrap());
     assert_eq!(source["lsn"], lsn);
+    // The tests' transactions run one after another, so each change follows the commit of the
+    // transaction before.
     assert!(
-        lsn > 0 && lsn < commit_lsn,
-        "change LSN {lsn} must precede commit LSN {commit_lsn}"
+        previous_commit > 0 && previous_commit <= lsn,
+        "the previous transaction's commit ({previous_commit}) must precede the change's LSN {lsn}"
     );
     let transaction = &envelope["transaction"];
-    assert_eq!(transaction["id"], format!("{txid}:{commit_lsn}"));
+    let id = transaction["id"].as_str().expect("a transaction id");
+    let commit_lsn: u64 = id
+        .strip_prefix(&format!("{txid}:"))
+        .and_then(|lsn| lsn.parse().ok())
+        .unwrap_or_else(|| panic!("transaction id {id}"));
+    assert!(
+        lsn < commit_lsn,
+        "change LSN {lsn} must precede commit LSN {commit_lsn}"
+    );
     for field in ["ts_ms", "ts_us", "ts_ns"] {
         assert!(
             envelope[field].as_i64().is_some_and(|t| t > 0),

@@ -6,6 +6,8 @@ use serde_json::{json, Value};
 
 use crate::support::capture::Capture;
 
+mod debezium;
+
 const SCHEMA: &str = "
     CREATE EXTENSION citext;
     CREATE SCHEMA l1;
@@ -62,7 +64,7 @@ fn typical() -> Value {
         "c_date": 19782,
         "c_time": 47_655_123_456_i64,
         "c_timestamp": 1_709_212_455_500_000_i64,
-        "c_timestamptz": "2024-02-29T11:14:15.5Z",
+        "c_timestamptz": "2024-02-29T11:14:15.500000Z",
         "c_timetz": "11:14:15Z",
         "c_interval": 93_600_000_000_i64,
         "c_uuid": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
@@ -71,7 +73,8 @@ fn typical() -> Value {
         // Bits little-endian as Debezium's BitSet writes them: 0b1000000001 = 513.
         "c_bits": [1, 2], "c_varbit": [5],
         "c_int_array": [1, null, 3], "c_text_array": ["a b", "c\"d", null],
-        "c_money": "$1,234.56",
+        // 1234.56 at scale 2: unscaled 123456 = 0x01E240.
+        "c_money": [0x01, 0xe2, 0x40],
     })
 }
 
@@ -85,7 +88,7 @@ fn edges() -> Value {
         "c_char": "   ", "c_varchar": "", "c_text": "", "c_citext": "",
         "c_inet": "::1", "c_cidr": "::/0", "c_macaddr": "00:00:00:00:00:00",
         "c_bytea": [],
-        "c_date": i32::MIN,
+        "c_date": -2_147_472_691,
         "c_time": 86_400_000_000_i64,
         "c_timestamp": 9_223_372_036_825_200_000_i64,
         "c_timestamptz": "-infinity",
@@ -97,7 +100,7 @@ fn edges() -> Value {
         "c_enum": "sad", "c_bit1": false,
         "c_bits": [], "c_varbit": [],
         "c_int_array": [], "c_text_array": [],
-        "c_money": "-$0.01",
+        "c_money": [0xff],
     })
 }
 

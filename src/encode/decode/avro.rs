@@ -232,10 +232,34 @@ impl<'a> Reader<'a> {
                 };
                 Scalar::VarDecimal { scale, unscaled }
             }
-            ScalarKind::Text | ScalarKind::Uuid | ScalarKind::ZonedTimestamp => {
-                Scalar::Str(self.str()?)
+            ScalarKind::Text
+            | ScalarKind::Uuid
+            | ScalarKind::ZonedTimestamp
+            | ScalarKind::Hstore => Scalar::Str(self.str()?),
+            ScalarKind::Point {
+                wkb_null,
+                srid_null,
+            } => {
+                let (x, y) = (self.double()?, self.double()?);
+                // The WKB and SRID say nothing a point column keeps: read past them.
+                if self.present_unless(wkb_null)? {
+                    self.bytes()?;
+                }
+                if self.present_unless(srid_null)? {
+                    self.int()?;
+                }
+                Scalar::Point { x, y }
             }
         })
+    }
+
+    /// Whether a field follows: always for a required one, else as its union branch says
+    /// (`null` is the null branch's index).
+    fn present_unless(&mut self, null: Option<i64>) -> Result<bool, Problem> {
+        match null {
+            None => Ok(true),
+            Some(null) => Ok(self.long()? != null),
+        }
     }
 
     fn optional_str(&mut self, branches: Option<Branches>) -> Result<Option<&'a str>, Problem> {

@@ -48,6 +48,7 @@ use crate::encode::registry::{RegistryClient, RegistryError};
 use crate::event::change::{Position, SinkChange};
 
 use plan::Plan;
+pub use plan::TargetTypes;
 
 /// JsonConverter writes the schema first, without whitespace; the fast path relies on that.
 const JSON_SCHEMA_PREFIX: &[u8] = b"{\"schema\":";
@@ -163,14 +164,21 @@ pub struct RecordDecoder {
     /// The JSON plan the previous record used: tried first.
     last_json: usize,
     scratch: Scratch,
+    target: TargetTypes,
 }
 
 impl RecordDecoder {
-    /// A decoder for records in `format`; Avro needs the registry the source registers in.
-    pub fn new(format: Format, registry: Option<Arc<RegistryClient>>) -> RecordDecoder {
+    /// A decoder for records in `format` bound for a target with `target`'s types; Avro needs
+    /// the registry the source registers in.
+    pub fn new(
+        format: Format,
+        registry: Option<Arc<RegistryClient>>,
+        target: TargetTypes,
+    ) -> RecordDecoder {
         RecordDecoder {
             format,
             registry,
+            target,
             avro_plans: HashMap::new(),
             json_plans: Vec::new(),
             last_json: 0,
@@ -198,7 +206,7 @@ impl RecordDecoder {
                     Entry::Occupied(entry) => entry.into_mut(),
                     Entry::Vacant(entry) => {
                         let registry = self.registry.as_deref().ok_or(DecodeError::NoRegistry)?;
-                        entry.insert(avro_plan(registry, key_id, value_id).await?)
+                        entry.insert(avro_plan(registry, key_id, value_id, self.target).await?)
                     }
                 };
                 avro::decode(plan, datum, &mut self.scratch)?
@@ -242,7 +250,8 @@ impl RecordDecoder {
                     .map(schema::parse_connect)
                     .transpose()
                     .map_err(schema_error)?;
-                let plan = Plan::build(&envelope, key.as_ref()).map_err(schema_error)?;
+                let plan =
+                    Plan::build(&envelope, key.as_ref(), self.target).map_err(schema_error)?;
                 self.json_plans.push(JsonPlan {
                     value_schema: value_schema.into(),
                     key_schema: key_schema.map(Into::into),
@@ -279,6 +288,7 @@ async fn avro_plan(
     registry: &RegistryClient,
     key_id: Option<u32>,
     value_id: u32,
+    target: TargetTypes,
 ) -> Result<Plan, DecodeError> {
     let value_text = fetch(registry, "value", value_id).await?;
     let parsed = |part: &str, id: u32, text: &str| {
@@ -292,7 +302,7 @@ async fn avro_plan(
         Some(id) => Some(parsed("key", id, &fetch(registry, "key", id).await?)?),
         None => None,
     };
-    Plan::build(&envelope, key.as_ref()).map_err(|detail| DecodeError::Schema {
+    Plan::build(&envelope, key.as_ref(), target).map_err(|detail| DecodeError::Schema {
         context: match key_id {
             Some(key_id) => format!("key schema id {key_id}, value schema id {value_id}"),
             None => format!("value schema id {value_id}"),

@@ -16,9 +16,20 @@ use super::text::{ArrayPlaceholder, ScalarKind};
 use super::DecodeError;
 
 const VARIABLE_SCALE_DECIMAL: &str = "io.debezium.data.VariableScaleDecimal";
+const POINT_NAME: &str = "io.debezium.data.geometry.Point";
 const ENUM_NAME: &str = "io.debezium.data.Enum";
 /// PostgreSQL's limit on a numeric type modifier's precision (and its scale's magnitude).
 const MAX_NUMERIC_PRECISION: i64 = 1000;
+
+/// Extension types the target database has: they decide the column type (and text form) of
+/// values whose source type needs them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TargetTypes {
+    /// `hstore`: hstore columns get it, else jsonb.
+    pub hstore: bool,
+    /// `ltree`: ltree columns get it, else text.
+    pub ltree: bool,
+}
 
 /// The branch indexes of an Avro `["null", T]` union (either order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +109,11 @@ pub(super) struct Plan {
 
 impl Plan {
     /// The plan for records whose value has schema `envelope` and whose key has `key`.
-    pub fn build(envelope: &Schema, key: Option<&Schema>) -> Result<Plan, String> {
+    pub fn build(
+        envelope: &Schema,
+        key: Option<&Schema>,
+        target: TargetTypes,
+    ) -> Result<Plan, String> {
         let record = envelope
             .record()
             .ok_or("not a change-event Envelope: the value schema is not a record")?;
@@ -107,7 +122,8 @@ impl Plan {
         let mut sink_columns = Vec::with_capacity(value.fields.len());
         let mut by_field = HashMap::with_capacity(value.fields.len());
         for (index, (field, schema)) in value.fields.iter().enumerate() {
-            let (plan, sink) = column(field, schema).map_err(|e| format!("column {field}: {e}"))?;
+            let (plan, sink) =
+                column(field, schema, target).map_err(|e| format!("column {field}: {e}"))?;
             columns.push(plan);
             sink_columns.push(sink);
             by_field.insert(field.clone(), index);
@@ -236,9 +252,13 @@ fn nullable_parts(schema: &Schema) -> (Option<Branches>, &Schema) {
     }
 }
 
-fn column(field: &str, schema: &Schema) -> Result<(ColumnPlan, SinkColumn), String> {
+fn column(
+    field: &str,
+    schema: &Schema,
+    target: TargetTypes,
+) -> Result<(ColumnPlan, SinkColumn), String> {
     let (nullable, inner) = nullable_parts(schema);
-    let (value, sql_type) = value_plan(inner)?;
+    let (value, sql_type) = value_plan(inner, target)?;
     let name = inner
         .parameter(SOURCE_COLUMN_NAME_PARAMETER)
         .unwrap_or(field)
@@ -269,10 +289,10 @@ fn enum_type(schema: &Schema) -> Option<EnumType> {
     EnumType::parse(type_name, schema.parameter("allowed").unwrap_or_default())
 }
 
-fn value_plan(schema: &Schema) -> Result<(ValuePlan, String), String> {
+fn value_plan(schema: &Schema, target: TargetTypes) -> Result<(ValuePlan, String), String> {
     if let Kind::Array(items) = &schema.kind {
         let (nullable, inner) = nullable_parts(items);
-        let (items, sql_type) = value_plan(inner)?;
+        let (items, sql_type) = value_plan(inner, target)?;
         let placeholder = match items {
             ValuePlan::Scalar(kind) => ArrayPlaceholder::of(kind),
             ValuePlan::Array { .. } => ArrayPlaceholder::None,
@@ -284,13 +304,16 @@ fn value_plan(schema: &Schema) -> Result<(ValuePlan, String), String> {
         };
         return Ok((plan, format!("{sql_type}[]")));
     }
-    let (kind, sql_type) = scalar_kind(schema)?;
+    let (kind, sql_type) = scalar_kind(schema, target)?;
     Ok((ValuePlan::Scalar(kind), sql_type))
 }
 
 /// SPEC §5 read backwards: the physical type and semantic name → how to print, and as what.
-fn scalar_kind(schema: &Schema) -> Result<(ScalarKind, String), String> {
+fn scalar_kind(schema: &Schema, target: TargetTypes) -> Result<(ScalarKind, String), String> {
     let name = schema.name.as_deref().unwrap_or_default();
+    let source_type = schema
+        .parameter(SOURCE_COLUMN_TYPE_PARAMETER)
+        .map(str::to_ascii_lowercase);
     let (kind, sql_type) = match &schema.kind {
         Kind::Boolean => (ScalarKind::Bool, "boolean"),
         Kind::Int => match name {
@@ -306,19 +329,33 @@ fn scalar_kind(schema: &Schema) -> Result<(ScalarKind, String), String> {
         },
         Kind::Float => (ScalarKind::Float, "real"),
         Kind::Double => (ScalarKind::Double, "double precision"),
+        Kind::Bytes if source_type.as_deref() == Some("money") => {
+            let (kind, _) = bytes_kind(schema, name);
+            (kind, "money")
+        }
         Kind::Bytes => return Ok(bytes_kind(schema, name)),
         Kind::String => match name {
             "io.debezium.time.ZonedTimestamp" => (ScalarKind::ZonedTimestamp, "timestamptz"),
             "io.debezium.time.ZonedTime" => (ScalarKind::Text, "timetz"),
             "io.debezium.data.Uuid" => (ScalarKind::Uuid, "uuid"),
+            // An hstore travels as a JSON object; without the extension the target gets jsonb.
+            "io.debezium.data.Json" if source_type.as_deref() == Some("hstore") => {
+                if target.hstore {
+                    (ScalarKind::Hstore, "hstore")
+                } else {
+                    (ScalarKind::Text, "jsonb")
+                }
+            }
             // json, not jsonb: the target keeps the text the source sent, so content compares.
             "io.debezium.data.Json" => (ScalarKind::Text, "json"),
             "io.debezium.data.Xml" => (ScalarKind::Text, "xml"),
+            "io.debezium.data.Ltree" if target.ltree => (ScalarKind::Text, "ltree"),
             _ => (ScalarKind::Text, "text"),
         },
         Kind::Record(record) if name == VARIABLE_SCALE_DECIMAL => {
             (variable_scale_decimal(record)?, "numeric")
         }
+        Kind::Record(record) if name == POINT_NAME => (point(record)?, "point"),
         other => return Err(format!("unsupported column type {other:?}")),
     };
     Ok((kind, sql_type.to_string()))
@@ -349,6 +386,32 @@ fn bytes_kind(schema: &Schema, name: &str) -> (ScalarKind, String) {
         return (ScalarKind::Bits { length }, "bit varying".to_string());
     }
     (ScalarKind::Bytes, "bytea".to_string())
+}
+
+/// Debezium's Point struct: x and y, then the optional wkb and srid.
+fn point(record: &Record) -> Result<ScalarKind, String> {
+    let field = |index: usize, name: &str, kind: Kind| {
+        let (field, schema) = record.fields.get(index)?;
+        let (nullable, inner) = nullable_parts(schema);
+        (field == name && inner.kind == kind).then_some(nullable.map(|b| b.null))
+    };
+    let layout = (
+        field(0, "x", Kind::Double),
+        field(1, "y", Kind::Double),
+        field(2, "wkb", Kind::Bytes),
+        field(3, "srid", Kind::Int),
+    );
+    match layout {
+        (Some(None), Some(None), Some(wkb_null), Some(srid_null)) if record.fields.len() == 4 => {
+            Ok(ScalarKind::Point {
+                wkb_null,
+                srid_null,
+            })
+        }
+        _ => Err(format!(
+            "{POINT_NAME} without double x, double y, bytes wkb and int srid"
+        )),
+    }
 }
 
 fn variable_scale_decimal(record: &Record) -> Result<ScalarKind, String> {

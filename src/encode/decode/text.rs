@@ -45,6 +45,14 @@ pub(super) enum ScalarKind {
     Time,
     Timestamp,
     Interval,
+    /// Debezium's `io.debezium.data.geometry.Point` struct, printed `(x,y)`. Each of `wkb`
+    /// and `srid` is the null branch of its Avro union, or `None` when the field is required.
+    Point {
+        wkb_null: Option<i64>,
+        srid_null: Option<i64>,
+    },
+    /// hstore held as Debezium's JSON object, printed in hstore's own text form.
+    Hstore,
 }
 
 /// One value as a reader found it, borrowing from the record or the reader's scratch.
@@ -62,6 +70,10 @@ pub(super) enum Scalar<'a> {
         unscaled: &'a [u8],
     },
     Str(&'a str),
+    Point {
+        x: f64,
+        y: f64,
+    },
 }
 
 /// Whether `scalar` is the placeholder of an unchanged TOASTed value for a column of `kind`.
@@ -77,8 +89,19 @@ pub(super) fn is_placeholder(kind: ScalarKind, scalar: &Scalar<'_>) -> bool {
         (ScalarKind::VarDecimal { .. }, Scalar::VarDecimal { unscaled, .. }) => {
             *unscaled == PLACEHOLDER
         }
+        (ScalarKind::Hstore, Scalar::Str(s)) => is_hstore_placeholder(s),
         _ => false,
     }
+}
+
+/// Debezium's unchanged-TOAST hstore: one pair, key and value both the placeholder.
+fn is_hstore_placeholder(json: &str) -> bool {
+    json.strip_prefix("{\"")
+        .and_then(|rest| rest.strip_suffix("\"}"))
+        .and_then(|pair| pair.split_once("\":\""))
+        .is_some_and(|(key, value)| {
+            key == UNAVAILABLE_VALUE_PLACEHOLDER && value == UNAVAILABLE_VALUE_PLACEHOLDER
+        })
 }
 
 /// What stands in for an unchanged TOASTed array (see the `encode` module's doc).
@@ -248,9 +271,48 @@ pub(super) fn push_scalar(
             push_int(out, micros);
             out.push_str(" microseconds");
         }
+        (ScalarKind::Point { .. }, Scalar::Point { x, y }) => {
+            out.push('(');
+            push_float(out, x, x);
+            out.push(',');
+            push_float(out, y, y);
+            out.push(')');
+        }
+        (ScalarKind::Hstore, Scalar::Str(json)) => push_hstore(out, json)?,
         (kind, scalar) => return Err(format!("a {kind:?} column cannot hold {scalar:?}")),
     }
     Ok(())
+}
+
+/// A JSON object of strings (Debezium's `hstore.handling.mode = json`) as hstore text:
+/// `"k"=>"v", "n"=>NULL`.
+fn push_hstore(out: &mut String, json: &str) -> Result<(), String> {
+    let pairs: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(json).map_err(|e| format!("hstore JSON {json:?}: {e}"))?;
+    for (index, (key, value)) in pairs.iter().enumerate() {
+        if index > 0 {
+            out.push_str(", ");
+        }
+        push_hstore_item(out, key);
+        out.push_str("=>");
+        match value {
+            serde_json::Value::String(text) => push_hstore_item(out, text),
+            serde_json::Value::Null => out.push_str("NULL"),
+            other => return Err(format!("hstore JSON value {other} is not a string or null")),
+        }
+    }
+    Ok(())
+}
+
+fn push_hstore_item(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        if matches!(c, '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
 }
 
 /// A cell's initial capacity, so that most values need no regrowth.

@@ -316,10 +316,13 @@ mod tests {
         );
         assert_eq!(
             parse(
-                &array_of(PgType::Timestamptz),
+                &array_of(PgType::Timestamptz { fraction_digits: 6 }),
                 r#"{"2024-01-01 00:00:00+00","2024-01-01 05:30:00+05:30"}"#
             ),
-            strings(&[Some("2024-01-01T00:00:00Z"), Some("2024-01-01T00:00:00Z")])
+            strings(&[
+                Some("2024-01-01T00:00:00.000000Z"),
+                Some("2024-01-01T00:00:00.000000Z")
+            ])
         );
         assert_eq!(
             parse(

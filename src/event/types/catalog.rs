@@ -123,6 +123,9 @@ fn resolve(rows: &HashMap<u32, CatalogTypeRow>, oid: u32, depth: usize) -> Optio
     })
 }
 
+/// The precision of a time type declared without one.
+const DEFAULT_TIME_PRECISION: u32 = 6;
+
 /// `VARHDRSZ`, which numeric's type modifier carries on top of precision and scale.
 const NUMERIC_TYPMOD_OFFSET: i32 = 4;
 
@@ -168,6 +171,11 @@ fn base_type(name: &str, type_modifier: i32) -> PgType {
         "int2" => PgType::Int2,
         "int4" => PgType::Int4,
         "int8" => PgType::Int8,
+        "oid" => PgType::Oid,
+        "money" => PgType::Money,
+        "point" => PgType::Point,
+        "ltree" => PgType::Ltree,
+        "hstore" => PgType::Hstore,
         "float4" => PgType::Float4,
         "float8" => PgType::Float8,
         "numeric" => numeric(type_modifier),
@@ -177,7 +185,11 @@ fn base_type(name: &str, type_modifier: i32) -> PgType {
         "date" => PgType::Date,
         "time" => PgType::Time,
         "timestamp" => PgType::Timestamp,
-        "timestamptz" => PgType::Timestamptz,
+        // The type modifier of time types is the declared precision (pgjdbc's scale).
+        "timestamptz" => PgType::Timestamptz {
+            fraction_digits: u32::try_from(type_modifier)
+                .map_or(DEFAULT_TIME_PRECISION, |p| p.min(DEFAULT_TIME_PRECISION)),
+        },
         "timetz" => PgType::Timetz,
         "interval" => PgType::Interval,
         "uuid" => PgType::Uuid,
@@ -360,7 +372,14 @@ mod tests {
         assert_eq!(column(&catalog, 1560, 1), PgType::Bit1);
         assert_eq!(column(&catalog, 1560, 5), PgType::Bits { length: Some(5) });
         assert_eq!(column(&catalog, 16385, -1), PgType::Text);
-        assert_eq!(column(&catalog, 1184, 3), PgType::Timestamptz);
+        assert_eq!(
+            column(&catalog, 1184, 3),
+            PgType::Timestamptz { fraction_digits: 3 }
+        );
+        assert_eq!(
+            column(&catalog, 1184, -1),
+            PgType::Timestamptz { fraction_digits: 6 }
+        );
         assert_eq!(
             column(&catalog, 22, -1),
             PgType::Other {
@@ -409,12 +428,11 @@ mod tests {
             ("json", PgType::Json),
             ("jsonb", PgType::Json),
             ("xml", PgType::Xml),
-            (
-                "money",
-                PgType::Other {
-                    type_name: "money".into(),
-                },
-            ),
+            ("oid", PgType::Oid),
+            ("money", PgType::Money),
+            ("point", PgType::Point),
+            ("ltree", PgType::Ltree),
+            ("hstore", PgType::Hstore),
         ];
         for (name, expected) in cases {
             assert_eq!(base(name, -1), expected, "{name}");

@@ -199,13 +199,14 @@ fn read_offset(cursor: &mut Cursor<'_>) -> Option<i64> {
         .then_some(sign * (hours * 3600 + minutes * 60 + seconds))
 }
 
-/// date → days since 1970-01-01; `infinity`/`-infinity` → `i32::MAX`/`i32::MIN`. (Debezium
-/// sends −2147472692 / −2147472691 there: pgjdbc's infinity dates, −5877611-06-21/22, are
-/// PostgreSQL's `INT32_MAX`/`INT32_MIN` days since 2000 wrapped around when moved to 1970.)
+/// date → days since 1970-01-01. `infinity`/`-infinity` → −2147472692 / −2147472691, what
+/// Debezium's streaming sends: pgjdbc's infinity dates (−5877611-06-21/22, PostgreSQL's
+/// `INT32_MAX`/`INT32_MIN` days since 2000 wrapped around when moved to 1970) as epoch days.
+/// No real date is that far back (PostgreSQL's first is 4714-11-24 BC), so a sink can tell.
 pub(super) fn parse_date(pg_type: &PgType, text: &[u8]) -> Result<i32, TypeError> {
     match text {
-        b"infinity" => return Ok(i32::MAX),
-        b"-infinity" => return Ok(i32::MIN),
+        b"infinity" => return Ok(DATE_POSITIVE_INFINITY_DAYS),
+        b"-infinity" => return Ok(DATE_NEGATIVE_INFINITY_DAYS),
         _ => {}
     }
     let (body, bc) = strip_era(text);
@@ -223,6 +224,11 @@ pub(super) fn parse_time(pg_type: &PgType, text: &[u8]) -> Result<i64, TypeError
         .filter(|_| cursor.at_end())
         .ok_or_else(|| TypeError::malformed(pg_type, text, "expected HH:MM:SS[.ffffff]"))
 }
+
+/// Debezium's epoch days for date `infinity`.
+pub const DATE_POSITIVE_INFINITY_DAYS: i32 = -2_147_472_692;
+/// Debezium's epoch days for date `-infinity`.
+pub const DATE_NEGATIVE_INFINITY_DAYS: i32 = -2_147_472_691;
 
 /// timestamp → µs since the epoch; `infinity`/`-infinity` → Debezium's sentinels.
 pub(super) fn parse_timestamp(pg_type: &PgType, text: &[u8]) -> Result<i64, TypeError> {
@@ -246,11 +252,16 @@ pub(super) fn parse_timestamp(pg_type: &PgType, text: &[u8]) -> Result<i64, Type
         .ok_or_else(|| TypeError::out_of_range(pg_type, text))
 }
 
-/// timestamptz → the instant in UTC, printed as Java's `ISO_OFFSET_DATE_TIME` prints an
-/// `OffsetDateTime` at UTC: `2024-01-02T03:04:05.12Z` (fraction without trailing zeros, none
-/// when zero), years beyond 9999 with `+`, before year 0 with `-`. `infinity`/`-infinity` stay
-/// as they are, as in Debezium.
-pub(super) fn parse_timestamptz(pg_type: &PgType, text: &[u8]) -> Result<String, TypeError> {
+/// timestamptz → the instant in UTC, as Debezium's `ZonedTimestamp` prints it with the column's
+/// precision as fraction width: exactly `fraction_digits` digits (`2024-01-02T03:04:05.120000Z`
+/// for a plain timestamptz, zeros included); width 0 is Java's `ISO_OFFSET_DATE_TIME` (a
+/// fraction only when not zero). Years beyond 9999 with `+`, before year 0 with `-`.
+/// `infinity`/`-infinity` stay as they are, as in Debezium.
+pub(super) fn parse_timestamptz(
+    pg_type: &PgType,
+    text: &[u8],
+    fraction_digits: u32,
+) -> Result<String, TypeError> {
     match text {
         b"infinity" => return Ok("infinity".to_owned()),
         b"-infinity" => return Ok("-infinity".to_owned()),
@@ -278,7 +289,19 @@ pub(super) fn parse_timestamptz(pg_type: &PgType, text: &[u8]) -> Result<String,
     let mut out = String::with_capacity(32);
     push_year(&mut out, utc.year);
     let _ = write!(out, "-{:02}-{:02}T", utc.month, utc.day);
-    push_time_z(&mut out, utc_micros.rem_euclid(MICROS_PER_DAY));
+    let micros_of_day = utc_micros.rem_euclid(MICROS_PER_DAY);
+    if fraction_digits == 0 {
+        push_time_z(&mut out, micros_of_day);
+    } else {
+        push_hms(&mut out, micros_of_day / MICROS_PER_SECOND);
+        // PostgreSQL already rounded the value to the column's precision; the digits past it
+        // are zeros.
+        let width = fraction_digits.min(6) as usize;
+        let fraction = format!("{:06}", micros_of_day % MICROS_PER_SECOND);
+        out.push('.');
+        out.push_str(&fraction[..width]);
+        out.push('Z');
+    }
     Ok(out)
 }
 
@@ -314,10 +337,8 @@ fn push_year(out: &mut String, year: i64) {
     };
 }
 
-/// `HH:MM:SS[.f…]Z` as Java's `ISO_LOCAL_TIME` plus a zero offset prints it.
-fn push_time_z(out: &mut String, micros_of_day: i64) {
-    let seconds = micros_of_day / MICROS_PER_SECOND;
-    let micros = micros_of_day % MICROS_PER_SECOND;
+/// `HH:MM:SS` of a second of the day.
+fn push_hms(out: &mut String, seconds: i64) {
     let _ = write!(
         out,
         "{:02}:{:02}:{:02}",
@@ -325,6 +346,12 @@ fn push_time_z(out: &mut String, micros_of_day: i64) {
         seconds / 60 % 60,
         seconds % 60
     );
+}
+
+/// `HH:MM:SS[.f…]Z` as Java's `ISO_LOCAL_TIME` plus a zero offset prints it.
+fn push_time_z(out: &mut String, micros_of_day: i64) {
+    let micros = micros_of_day % MICROS_PER_SECOND;
+    push_hms(out, micros_of_day / MICROS_PER_SECOND);
     if micros != 0 {
         let mut fraction = format!("{micros:06}");
         while fraction.ends_with('0') {
@@ -475,8 +502,8 @@ mod tests {
             parse(PgType::Date, "5874897-12-31"),
             Value::Int(2_145_042_905)
         );
-        assert_eq!(parse(PgType::Date, "infinity"), Value::Int(i32::MAX));
-        assert_eq!(parse(PgType::Date, "-infinity"), Value::Int(i32::MIN));
+        assert_eq!(parse(PgType::Date, "infinity"), Value::Int(-2_147_472_692));
+        assert_eq!(parse(PgType::Date, "-infinity"), Value::Int(-2_147_472_691));
         for bad in [
             "2023-02-29",
             "2024-13-01",
@@ -579,43 +606,69 @@ mod tests {
 
     #[test]
     fn timestamptz() {
-        let tz = |text| parse(PgType::Timestamptz, text);
+        let tz = |text| parse(PgType::Timestamptz { fraction_digits: 6 }, text);
         let s = |text: &str| Value::String(text.to_owned());
-        assert_eq!(tz("2024-01-02 03:04:05+00"), s("2024-01-02T03:04:05Z"));
+        assert_eq!(
+            tz("2024-01-02 03:04:05+00"),
+            s("2024-01-02T03:04:05.000000Z")
+        );
         assert_eq!(
             tz("2024-01-02 03:04:05.123456+00"),
             s("2024-01-02T03:04:05.123456Z")
         );
         assert_eq!(
             tz("2024-01-02 03:04:05.12+00"),
-            s("2024-01-02T03:04:05.12Z")
-        );
-        assert_eq!(
-            tz("2024-01-02 03:04:05.12345+00"),
-            s("2024-01-02T03:04:05.12345Z")
+            s("2024-01-02T03:04:05.120000Z")
         );
         assert_eq!(
             tz("2024-01-02 03:04:05.000001+00"),
             s("2024-01-02T03:04:05.000001Z")
         );
-        assert_eq!(tz("2024-01-02 03:04:05+05:30"), s("2024-01-01T21:34:05Z"));
-        assert_eq!(tz("2024-12-31 20:00:00-08"), s("2025-01-01T04:00:00Z"));
+        assert_eq!(
+            tz("2024-01-02 03:04:05+05:30"),
+            s("2024-01-01T21:34:05.000000Z")
+        );
+        assert_eq!(
+            tz("2024-12-31 20:00:00-08"),
+            s("2025-01-01T04:00:00.000000Z")
+        );
         assert_eq!(
             tz("2024-01-02 03:04:05.5+05:30:15"),
-            s("2024-01-01T21:33:50.5Z")
+            s("2024-01-01T21:33:50.500000Z")
         );
-        assert_eq!(tz("2024-03-01 00:00:00+01"), s("2024-02-29T23:00:00Z"));
-        assert_eq!(tz("0044-03-15 06:30:00+00 BC"), s("-0043-03-15T06:30:00Z"));
-        assert_eq!(tz("0001-01-01 00:00:00+01"), s("0000-12-31T23:00:00Z"));
+        assert_eq!(
+            tz("2024-03-01 00:00:00+01"),
+            s("2024-02-29T23:00:00.000000Z")
+        );
+        assert_eq!(
+            tz("0044-03-15 06:30:00+00 BC"),
+            s("-0043-03-15T06:30:00.000000Z")
+        );
+        assert_eq!(
+            tz("0001-01-01 00:00:00+01"),
+            s("0000-12-31T23:00:00.000000Z")
+        );
         assert_eq!(
             tz("4714-12-31 23:59:59.999999+00 BC"),
             s("-4713-12-31T23:59:59.999999Z")
         );
-        assert_eq!(tz("10000-01-01 00:00:00+00"), s("+10000-01-01T00:00:00Z"));
+        assert_eq!(
+            tz("10000-01-01 00:00:00+00"),
+            s("+10000-01-01T00:00:00.000000Z")
+        );
         assert_eq!(
             tz("294276-12-31 23:59:59.999999+00"),
             s("+294276-12-31T23:59:59.999999Z")
         );
+        // timestamptz(3) prints three digits; timestamptz(0) as ISO_OFFSET_DATE_TIME does.
+        let tz3 = |text| parse(PgType::Timestamptz { fraction_digits: 3 }, text);
+        assert_eq!(
+            tz3("2024-01-02 03:04:05.12+00"),
+            s("2024-01-02T03:04:05.120Z")
+        );
+        assert_eq!(tz3("2024-01-02 03:04:05+00"), s("2024-01-02T03:04:05.000Z"));
+        let tz0 = |text| parse(PgType::Timestamptz { fraction_digits: 0 }, text);
+        assert_eq!(tz0("2024-01-02 03:04:05+00"), s("2024-01-02T03:04:05Z"));
         assert_eq!(tz("infinity"), s("infinity"));
         assert_eq!(tz("-infinity"), s("-infinity"));
         for bad in [
@@ -627,7 +680,7 @@ mod tests {
             "2024-01-02T03:04:05+00",
             "2024-01-02 03:04:05+00 AD",
         ] {
-            fails(PgType::Timestamptz, bad);
+            fails(PgType::Timestamptz { fraction_digits: 6 }, bad);
         }
     }
 

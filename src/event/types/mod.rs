@@ -15,12 +15,20 @@ mod array;
 mod binary;
 mod catalog;
 mod datetime;
+mod defaults;
+mod geometry;
+mod hstore;
 mod numeric;
 
 use std::fmt;
 
 pub use catalog::{catalog_types_from_rows, CatalogType, CatalogTypeRow, CATALOG_TYPES_SQL};
 pub use datetime::{TIMESTAMP_NEGATIVE_INFINITY_MICROS, TIMESTAMP_POSITIVE_INFINITY_MICROS};
+pub use defaults::column_default;
+pub use geometry::{point_wkb, POINT_WKB_LEN};
+
+/// Debezium's default `money.fraction.digits`: the scale of a money column's Decimal.
+pub const MONEY_FRACTION_DIGITS: u32 = 2;
 
 use super::Value;
 
@@ -35,6 +43,8 @@ pub enum PgType {
     Int4,
     /// bigint.
     Int8,
+    /// oid: an unsigned 32-bit number, carried as INT64 as Debezium does.
+    Oid,
     /// real.
     Float4,
     /// double precision.
@@ -43,6 +53,8 @@ pub enum PgType {
     Decimal { precision: u32, scale: u32 },
     /// numeric without precision and scale.
     VariableDecimal,
+    /// money: a Decimal at [`MONEY_FRACTION_DIGITS`].
+    Money,
     /// char, varchar, text, citext, inet, cidr, macaddr, macaddr8.
     Text,
     /// bytea.
@@ -53,8 +65,9 @@ pub enum PgType {
     Time,
     /// timestamp without time zone.
     Timestamp,
-    /// timestamp with time zone.
-    Timestamptz,
+    /// timestamp with time zone; Debezium prints exactly `fraction_digits` (the declared
+    /// precision, 6 without one; 0 prints a fraction only when it is not zero).
+    Timestamptz { fraction_digits: u32 },
     /// time with time zone.
     Timetz,
     /// interval.
@@ -65,6 +78,12 @@ pub enum PgType {
     Json,
     /// xml.
     Xml,
+    /// point: Debezium's `io.debezium.data.geometry.Point` struct.
+    Point,
+    /// ltree (extension): its text, named `io.debezium.data.Ltree`.
+    Ltree,
+    /// hstore (extension): a JSON object, as `hstore.handling.mode = json`.
+    Hstore,
     /// A user-defined enum type: its qualified name (`l1.mood`, quoted where SQL needs it)
     /// and its labels in sort order.
     Enum {
@@ -85,17 +104,19 @@ impl PgType {
     /// Debezium's semantic type name (the `connect.name` schema property), if the family has one.
     pub fn semantic_name(&self) -> Option<&'static str> {
         match self {
-            PgType::Decimal { .. } => Some("org.apache.kafka.connect.data.Decimal"),
+            PgType::Decimal { .. } | PgType::Money => Some("org.apache.kafka.connect.data.Decimal"),
             PgType::VariableDecimal => Some("io.debezium.data.VariableScaleDecimal"),
             PgType::Date => Some("io.debezium.time.Date"),
             PgType::Time => Some("io.debezium.time.MicroTime"),
             PgType::Timestamp => Some("io.debezium.time.MicroTimestamp"),
-            PgType::Timestamptz => Some("io.debezium.time.ZonedTimestamp"),
+            PgType::Timestamptz { .. } => Some("io.debezium.time.ZonedTimestamp"),
             PgType::Timetz => Some("io.debezium.time.ZonedTime"),
             PgType::Interval => Some("io.debezium.time.MicroDuration"),
             PgType::Uuid => Some("io.debezium.data.Uuid"),
-            PgType::Json => Some("io.debezium.data.Json"),
+            PgType::Json | PgType::Hstore => Some("io.debezium.data.Json"),
             PgType::Xml => Some("io.debezium.data.Xml"),
+            PgType::Point => Some("io.debezium.data.geometry.Point"),
+            PgType::Ltree => Some("io.debezium.data.Ltree"),
             PgType::Enum { .. } => Some("io.debezium.data.Enum"),
             // Debezium gives bit(1) (and varbit(1)) a plain boolean schema.
             PgType::Bits { .. } => Some("io.debezium.data.Bits"),
@@ -103,6 +124,7 @@ impl PgType {
             | PgType::Int2
             | PgType::Int4
             | PgType::Int8
+            | PgType::Oid
             | PgType::Float4
             | PgType::Float8
             | PgType::Text
@@ -122,6 +144,11 @@ impl fmt::Display for PgType {
             PgType::Int2 => f.write_str("smallint"),
             PgType::Int4 => f.write_str("integer"),
             PgType::Int8 => f.write_str("bigint"),
+            PgType::Oid => f.write_str("oid"),
+            PgType::Money => f.write_str("money"),
+            PgType::Point => f.write_str("point"),
+            PgType::Ltree => f.write_str("ltree"),
+            PgType::Hstore => f.write_str("hstore"),
             PgType::Float4 => f.write_str("real"),
             PgType::Float8 => f.write_str("double precision"),
             PgType::Decimal { precision, scale } => write!(f, "numeric({precision},{scale})"),
@@ -131,7 +158,7 @@ impl fmt::Display for PgType {
             PgType::Date => f.write_str("date"),
             PgType::Time => f.write_str("time"),
             PgType::Timestamp => f.write_str("timestamp"),
-            PgType::Timestamptz => f.write_str("timestamptz"),
+            PgType::Timestamptz { .. } => f.write_str("timestamptz"),
             PgType::Timetz => f.write_str("timetz"),
             PgType::Interval => f.write_str("interval"),
             PgType::Uuid => f.write_str("uuid"),
@@ -208,11 +235,12 @@ fn excerpt(text: &[u8]) -> String {
 ///   [`Value::Null`] (Debezium fails the connector instead).
 /// - numeric without a scale is Debezium's VariableScaleDecimal: trailing fractional zeros are
 ///   stripped (`1.50` → unscaled 15, scale 1).
-/// - date `infinity`/`-infinity` → `i32::MAX`/`i32::MIN` (Debezium sends wrapped values);
+/// - date `infinity`/`-infinity` → −2147472692 / −2147472691, Debezium's wrapped values;
 ///   timestamp → 9223372036825200000 / -9223372036832400000 µs; timestamptz → the strings
 ///   `infinity`/`-infinity`.
-/// - timestamptz/timetz → ISO-8601 at UTC as Java's `ISO_OFFSET_DATE_TIME`/`ISO_OFFSET_TIME`
-///   print it: fraction without trailing zeros (`.12`), none when zero.
+/// - timestamptz → ISO-8601 at UTC with exactly the column's precision in fraction digits
+///   (6 by default: `.120000`), as Debezium's `ZonedTimestamp`; timetz → as Java's
+///   `ISO_OFFSET_TIME` prints it: fraction without trailing zeros (`.12`), none when zero.
 /// - bit(n)/varbit → the bits as a little-endian number in the fewest bytes (none for all-zero
 ///   bits), like Debezium's `BitSet.toByteArray()`.
 /// - multi-dimensional arrays are flattened in row-major order.
@@ -226,6 +254,10 @@ pub fn parse_text(pg_type: &PgType, text: &[u8]) -> Result<Value, TypeError> {
         PgType::Int2 => parse_number::<i16>(pg_type, text).map(|v| Value::Int(v.into())),
         PgType::Int4 => parse_number::<i32>(pg_type, text).map(Value::Int),
         PgType::Int8 => parse_number::<i64>(pg_type, text).map(Value::Long),
+        PgType::Oid => parse_number::<u32>(pg_type, text).map(|v| Value::Long(v.into())),
+        PgType::Money => numeric::parse_money(pg_type, text, MONEY_FRACTION_DIGITS),
+        PgType::Point => geometry::parse_point(pg_type, text),
+        PgType::Hstore => hstore::parse_json(pg_type, text).map(Value::String),
         PgType::Float4 => match text {
             b"NaN" => Ok(Value::Float(f32::NAN)),
             b"Infinity" => Ok(Value::Float(f32::INFINITY)),
@@ -244,13 +276,16 @@ pub fn parse_text(pg_type: &PgType, text: &[u8]) -> Result<Value, TypeError> {
         | PgType::Uuid
         | PgType::Json
         | PgType::Xml
+        | PgType::Ltree
         | PgType::Enum { .. }
         | PgType::Other { .. } => utf8(pg_type, text).map(|s| Value::String(s.to_owned())),
         PgType::Bytea => binary::parse_bytea(pg_type, text).map(Value::Bytes),
         PgType::Date => datetime::parse_date(pg_type, text).map(Value::Int),
         PgType::Time => datetime::parse_time(pg_type, text).map(Value::Long),
         PgType::Timestamp => datetime::parse_timestamp(pg_type, text).map(Value::Long),
-        PgType::Timestamptz => datetime::parse_timestamptz(pg_type, text).map(Value::String),
+        PgType::Timestamptz { fraction_digits } => {
+            datetime::parse_timestamptz(pg_type, text, *fraction_digits).map(Value::String)
+        }
         PgType::Timetz => datetime::parse_timetz(pg_type, text).map(Value::String),
         PgType::Interval => datetime::parse_interval(pg_type, text).map(Value::Long),
         PgType::Bit1 => binary::parse_bit1(pg_type, text).map(Value::Bool),
@@ -315,6 +350,37 @@ mod tests {
         );
         assert!(parse_text(&PgType::Int8, b"9223372036854775808").is_err());
         assert!(parse_text(&PgType::Int8, b"12a").is_err());
+    }
+
+    #[test]
+    fn oid_is_a_long() {
+        assert_eq!(parse(PgType::Oid, "4000000000"), Value::Long(4_000_000_000));
+        assert_eq!(parse(PgType::Oid, "0"), Value::Long(0));
+        assert!(parse_text(&PgType::Oid, b"4294967296").is_err());
+        assert!(parse_text(&PgType::Oid, b"-1").is_err());
+    }
+
+    #[test]
+    fn extension_and_geometric_types() {
+        assert_eq!(
+            parse(PgType::Ltree, "Top.Science"),
+            Value::String("Top.Science".into())
+        );
+        assert_eq!(
+            parse(PgType::Hstore, r#""a"=>"1", "b"=>NULL"#),
+            Value::String(r#"{"a":"1","b":null}"#.into())
+        );
+        assert_eq!(
+            parse(PgType::Point, "(1,-2.5)"),
+            Value::Point { x: 1.0, y: -2.5 }
+        );
+        assert_eq!(
+            parse(PgType::Money, "$12.30"),
+            Value::Decimal {
+                unscaled: vec![0x04, 0xce],
+                scale: 2
+            }
+        );
     }
 
     #[test]
@@ -438,7 +504,10 @@ mod tests {
             (PgType::Date, Some("io.debezium.time.Date")),
             (PgType::Time, Some("io.debezium.time.MicroTime")),
             (PgType::Timestamp, Some("io.debezium.time.MicroTimestamp")),
-            (PgType::Timestamptz, Some("io.debezium.time.ZonedTimestamp")),
+            (
+                PgType::Timestamptz { fraction_digits: 6 },
+                Some("io.debezium.time.ZonedTimestamp"),
+            ),
             (PgType::Timetz, Some("io.debezium.time.ZonedTime")),
             (PgType::Interval, Some("io.debezium.time.MicroDuration")),
             (PgType::Uuid, Some("io.debezium.data.Uuid")),

@@ -74,6 +74,25 @@ pub(super) fn parse_variable(pg_type: &PgType, text: &[u8]) -> Result<Value, Typ
     })
 }
 
+/// money as the source's sessions print it (`lc_monetary=C`: `$1,234.11`, `-$0.50`) → a
+/// `Decimal` at `scale`, as Debezium reads it: the currency sign and group separators dropped.
+pub(super) fn parse_money(pg_type: &PgType, text: &[u8], scale: u32) -> Result<Value, TypeError> {
+    let (negative, unsigned) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    let amount = unsigned
+        .strip_prefix(b"$")
+        .ok_or_else(|| TypeError::malformed(pg_type, text, "expected [-]$digits[.digits]"))?;
+    let mut plain = Vec::with_capacity(amount.len() + 1);
+    if negative {
+        plain.push(b'-');
+    }
+    plain.extend(amount.iter().filter(|&&b| b != b','));
+    parse_fixed(pg_type, &plain, scale)
+        .map_err(|_| TypeError::malformed(pg_type, text, "expected [-]$digits[.digits]"))
+}
+
 fn is_special(text: &[u8]) -> bool {
     matches!(text, b"NaN" | b"Infinity" | b"-Infinity")
 }
@@ -204,6 +223,23 @@ mod tests {
         Value::VariableDecimal {
             unscaled: unscaled.to_vec(),
             scale,
+        }
+    }
+
+    #[test]
+    fn money_reads_as_a_decimal_at_its_fraction_digits() {
+        let money = |text: &str| parse_money(&PgType::Money, text.as_bytes(), 2);
+        // 123411 = 0x01_E2_13; -123411 = 0xFE_1D_ED.
+        assert_eq!(money("$1,234.11"), Ok(decimal(&[0x01, 0xe2, 0x13], 2)));
+        assert_eq!(money("-$1,234.11"), Ok(decimal(&[0xfe, 0x1d, 0xed], 2)));
+        assert_eq!(money("$0.00"), Ok(decimal(&[0x00], 2)));
+        assert_eq!(money("-$0.50"), Ok(decimal(&[0xce], 2)));
+        assert_eq!(
+            money("-$92,233,720,368,547,758.08"),
+            Ok(decimal(&i64::MIN.to_be_bytes(), 2))
+        );
+        for bad in ["1,234.11", "$", "$1.2.3", "€1.00", "$1.234"] {
+            assert!(money(bad).is_err(), "{bad}");
         }
     }
 

@@ -28,13 +28,14 @@ use self::records::{MemoryFeed, RecordSource};
 use self::schema::{warn_if_feed_busy, FeedRead};
 use super::apply::Applier;
 use super::change::SinkChange;
+use super::ddl;
 use super::dead_letter::DeadLetters;
 use super::enums::TargetEnums;
 use super::offsets::{self, Partition, PartitionProgress};
 use super::schema_changes::{self, is_schema_change_topic, PendingChange, SchemaChangeReader};
 use super::SinkError;
 use crate::config::{Format, SinkConfig};
-use crate::encode::decode::{DecodeError, RecordDecoder};
+use crate::encode::decode::{DecodeError, RecordDecoder, TargetTypes};
 use crate::encode::registry::RegistryClient;
 use crate::kafka::{
     subscription, ChangeConsumer, Consumed, ConsumedRecord, KafkaError, StartOffsets, TopicFeed,
@@ -61,7 +62,7 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), SinkError> {
     let options = connect_options(&config)?;
-    let mut decoders = Decoders::new(registry(&config)?);
+    let mut decoders = Decoders::new(registry(&config)?, TargetTypes::default());
     let mut backoff = BACKOFF_INITIAL;
     let first_start = Instant::now();
     let mut applying = false;
@@ -131,6 +132,7 @@ fn registry(config: &SinkConfig) -> Result<Option<Arc<RegistryClient>>, SinkErro
 /// framing starts with a zero byte, a JSON envelope with `{`).
 struct Decoders {
     registry: Option<Arc<RegistryClient>>,
+    target: TargetTypes,
     avro: RecordDecoder,
     json: RecordDecoder,
     schema_changes: SchemaChangeReader,
@@ -145,18 +147,26 @@ enum Item {
 }
 
 impl Decoders {
-    fn new(registry: Option<Arc<RegistryClient>>) -> Decoders {
+    fn new(registry: Option<Arc<RegistryClient>>, target: TargetTypes) -> Decoders {
         Decoders {
-            avro: RecordDecoder::new(Format::Avro, registry.clone()),
-            json: RecordDecoder::new(Format::Json, None),
+            avro: RecordDecoder::new(Format::Avro, registry.clone(), target),
+            json: RecordDecoder::new(Format::Json, None, target),
             schema_changes: SchemaChangeReader::new(registry.clone()),
             registry,
+            target,
         }
     }
 
     /// Decoders of their own, with empty caches, on the same registry.
     fn fresh(&self) -> Decoders {
-        Decoders::new(self.registry.clone())
+        Decoders::new(self.registry.clone(), self.target)
+    }
+
+    /// Decodes for a target with these types from now on (plans made for others are dropped).
+    fn use_target(&mut self, target: TargetTypes) {
+        if target != self.target {
+            *self = Decoders::new(self.registry.clone(), target);
+        }
     }
 
     async fn decode(&mut self, record: &ConsumedRecord) -> Result<Option<Item>, DecodeError> {
@@ -316,7 +326,7 @@ pub async fn apply_records(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), SinkError> {
     let options = connect_options(config)?;
-    let mut decoders = Decoders::new(registry(config)?);
+    let mut decoders = Decoders::new(registry(config)?, TargetTypes::default());
     let target = Target::open(config, &options).await?;
     let (feed, consumed) = MemoryFeed::start(records);
     let records = (RecordSource::Memory(feed), consumed);
@@ -340,6 +350,8 @@ struct Target {
     applied: HashMap<Partition, PartitionProgress>,
     /// Where each partition starts: the offset after its last applied record.
     start: StartOffsets,
+    /// The extension types the target has.
+    types: TargetTypes,
 }
 
 impl Target {
@@ -352,6 +364,7 @@ impl Target {
             helpers.push(Helper::new(options.connect_sql().await?));
         }
         let applied = offsets::load(&client, &config.apply.group_id).await?;
+        let types = ddl::target_types(&client).await?;
         let start: StartOffsets = Arc::new(Mutex::new(
             applied
                 .iter()
@@ -363,6 +376,7 @@ impl Target {
             helpers,
             applied,
             start,
+            types,
         })
     }
 }
@@ -393,6 +407,7 @@ async fn drive(
         "" => None,
         topic => Some(DeadLetters::new(&config.kafka.brokers, topic, &config.kafka.options).await?),
     };
+    decoders.use_target(target.types);
     let (decoded, mut records) = mpsc::channel(DECODED_CHUNKS);
     let _decoding = AbortOnDrop(tokio::spawn(decode_chunks(
         decoders.fresh(),

@@ -273,7 +273,7 @@ mod tests {
             commit_ts_us: 1,
             txid: Some(7),
             lsn: Some(crate::lsn::Lsn(100)),
-            commit_lsn: Some(crate::lsn::Lsn(200)),
+            previous_commit: Some(crate::lsn::Lsn(200)),
             snapshot: Default::default(),
         }
     }

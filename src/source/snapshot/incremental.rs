@@ -797,6 +797,7 @@ mod tests {
             pg_type: crate::event::PgType::Int8,
             optional: false,
             in_identity: false,
+            default: None,
         };
         let schema = TableSchema {
             relation_id: 1,

@@ -179,7 +179,7 @@ impl InitialSnapshot<'_> {
                 commit_ts_us: now_us(),
                 txid: Some(txid),
                 lsn: Some(self.consistent_point),
-                commit_lsn: None,
+                previous_commit: None,
                 snapshot: SnapshotMarker::True,
             },
             shutdown: self.shutdown.clone(),

@@ -252,6 +252,7 @@ mod tests {
             pg_type: PgType::Int4,
             optional: false,
             in_identity: false,
+            default: None,
         };
         TableSchema {
             relation_id: 1,

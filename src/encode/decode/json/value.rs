@@ -63,9 +63,10 @@ fn to_scalar<'x>(
             decode_base64(s, bytes)?;
             Some(Scalar::Bytes(bytes))
         }
-        (ScalarKind::Text | ScalarKind::Uuid | ScalarKind::ZonedTimestamp, Prim::Str(s)) => {
-            Some(Scalar::Str(s))
-        }
+        (
+            ScalarKind::Text | ScalarKind::Uuid | ScalarKind::ZonedTimestamp | ScalarKind::Hstore,
+            Prim::Str(s),
+        ) => Some(Scalar::Str(s)),
         _ => None,
     };
     scalar.ok_or_else(|| format!("a {kind:?} column cannot hold {prim:?}"))
@@ -308,13 +309,65 @@ impl<'de> Sink<'de> for CellSink<'_> {
 
     fn map<A: MapAccess<'de>>(self, map: A) -> Result<Cell, A::Error> {
         let kind = self.kind().map_err(de::Error::custom)?;
-        let scale = variable_decimal(map, &mut self.scratch.bytes)?;
-        let scalar = Scalar::VarDecimal {
-            scale,
-            unscaled: &self.scratch.bytes,
-        };
+        let scalar = struct_scalar(kind, map, &mut self.scratch.bytes)?;
         scalar_cell(kind, &scalar).map_err(|detail| de::Error::custom(self.fail(detail)))
     }
+}
+
+/// A struct-valued column: a VariableScaleDecimal (its unscaled bytes left in `bytes`) or a
+/// Point.
+fn struct_scalar<'de, 'b, A: MapAccess<'de>>(
+    kind: ScalarKind,
+    map: A,
+    bytes: &'b mut Vec<u8>,
+) -> Result<Scalar<'b>, A::Error> {
+    if let ScalarKind::Point { .. } = kind {
+        let (x, y) = point(map)?;
+        return Ok(Scalar::Point { x, y });
+    }
+    let scale = variable_decimal(map, bytes)?;
+    Ok(Scalar::VarDecimal {
+        scale,
+        unscaled: bytes,
+    })
+}
+
+/// A JSON double: a number, or the string JsonConverter writes for a non-finite one.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum JsonDouble {
+    Number(f64),
+    Text(String),
+}
+
+impl JsonDouble {
+    fn value<E: de::Error>(self) -> Result<f64, E> {
+        match self {
+            JsonDouble::Number(value) => Ok(value),
+            JsonDouble::Text(text) => match text.as_str() {
+                "NaN" => Ok(f64::NAN),
+                "Infinity" => Ok(f64::INFINITY),
+                "-Infinity" => Ok(f64::NEG_INFINITY),
+                _ => Err(E::custom(format!("{text:?} is not a double"))),
+            },
+        }
+    }
+}
+
+/// `{"x":…,"y":…,"wkb":…,"srid":…}`: the coordinates.
+fn point<'de, A: MapAccess<'de>>(mut map: A) -> Result<(f64, f64), A::Error> {
+    let (mut x, mut y) = (None, None);
+    while let Some(key) = map.next_key_seed(StrSeed)? {
+        match &*key {
+            "x" => x = Some(map.next_value::<JsonDouble>()?.value()?),
+            "y" => y = Some(map.next_value::<JsonDouble>()?.value()?),
+            _ => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+    }
+    x.zip(y)
+        .ok_or_else(|| de::Error::custom("a Point needs x and y"))
 }
 
 /// `{"scale":s,"value":"<base64>"}`: the scale, with the unscaled bytes left in `bytes`.
@@ -411,11 +464,7 @@ impl<'de> Sink<'de> for ItemSink<'_> {
             return Err(de::Error::custom("unexpected object"));
         };
         let Scratch { item, bytes } = self.scratch;
-        let scale = variable_decimal(map, bytes)?;
-        let scalar = Scalar::VarDecimal {
-            scale,
-            unscaled: bytes,
-        };
+        let scalar = struct_scalar(kind, map, bytes)?;
         self.text
             .scalar(self.out, item, kind, &scalar)
             .map_err(de::Error::custom)

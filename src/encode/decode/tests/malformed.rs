@@ -95,14 +95,14 @@ async fn avro_headers_ids_and_registry_failures() {
         }
     }
 
-    let mut unregistered = RecordDecoder::new(Format::Avro, None);
+    let mut unregistered = RecordDecoder::new(Format::Avro, None, TargetTypes::default());
     let error = unregistered
         .decode(Some(&key), Some(&value))
         .await
         .unwrap_err();
     assert!(matches!(error, DecodeError::NoRegistry));
     let nowhere = Arc::new(RegistryClient::new("http://127.0.0.1:9").unwrap());
-    let error = RecordDecoder::new(Format::Avro, Some(nowhere))
+    let error = RecordDecoder::new(Format::Avro, Some(nowhere), TargetTypes::default())
         .decode(Some(&key), Some(&value))
         .await
         .unwrap_err();

@@ -94,6 +94,11 @@ struct Harness {
 
 impl Harness {
     async fn new(format: Format) -> Harness {
+        Harness::for_target(format, TargetTypes::default()).await
+    }
+
+    /// A harness whose decoder writes for a target with `target`'s extension types.
+    async fn for_target(format: Format, target: TargetTypes) -> Harness {
         let (url, registry) = match format {
             Format::Avro => {
                 let (url, shared) = mock_registry().await;
@@ -114,7 +119,7 @@ impl Harness {
         .unwrap();
         Harness {
             encoder,
-            decoder: RecordDecoder::new(format, client),
+            decoder: RecordDecoder::new(format, client, target),
             registry,
         }
     }
@@ -144,6 +149,7 @@ fn column(name: &str, pg_type: PgType, optional: bool) -> Column {
         pg_type,
         optional,
         in_identity: false,
+        default: None,
     }
 }
 
@@ -163,7 +169,7 @@ fn position() -> SourcePosition {
         commit_ts_us: COMMIT_US,
         txid: Some(771),
         lsn: Some(Lsn(24_023_200)),
-        commit_lsn: Some(Lsn(24_023_128)),
+        previous_commit: Some(Lsn(24_023_128)),
         snapshot: SnapshotMarker::False,
     }
 }
@@ -369,7 +375,7 @@ async fn unavailable_values_become_unavailable_cells() {
         PgType::Bytea,
         PgType::Json,
         PgType::Uuid,
-        PgType::Timestamptz,
+        PgType::Timestamptz { fraction_digits: 6 },
         PgType::Decimal {
             precision: 60,
             scale: 2,
@@ -434,7 +440,7 @@ async fn names_and_positions_come_from_the_source_block() {
             None,
             Some(vec![Value::Int(5), Value::String("x".into())]),
         );
-        insert.source.commit_lsn = None;
+        insert.source.previous_commit = None;
         let change = harness.round_trip(&insert).await;
         assert_eq!(
             *change.table,
@@ -474,6 +480,6 @@ async fn avro_schemas_are_fetched_once_per_id() {
 #[test]
 fn decoding_can_move_between_tasks() {
     fn assert_send<T: Send>(_: &T) {}
-    let mut decoder = RecordDecoder::new(Format::Json, None);
+    let mut decoder = RecordDecoder::new(Format::Json, None, TargetTypes::default());
     assert_send(&decoder.decode(None, None));
 }

@@ -144,16 +144,22 @@ pub(super) fn cases() -> Vec<Case> {
             ]),
         ),
         (
-            PgType::Timestamptz,
+            PgType::Timestamptz { fraction_digits: 6 },
             "timestamptz",
             pairs(&[
                 (
                     "2024-01-02 05:04:05.678901+02",
                     "2024-01-02T03:04:05.678901Z",
                 ),
-                ("0044-03-15 12:00:00+00 BC", "0044-03-15T12:00:00Z BC"),
-                ("0001-06-01 00:00:00+00 BC", "0001-06-01T00:00:00Z BC"),
-                ("10000-01-01 00:00:00+00", "10000-01-01T00:00:00Z"),
+                (
+                    "0044-03-15 12:00:00+00 BC",
+                    "0044-03-15T12:00:00.000000Z BC",
+                ),
+                (
+                    "0001-06-01 00:00:00+00 BC",
+                    "0001-06-01T00:00:00.000000Z BC",
+                ),
+                ("10000-01-01 00:00:00+00", "10000-01-01T00:00:00.000000Z"),
                 ("infinity", "infinity"),
                 ("-infinity", "-infinity"),
             ]),
@@ -281,12 +287,98 @@ pub(super) fn cases() -> Vec<Case> {
         ),
         (
             PgType::Other {
-                type_name: "point".into(),
+                type_name: "tsrange".into(),
             },
             "text",
-            same(&["(1,2)"]),
+            same(&["[\"2024-01-01 00:00:00\",)"]),
+        ),
+        (PgType::Oid, "bigint", same(&["4000000000", "0"])),
+        (
+            PgType::Money,
+            "money",
+            pairs(&[
+                ("$1,234.11", "1234.11"),
+                ("-$0.50", "-0.50"),
+                ("$0.00", "0.00"),
+            ]),
+        ),
+        (
+            PgType::Point,
+            "point",
+            pairs(&[
+                ("(1,2)", "(1.0,2.0)"),
+                ("(1.5,-2.25)", "(1.5,-2.25)"),
+                ("(1e+300,NaN)", "(1e300,NaN)"),
+            ]),
+        ),
+        (
+            array(PgType::Point),
+            "point[]",
+            pairs(&[(r#"{"(1,2)","(3,4)"}"#, r#"{"(1.0,2.0)","(3.0,4.0)"}"#)]),
+        ),
+        // Without the extensions on the target: ltree as text, hstore as its JSON in jsonb.
+        (PgType::Ltree, "text", same(&["Top.Science", ""])),
+        (
+            PgType::Hstore,
+            "jsonb",
+            pairs(&[
+                (r#""a"=>"1", "b"=>NULL"#, r#"{"a":"1","b":null}"#),
+                ("", "{}"),
+            ]),
         ),
     ]
+}
+
+/// Table `t<index>`: an int key `id` and a nullable `v` of `pg_type`.
+fn keyed_value_table(index: usize, pg_type: &PgType) -> Arc<TableSchema> {
+    table(
+        &format!("t{index}"),
+        vec![
+            column("id", PgType::Int4, false),
+            column("v", pg_type.clone(), true),
+        ],
+        vec![0],
+    )
+}
+
+#[tokio::test]
+async fn extension_types_use_the_targets_own_types_when_it_has_them() {
+    let target = TargetTypes {
+        hstore: true,
+        ltree: true,
+    };
+    let cases: [(PgType, &str, &str, &str); 4] = [
+        (PgType::Ltree, "ltree", "Top.Science", "Top.Science"),
+        (
+            PgType::Hstore,
+            "hstore",
+            r#""a"=>"1", "b"=>NULL, "q\"x"=>"\\""#,
+            r#""a"=>"1", "b"=>NULL, "q\"x"=>"\\""#,
+        ),
+        (PgType::Hstore, "hstore", "", ""),
+        (
+            array(PgType::Hstore),
+            "hstore[]",
+            r#"{"\"k\"=>\"v\""}"#,
+            r#"{"\"k\"=>\"v\""}"#,
+        ),
+    ];
+    for format in FORMATS {
+        let mut harness = Harness::for_target(format, target).await;
+        for (index, (pg_type, sql_type, source, expected)) in cases.iter().enumerate() {
+            let table = keyed_value_table(index, pg_type);
+            let value = parse_text(pg_type, source.as_bytes()).unwrap();
+            let insert = event(&table, Op::Create, None, Some(vec![Value::Int(1), value]));
+            let change = harness.round_trip(&insert).await;
+            let context = format!("{format:?} {pg_type} {source:?}");
+            assert_eq!(change.table.columns[1].sql_type, *sql_type, "{context}");
+            assert_eq!(
+                change.after,
+                Some(vec![text("1"), text(expected)]),
+                "{context}"
+            );
+        }
+    }
 }
 
 #[tokio::test]
@@ -294,14 +386,7 @@ async fn every_type_round_trips_to_postgres_text() {
     for format in FORMATS {
         let mut harness = Harness::new(format).await;
         for (index, (pg_type, sql_type, values)) in cases().into_iter().enumerate() {
-            let table = table(
-                &format!("t{index}"),
-                vec![
-                    column("id", PgType::Int4, false),
-                    column("v", pg_type.clone(), true),
-                ],
-                vec![0],
-            );
+            let table = keyed_value_table(index, &pg_type);
             for (source, expected) in values {
                 let value = match source {
                     Some(source) => parse_text(&pg_type, source.as_bytes()).unwrap(),

@@ -1,0 +1,244 @@
+//! Debezium conformance of the rows where pgcdc used to differ (issue 16): each is checked in
+//! the registered Avro schema (type, `connect.name`, version, parameters, default) and in the
+//! value, against what Debezium's PostgreSQL connector tests expect.
+
+use serde_json::{json, Value};
+
+use crate::support::capture::Capture;
+
+const SCHEMA: &str = "
+    CREATE EXTENSION hstore;
+    CREATE EXTENSION ltree;
+    CREATE SCHEMA l1;
+    CREATE TYPE l1.mood AS ENUM ('sad', 'ok', 'happy');
+    CREATE TABLE l1.conform (
+        id serial PRIMARY KEY,
+        big bigserial, small smallserial,
+        o oid, oa oid[],
+        m money NOT NULL,
+        tz timestamptz, tza timestamptz[], tz3 timestamptz(3),
+        p point,
+        lt ltree, lta ltree[],
+        h hstore, ha hstore[],
+        moods l1.mood[],
+        answer int NOT NULL DEFAULT 42,
+        stamp timestamptz DEFAULT now()
+    );";
+
+const INSERT: &str = r#"INSERT INTO l1.conform
+    (o, oa, m, tz, tza, tz3, p, lt, lta, h, ha, moods) VALUES
+    (4000000000, '{3,4000000000}', '$1,234.11',
+     '2020-04-01 13:51:02+02', '{"2020-04-01 13:51:02+02","2020-04-01 14:51:03.5+02"}',
+     '2020-04-01 11:51:02.12+00',
+     '(1,1)', 'Top.Science', '{Ship.Frigate,Ship.Destroyer}',
+     'a=>1, b=>NULL, "key #1"=>"val \"q\""', ARRAY['k=>v'::hstore, 'n=>NULL'],
+     '{sad,happy}')"#;
+
+/// The subject's latest registered schema, parsed.
+async fn registered(capture: &Capture<'_>, subject: &str) -> Value {
+    let url = format!(
+        "{}/subjects/{subject}/versions/latest",
+        capture.registry_url
+    );
+    let answer: Value = reqwest::get(&url)
+        .await
+        .and_then(|r| r.error_for_status())
+        .unwrap_or_else(|e| panic!("{url}: {e}"))
+        .json()
+        .await
+        .expect("registry JSON");
+    serde_json::from_str(answer["schema"].as_str().expect("a schema string")).expect("Avro JSON")
+}
+
+/// The record named `name` anywhere in an Avro schema.
+fn record<'a>(schema: &'a Value, name: &str) -> &'a Value {
+    fn find<'a>(node: &'a Value, name: &str) -> Option<&'a Value> {
+        match node {
+            Value::Object(map) => {
+                if map.get("type") == Some(&json!("record"))
+                    && map.get("name") == Some(&json!(name))
+                {
+                    return Some(node);
+                }
+                map.values().find_map(|child| find(child, name))
+            }
+            Value::Array(items) => items.iter().find_map(|child| find(child, name)),
+            _ => None,
+        }
+    }
+    find(schema, name).unwrap_or_else(|| panic!("no record {name} in {schema}"))
+}
+
+/// The field called `name` of an Avro record.
+fn field<'a>(record: &'a Value, name: &str) -> &'a Value {
+    record["fields"]
+        .as_array()
+        .and_then(|fields| fields.iter().find(|f| f["name"] == name))
+        .unwrap_or_else(|| panic!("no field {name} in {record}"))
+}
+
+/// `["null", T]`'s T.
+fn nullable(field: &Value) -> &Value {
+    match field["type"].as_array().map(Vec::as_slice) {
+        Some([null, inner]) if *null == json!("null") => inner,
+        _ => panic!("not [\"null\", T]: {field}"),
+    }
+}
+
+/// The LSNs of `source.sequence`.
+fn sequence(value: &Value) -> (u64, u64) {
+    let text = value["source"]["sequence"].as_str().expect("a sequence");
+    let pair: Vec<String> = serde_json::from_str(text).expect("a JSON array of strings");
+    let lsn = |i: usize| pair[i].parse::<u64>().expect("a decimal LSN");
+    (lsn(0), lsn(1))
+}
+
+#[tokio::test]
+async fn the_rows_debezium_writes_differently_now_match() {
+    let mut capture = Capture::on_shared_testbed(SCHEMA).await;
+    let config = capture.config(&["l1.conform"], "", "[kafka.topic]\npartitions = 1");
+    capture.start(&config).await;
+    capture.client.batch_execute(INSERT).await.expect("insert");
+    capture
+        .client
+        .batch_execute("DELETE FROM l1.conform")
+        .await
+        .expect("delete");
+    // Insert, delete, tombstone.
+    let records = capture.read("l1.conform", 3).await;
+    assert_eq!(records.len(), 3);
+    let (insert, delete) = (&records[0].value, &records[1].value);
+
+    let wkb: Vec<u8> = [1u8, 1, 0, 0, 0]
+        .into_iter()
+        .chain(1.0f64.to_le_bytes())
+        .chain(1.0f64.to_le_bytes())
+        .collect();
+    let after = &insert["after"];
+    let expected = json!({
+        "id": 1, "big": 1, "small": 1,
+        "o": 4_000_000_000i64, "oa": [3, 4_000_000_000i64],
+        // 1234.11 at scale 2: unscaled 123411 = 0x01E213.
+        "m": [0x01, 0xe2, 0x13],
+        "tz": "2020-04-01T11:51:02.000000Z",
+        "tza": ["2020-04-01T11:51:02.000000Z", "2020-04-01T12:51:03.500000Z"],
+        "tz3": "2020-04-01T11:51:02.120Z",
+        "p": {"x": 1.0, "y": 1.0, "wkb": wkb, "srid": null},
+        "lt": "Top.Science", "lta": ["Ship.Frigate", "Ship.Destroyer"],
+        "h": r#"{"a":"1","b":null,"key #1":"val \"q\""}"#,
+        "ha": [r#"{"k":"v"}"#, r#"{"n":null}"#],
+        "moods": ["sad", "happy"],
+        "answer": 42,
+    });
+    for (column, value) in expected.as_object().expect("an object") {
+        assert_eq!(&after[column], value, "column {column}");
+    }
+    assert!(after["stamp"].is_string(), "{after}");
+
+    // A delete's before image under DEFAULT identity lacks the non-key columns: a NOT NULL
+    // one carries its schema default, else Debezium's fallback (money: 0.00).
+    let before = &delete["before"];
+    assert_eq!(before["id"], 1);
+    assert_eq!(before["m"], json!([0]), "{before}");
+    assert_eq!(before["big"], 0, "{before}");
+    assert_eq!(before["small"], 0, "{before}");
+    assert_eq!(before["answer"], 42, "{before}");
+    assert_eq!(before["o"], Value::Null);
+
+    // source.sequence: [previous transaction's commit end, this event's LSN].
+    let (insert_previous, insert_lsn) = sequence(insert);
+    let (delete_previous, delete_lsn) = sequence(delete);
+    assert_eq!(insert["source"]["lsn"], insert_lsn);
+    assert_eq!(delete["source"]["lsn"], delete_lsn);
+    assert!(
+        insert_previous <= insert_lsn,
+        "{insert_previous} > {insert_lsn}"
+    );
+    assert!(
+        insert_lsn < delete_previous && delete_previous <= delete_lsn,
+        "the delete's transaction follows the insert's: {insert_lsn} < {delete_previous} <= {delete_lsn}"
+    );
+
+    let topic = capture.topic("l1.conform");
+    let value_schema = registered(&capture, &format!("{topic}-value")).await;
+    let source = record(&value_schema, "Source");
+    assert_eq!(source["connect.version"], 1, "{source}");
+    assert_eq!(field(source, "origin")["type"], json!(["null", "string"]));
+    assert_eq!(field(source, "origin_lsn")["type"], json!(["null", "long"]));
+
+    let value = record(&value_schema, "Value");
+    let serial = |name: &str, avro: &str| {
+        let column = field(value, name);
+        assert_eq!(column["default"], 0, "{column}");
+        assert_eq!(column["type"]["type"], avro, "{column}");
+        assert_eq!(column["type"]["connect.default"], 0, "{column}");
+    };
+    serial("id", "int");
+    serial("big", "long");
+    serial("small", "int");
+    assert_eq!(field(value, "small")["type"]["connect.type"], "int16");
+    assert_eq!(field(value, "answer")["default"], 42);
+    // A function default gets the type's placeholder, with the value branch first.
+    let stamp = field(value, "stamp");
+    assert_eq!(stamp["default"], "1970-01-01T00:00:00.000000Z", "{stamp}");
+    assert_eq!(stamp["type"][1], "null", "{stamp}");
+
+    assert_eq!(*nullable(field(value, "o")), json!("long"));
+    assert_eq!(
+        *nullable(field(value, "oa")),
+        json!({"type": "array", "items": ["null", "long"]})
+    );
+    let money = &field(value, "m")["type"];
+    assert_eq!(money["type"], "bytes");
+    assert_eq!(money["logicalType"], "decimal");
+    assert_eq!(money["scale"], 2);
+    assert_eq!(
+        money["connect.name"],
+        "org.apache.kafka.connect.data.Decimal"
+    );
+    assert_eq!(money["connect.parameters"]["scale"], "2");
+    assert!(money["connect.parameters"]["connect.decimal.precision"].is_null());
+    let point = nullable(field(value, "p"));
+    assert_eq!(point["connect.name"], "io.debezium.data.geometry.Point");
+    assert_eq!(point["connect.version"], 1);
+    assert_eq!(point["connect.doc"], "Geometry (POINT)");
+    let point_fields: Vec<(&str, Value)> = point["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .map(|f| (f["name"].as_str().expect("a name"), f["type"].clone()))
+        .collect();
+    assert_eq!(
+        point_fields,
+        [
+            ("x", json!("double")),
+            ("y", json!("double")),
+            ("wkb", json!(["null", "bytes"])),
+            ("srid", json!(["null", "int"])),
+        ]
+    );
+    let ltree = nullable(field(value, "lt"));
+    assert_eq!(ltree["connect.name"], "io.debezium.data.Ltree");
+    assert_eq!(ltree["connect.version"], 1);
+    assert_eq!(
+        nullable(field(value, "lta"))["items"][1]["connect.name"],
+        "io.debezium.data.Ltree"
+    );
+    let hstore = nullable(field(value, "h"));
+    assert_eq!(hstore["connect.name"], "io.debezium.data.Json");
+    assert_eq!(hstore["connect.version"], 1);
+    let timestamptz = nullable(field(value, "tz"));
+    assert_eq!(
+        timestamptz["connect.name"],
+        "io.debezium.time.ZonedTimestamp"
+    );
+    // Enum arrays keep optional elements (Debezium's required ones fail on a NULL element).
+    let moods = nullable(field(value, "moods"));
+    assert_eq!(moods["items"][0], "null", "{moods}");
+    assert_eq!(moods["items"][1]["connect.name"], "io.debezium.data.Enum");
+
+    let key_schema = registered(&capture, &format!("{topic}-key")).await;
+    let key_id = field(record(&key_schema, "Key"), "id");
+    assert_eq!(key_id["default"], 0, "{key_id}");
+    assert_eq!(capture.stop(), 0);
+}
