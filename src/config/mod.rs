@@ -15,6 +15,7 @@ mod keys;
 mod overrides;
 #[cfg(test)]
 mod reference_tests;
+mod registry;
 mod sink;
 mod table_filter;
 mod validate;
@@ -28,6 +29,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+pub use registry::{RegistryAccess, SchemaRegistrySection};
 pub use sink::{
     ApplySection, DdlMode, OnConflict, SinkConfig, SinkKafkaSection, SinkMetricsSection,
     DEFAULT_BATCH_SIZE, DEFAULT_BATCH_TIMEOUT, DEFAULT_GROUP_ID, DEFAULT_SINK_METRICS_LISTEN,
@@ -221,15 +223,6 @@ pub struct TopicSection {
     pub replication_factor: Option<i32>,
     /// `cleanup.policy`: `delete`, `compact` or `compact,delete`.
     pub cleanup_policy: Option<String>,
-}
-
-/// `[schema_registry]`: the Confluent-compatible registry used with `format = "avro"`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SchemaRegistrySection {
-    /// Base URL (`http://` or `https://`); required for Avro, `""` or absent: none.
-    #[serde(default, deserialize_with = "de::optional_string")]
-    pub url: Option<String>,
 }
 
 /// `[metrics]`: the Prometheus endpoint.
@@ -462,18 +455,12 @@ impl PostgresSection {
         let Some(path) = &self.password_file else {
             return Ok(None);
         };
-        let problem = |problem: String| ConfigError::PasswordFile {
-            path: path.clone(),
-            problem,
-        };
-        let bytes = std::fs::read(path).map_err(|e| problem(format!("cannot be read: {e}")))?;
-        let text =
-            String::from_utf8(bytes).map_err(|_| problem("is not valid UTF-8".to_owned()))?;
-        let password = text.trim_end_matches(['\n', '\r']);
-        if password.is_empty() {
-            return Err(problem("is empty".to_owned()));
-        }
-        Ok(Some(password.to_owned()))
+        read_secret_file(path)
+            .map(Some)
+            .map_err(|problem| ConfigError::PasswordFile {
+                path: path.clone(),
+                problem,
+            })
     }
 
     /// The URL with any password (in the user info or a `password=` parameter) replaced by `***`.
@@ -491,7 +478,19 @@ impl fmt::Debug for PostgresSection {
     }
 }
 
-fn redact_url(url: &str) -> String {
+/// The secret a file holds, without trailing newlines; the error says what is wrong with it.
+pub(super) fn read_secret_file(path: &std::path::Path) -> Result<String, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot be read: {e}"))?;
+    let text = String::from_utf8(bytes).map_err(|_| "is not valid UTF-8".to_owned())?;
+    let secret = text.trim_end_matches(['\n', '\r']);
+    if secret.is_empty() {
+        return Err("is empty".to_owned());
+    }
+    Ok(secret.to_owned())
+}
+
+/// `url` with the password of its user info (or a `password=` parameter) replaced by `***`.
+pub fn redact_url(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::validate::{check_http_url, check_postgres_url};
+use super::validate::check_postgres_url;
 use super::{de, keys, ConfigError, ConfigFile, PostgresSection, SchemaRegistrySection};
 
 /// Consumer group when none is configured: one sink per target is the common case.
@@ -215,11 +215,7 @@ impl ConfigFile for SinkConfig {
                 "list at least one broker as host:port (comma-separated), e.g. \"127.0.0.1:9092\"",
             ));
         }
-        if let Some(url) = &self.schema_registry.url {
-            check_http_url(url)
-                .map_err(|message| ConfigError::invalid("schema_registry.url", message))?;
-        }
-        Ok(())
+        self.schema_registry.validate()
     }
 }
 

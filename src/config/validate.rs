@@ -160,8 +160,7 @@ impl SourceConfig {
                 "required when kafka.format = \"avro\": set the registry's address, e.g. \
                  \"http://127.0.0.1:8081\", or use kafka.format = \"json\"",
             )),
-            None => Ok(()),
-            Some(url) => check_http_url(url).map_err(|message| ConfigError::invalid(KEY, message)),
+            _ => self.schema_registry.validate(),
         }
     }
 }

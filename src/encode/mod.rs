@@ -73,7 +73,7 @@ const HEARTBEAT_VALUE_AVSC: &str = include_str!("../../schemas/heartbeat-value.a
 const SCHEMA_CHANGE_KEY_AVSC: &str = include_str!("../../schemas/schema-change-key.avsc");
 const SCHEMA_CHANGE_VALUE_AVSC: &str = include_str!("../../schemas/schema-change-value.avsc");
 
-pub use crate::config::Format;
+pub use crate::config::{Format, RegistryAccess};
 
 /// What the encoder needs from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,8 +82,8 @@ pub struct EncoderSettings {
     pub topic_prefix: String,
     /// `kafka.format`.
     pub format: Format,
-    /// `schema_registry.url`; required for Avro.
-    pub registry_url: Option<String>,
+    /// `[schema_registry]`: where the registry is and how to log in; required for Avro.
+    pub registry: Option<RegistryAccess>,
     /// The captured database's name (`source.db`).
     pub database: String,
 }
@@ -436,12 +436,12 @@ impl Encoder {
     pub async fn new(settings: EncoderSettings) -> Result<Encoder, EncodeError> {
         let backend = match settings.format {
             Format::Avro => {
-                let url = settings
-                    .registry_url
-                    .as_deref()
-                    .filter(|url| !url.is_empty())
+                let access = settings
+                    .registry
+                    .as_ref()
+                    .filter(|access| !access.url.is_empty())
                     .ok_or(EncodeError::MissingRegistryUrl)?;
-                Backend::Avro(Box::new(RegistryClient::new(url)?))
+                Backend::Avro(Box::new(RegistryClient::connect(access)?))
             }
             Format::Json => Backend::Json,
         };

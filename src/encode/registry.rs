@@ -8,6 +8,8 @@ use std::time::Duration;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::Url;
 
+use crate::config::RegistryAccess;
+
 /// The registry's REST media type.
 const MEDIA_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 /// How long one request may take; registrations happen at startup and on schema changes, so a
@@ -38,12 +40,22 @@ pub enum RegistryError {
     /// The registry answered 2xx with a body that is not what the API promises.
     #[error("unexpected answer from schema registry {url}: {detail}")]
     BadResponse { url: String, detail: String },
+    /// A TLS file of `[schema_registry]` cannot be used.
+    #[error("schema_registry.{key} {}: {detail}", path.display())]
+    TlsFile {
+        key: &'static str,
+        path: std::path::PathBuf,
+        detail: String,
+    },
 }
 
 /// A schema registry client; cheap to share by reference across tasks.
 pub struct RegistryClient {
+    /// The base URL, without user info (it is printed in messages).
     base: Url,
     http: reqwest::Client,
+    /// Basic-auth user and password, sent with every request.
+    credentials: Option<(String, Option<String>)>,
     /// subject → schema text → id.
     ids: Mutex<HashMap<String, HashMap<String, u32>>>,
     schemas: Mutex<HashMap<u32, Arc<str>>>,
@@ -52,24 +64,62 @@ pub struct RegistryClient {
 impl RegistryClient {
     /// A client for the registry at `url` (e.g. `http://127.0.0.1:8081`); connects lazily.
     pub fn new(url: &str) -> Result<RegistryClient, RegistryError> {
+        RegistryClient::connect(&RegistryAccess::url(url))
+    }
+
+    /// A client for the registry `access` describes: basic auth from its keys or the URL's
+    /// user info, its CA file trusted, its client certificate presented.
+    pub fn connect(access: &RegistryAccess) -> Result<RegistryClient, RegistryError> {
         let invalid = |reason: String| RegistryError::InvalidUrl {
-            url: url.to_string(),
+            url: crate::config::redact_url(&access.url),
             reason,
         };
-        let base = Url::parse(url).map_err(|e| invalid(e.to_string()))?;
+        let mut base = Url::parse(&access.url).map_err(|e| invalid(e.to_string()))?;
         if base.cannot_be_a_base() || !matches!(base.scheme(), "http" | "https") {
             return Err(invalid("expected an http:// or https:// URL".to_string()));
         }
-        let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .map_err(|source| RegistryError::Unreachable {
-                url: url.to_string(),
-                source,
+        let credentials = credentials(&mut base, access);
+        let mut http = reqwest::Client::builder().timeout(REQUEST_TIMEOUT);
+        if let Some(path) = &access.ca_file {
+            let pem = read_tls_file("ca_file", path)?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                RegistryError::TlsFile {
+                    key: "ca_file",
+                    path: path.clone(),
+                    detail: format!("not PEM certificates: {e}"),
+                }
             })?;
+            if certificates.is_empty() {
+                return Err(RegistryError::TlsFile {
+                    key: "ca_file",
+                    path: path.clone(),
+                    detail: "holds no PEM certificate (-----BEGIN CERTIFICATE-----)".to_string(),
+                });
+            }
+            for certificate in certificates {
+                http = http.add_root_certificate(certificate);
+            }
+        }
+        if let Some((cert, key)) = &access.client_identity {
+            let identity = reqwest::Identity::from_pkcs8_pem(
+                &read_tls_file("cert_file", cert)?,
+                &read_tls_file("key_file", key)?,
+            )
+            .map_err(|e| RegistryError::TlsFile {
+                key: "cert_file",
+                path: cert.clone(),
+                detail: format!("with key_file {}: {e}", key.display()),
+            })?;
+            http = http.identity(identity);
+        }
+        let http = http.build().map_err(|source| RegistryError::Unreachable {
+            url: base.to_string(),
+            source,
+        })?;
         Ok(RegistryClient {
             base,
             http,
+            credentials,
             ids: Mutex::new(HashMap::new()),
             schemas: Mutex::new(HashMap::new()),
         })
@@ -93,8 +143,7 @@ impl RegistryClient {
         let url = self.endpoint(&["subjects", subject, "versions"]);
         let body = serde_json::json!({ "schema": schema }).to_string();
         let request = self
-            .http
-            .post(url.clone())
+            .request(reqwest::Method::POST, &url)
             .header(CONTENT_TYPE, MEDIA_TYPE)
             .header(ACCEPT, MEDIA_TYPE)
             .body(body);
@@ -121,7 +170,9 @@ impl RegistryClient {
             return Ok(Arc::clone(schema));
         }
         let url = self.endpoint(&["schemas", "ids", &id.to_string()]);
-        let request = self.http.get(url.clone()).header(ACCEPT, MEDIA_TYPE);
+        let request = self
+            .request(reqwest::Method::GET, &url)
+            .header(ACCEPT, MEDIA_TYPE);
         let answer = send(request, &url).await?;
         let schema: Arc<str> = answer
             .get("schema")
@@ -138,12 +189,24 @@ impl RegistryClient {
     /// The registered subjects (`GET /subjects`): whether the registry answers.
     pub async fn subjects(&self) -> Result<serde_json::Value, RegistryError> {
         let url = self.endpoint(&["subjects"]);
-        send(self.http.get(url.clone()).header(ACCEPT, MEDIA_TYPE), &url).await
+        let request = self
+            .request(reqwest::Method::GET, &url)
+            .header(ACCEPT, MEDIA_TYPE);
+        send(request, &url).await
     }
 
     /// `<registry>/config/<subject>`: where the subject's compatibility level is set.
     pub fn config_url(&self, subject: &str) -> String {
         self.endpoint(&["config", subject]).to_string()
+    }
+
+    /// A request to `url`, with the credentials when there are any.
+    fn request(&self, method: reqwest::Method, url: &Url) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, url.clone());
+        match &self.credentials {
+            Some((user, password)) => request.basic_auth(user, password.as_ref()),
+            None => request,
+        }
     }
 
     /// The base URL with `segments` appended, each percent-encoded.
@@ -154,6 +217,55 @@ impl RegistryClient {
         }
         url
     }
+}
+
+/// The basic-auth credentials: the configured user and password, else the URL's user info;
+/// the user info is taken out of `base` either way, so no message shows it.
+fn credentials(base: &mut Url, access: &RegistryAccess) -> Option<(String, Option<String>)> {
+    let from_url = (!base.username().is_empty()).then(|| {
+        (
+            percent_decode(base.username()),
+            base.password().map(percent_decode),
+        )
+    });
+    let _ = base.set_username("");
+    let _ = base.set_password(None);
+    match &access.username {
+        Some(user) => Some((user.clone(), access.password.clone())),
+        None => from_url,
+    }
+}
+
+/// `%XX` escapes decoded (user info is percent-encoded in a URL); invalid UTF-8 replaced.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while let Some(&byte) = bytes.get(index) {
+        let escaped = (byte == b'%')
+            .then(|| bytes.get(index + 1..index + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
+        match escaped {
+            Some(decoded) => {
+                out.push(decoded);
+                index += 3;
+            }
+            None => {
+                out.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn read_tls_file(key: &'static str, path: &std::path::Path) -> Result<Vec<u8>, RegistryError> {
+    std::fs::read(path).map_err(|e| RegistryError::TlsFile {
+        key,
+        path: path.to_path_buf(),
+        detail: format!("cannot be read: {e}"),
+    })
 }
 
 /// The caches hold plain data, so a panic elsewhere cannot leave them inconsistent.
@@ -201,6 +313,58 @@ async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_come_from_the_keys_or_the_url_and_leave_the_url() {
+        let client = RegistryClient::new("https://key:s%40cret@registry.example/sr").unwrap();
+        assert_eq!(client.url(), "https://registry.example/sr");
+        assert_eq!(
+            client.credentials,
+            Some(("key".to_string(), Some("s@cret".to_string())))
+        );
+        let access = RegistryAccess {
+            username: Some("api".into()),
+            password: Some("other".into()),
+            ..RegistryAccess::url("https://key:s3cret@registry.example/")
+        };
+        let client = RegistryClient::connect(&access).unwrap();
+        assert_eq!(client.url(), "https://registry.example/");
+        assert_eq!(
+            client.credentials,
+            Some(("api".to_string(), Some("other".to_string())))
+        );
+        assert_eq!(
+            RegistryClient::new("http://r:8081").unwrap().credentials,
+            None
+        );
+    }
+
+    #[test]
+    fn unusable_tls_files_name_their_key() {
+        let dir = std::env::temp_dir().join(format!("pgcdc-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let not_pem = dir.join("ca.pem");
+        std::fs::write(&not_pem, "not a certificate").unwrap();
+        let refused = |access: RegistryAccess| match RegistryClient::connect(&access) {
+            Err(error) => error.to_string(),
+            Ok(_) => panic!("{access:?} was accepted"),
+        };
+        let ca = refused(RegistryAccess {
+            ca_file: Some(not_pem.clone()),
+            ..RegistryAccess::url("https://r/")
+        });
+        assert!(ca.starts_with("schema_registry.ca_file "), "{ca}");
+        let missing = dir.join("missing.pem");
+        let cert = refused(RegistryAccess {
+            client_identity: Some((missing.clone(), not_pem)),
+            ..RegistryAccess::url("https://r/")
+        });
+        assert!(
+            cert.starts_with("schema_registry.cert_file") && cert.contains("cannot be read"),
+            "{cert}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     #[test]
     fn endpoints_percent_encode_subjects() {

@@ -681,7 +681,7 @@ async fn json_encoder() -> Encoder {
     Encoder::new(EncoderSettings {
         topic_prefix: PREFIX.to_string(),
         format: Format::Json,
-        registry_url: None,
+        registry: None,
         database: "shopdb".to_string(),
     })
     .await
@@ -1055,7 +1055,7 @@ async fn avro_needs_a_registry_url() {
     let settings = EncoderSettings {
         topic_prefix: PREFIX.into(),
         format: Format::Avro,
-        registry_url: None,
+        registry: None,
         database: "shopdb".into(),
     };
     assert!(matches!(
@@ -1189,7 +1189,7 @@ async fn schema_change_payloads(change: &SchemaChange) -> (serde_json::Value, se
     let encoder = Encoder::new(EncoderSettings {
         topic_prefix: PREFIX.to_string(),
         format: Format::Json,
-        registry_url: None,
+        registry: None,
         database: "shopdb".to_string(),
     })
     .await

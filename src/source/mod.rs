@@ -279,7 +279,10 @@ pub async fn run(
     let encoder = Encoder::new(EncoderSettings {
         topic_prefix: config.kafka.topic_prefix.clone(),
         format: config.kafka.format,
-        registry_url: config.schema_registry.url.clone(),
+        registry: config
+            .schema_registry
+            .access()
+            .map_err(|e| SourceError::Config(e.to_string()))?,
         database: options.dbname.clone(),
     })
     .await?;

@@ -88,7 +88,7 @@ async fn avro_encoder(prefix: &str) -> Encoder {
     Encoder::new(EncoderSettings {
         topic_prefix: prefix.to_string(),
         format: Format::Avro,
-        registry_url: Some(shared_registry().url()),
+        registry: Some(pgcdc::config::RegistryAccess::url(&shared_registry().url())),
         database: "shopdb".into(),
     })
     .await

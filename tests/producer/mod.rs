@@ -13,6 +13,8 @@ use rdkafka::ClientConfig;
 
 use crate::support::{read_topic, shared_broker, TestNames};
 
+mod sasl;
+
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 fn producer(bootstrap: String, topic: TopicSettings, progress: &Arc<Mutex<Progress>>) -> Producer {

@@ -5,6 +5,7 @@ mod bad_records;
 mod crash;
 mod evolution;
 mod pickup;
+mod registry_auth;
 pub mod target;
 mod types;
 

@@ -22,6 +22,8 @@ pub struct Broker {
     dir: PathBuf,
     port: u16,
     storage: String,
+    /// The SCRAM-SHA-512 user clients must log in as, once the broker requires it.
+    scram_user: Option<(String, String)>,
     child: Mutex<Option<Child>>,
 }
 
@@ -38,6 +40,37 @@ impl Broker {
         Broker::launch("sqlite://tansu.db".to_owned()).await
     }
 
+    /// A persistent broker that requires SASL/SCRAM-SHA-512 as `user` / `password` (tansu's
+    /// `--authentication`). tansu creates users only for an authenticated client or while
+    /// authentication is off, so the user is made first and the broker restarted with it on.
+    pub async fn start_with_scram_user(user: &str, password: &str) -> Broker {
+        let mut broker = Broker::start_persistent().await;
+        let status = Command::new("tansu")
+            .args(["user", "create", "--mechanism", "scram512"])
+            .args(["--broker", &format!("tcp://127.0.0.1:{}", broker.port)])
+            .args([user, password])
+            .status()
+            .expect("run tansu user create");
+        assert!(status.success(), "tansu user create: {status}");
+        broker.stop().await;
+        broker.scram_user = Some((user.to_owned(), password.to_owned()));
+        broker.start().await;
+        broker
+    }
+
+    /// The librdkafka settings a client of this broker needs (SASL, when it requires it).
+    pub fn client_options(&self) -> Vec<(&'static str, String)> {
+        match &self.scram_user {
+            Some((user, password)) => vec![
+                ("security.protocol", "SASL_PLAINTEXT".to_owned()),
+                ("sasl.mechanism", "SCRAM-SHA-512".to_owned()),
+                ("sasl.username", user.clone()),
+                ("sasl.password", password.clone()),
+            ],
+            None => Vec::new(),
+        }
+    }
+
     async fn launch(storage: String) -> Broker {
         let dir = unique_dir("broker");
         let mut attempts = 0;
@@ -46,6 +79,7 @@ impl Broker {
                 dir: dir.clone(),
                 port: free_port(),
                 storage: storage.clone(),
+                scram_user: None,
                 child: Mutex::new(None),
             };
             match broker.spawn_and_wait().await {
@@ -93,6 +127,7 @@ impl Broker {
             .args(["--listener-url", &listener])
             .args(["--advertised-listener-url", &listener])
             .args(["--storage-engine", &self.storage])
+            .args(self.scram_user.as_ref().map(|_| "--authentication"))
             // The SQLite engine resolves its file relative to the working directory.
             .current_dir(&self.dir)
             .stdin(Stdio::null())
@@ -121,7 +156,7 @@ impl Broker {
                 *self.child.lock().unwrap() = None;
                 return Err(format!("tansu exited during startup with {status}"));
             }
-            if metadata_answers(self.bootstrap()).await {
+            if metadata_answers(self.bootstrap(), self.client_options()).await {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -198,13 +233,16 @@ impl Drop for Broker {
 }
 
 /// Readiness is a real Metadata round trip, not just an open port.
-async fn metadata_answers(bootstrap: String) -> bool {
+async fn metadata_answers(bootstrap: String, options: Vec<(&'static str, String)>) -> bool {
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", &bootstrap)
-            .set("socket.connection.setup.timeout.ms", "1000")
-            .create()
-            .expect("create metadata probe");
+            .set("socket.connection.setup.timeout.ms", "1000");
+        for (key, value) in options {
+            config.set(key, value);
+        }
+        let consumer: BaseConsumer = config.create().expect("create metadata probe");
         consumer
             .fetch_metadata(None, Duration::from_millis(1000))
             .is_ok_and(|m| !m.brokers().is_empty())

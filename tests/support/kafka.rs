@@ -55,15 +55,29 @@ pub fn read_topic(
     expected: usize,
     timeout: Duration,
 ) -> Vec<TestRecord> {
+    read_topic_with(bootstrap, &[], topic, expected, timeout)
+}
+
+/// [`read_topic`] with more librdkafka settings (a broker's SASL credentials).
+pub fn read_topic_with(
+    bootstrap: &str,
+    options: &[(&str, String)],
+    topic: &str,
+    expected: usize,
+    timeout: Duration,
+) -> Vec<TestRecord> {
     let deadline = Instant::now() + timeout;
-    let consumer: BaseConsumer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", bootstrap)
         // Required by librdkafka for a consumer; never joined, since partitions are assigned.
         .set("group.id", format!("testbed-reader-{}", random_suffix()))
         .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .create()
-        .expect("create reader");
+        .set("enable.auto.offset.store", "false");
+    for (key, value) in options {
+        config.set(*key, value);
+    }
+    let consumer: BaseConsumer = config.create().expect("create reader");
 
     let partitions = loop {
         let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(2));

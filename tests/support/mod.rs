@@ -17,7 +17,7 @@ pub mod process;
 pub mod registry;
 
 pub use broker::{shared_broker, Broker};
-pub use kafka::{decode_avro, describe_partitions, read_topic, TestRecord};
+pub use kafka::{decode_avro, describe_partitions, read_topic, read_topic_with, TestRecord};
 pub use postgres::{
     fresh_database, shared_pg, ClusterSetup, PgCluster, ReplicationGuard, TestNames,
 };

@@ -134,6 +134,19 @@ pub struct SchemaRegistry {
 impl SchemaRegistry {
     /// Serves on a free loopback port until dropped.
     pub fn start() -> SchemaRegistry {
+        SchemaRegistry::serve(None)
+    }
+
+    /// A registry that answers only requests with HTTP basic auth as `user` / `password`, and
+    /// others with 401 and Confluent's error body.
+    pub fn start_with_basic_auth(user: &str, password: &str) -> SchemaRegistry {
+        SchemaRegistry::serve(Some(format!(
+            "Basic {}",
+            base64(format!("{user}:{password}").as_bytes())
+        )))
+    }
+
+    fn serve(authorization: Option<String>) -> SchemaRegistry {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the registry port");
         listener
             .set_nonblocking(true)
@@ -152,7 +165,13 @@ impl SchemaRegistry {
                 runtime.block_on(async move {
                     let listener =
                         tokio::net::TcpListener::from_std(listener).expect("registry listener");
-                    axum::serve(listener, router(state))
+                    let router = match authorization {
+                        Some(expected) => router(state).layer(
+                            axum::middleware::from_fn_with_state(Arc::new(expected), require_auth),
+                        ),
+                        None => router(state),
+                    };
+                    axum::serve(listener, router)
                         .with_graceful_shutdown(async {
                             let _ = stopped.await;
                         })
@@ -235,6 +254,44 @@ fn router(store: Shared) -> Router {
             get(get_config).put(put_config).delete(delete_config),
         )
         .with_state(store)
+}
+
+/// Lets through requests whose `Authorization` header is `expected`, as a registry with basic
+/// auth does; answers others as Confluent's does.
+async fn require_auth(
+    State(expected): State<Arc<String>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    if given == Some(expected.as_str()) {
+        next.run(request).await
+    } else {
+        error(401, "Unauthorized")
+    }
+}
+
+/// Standard padded base64, for the expected `Authorization` header.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | (u32::from(b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 0x3f]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 fn reply(status: StatusCode, body: Value) -> Response {

@@ -104,10 +104,28 @@ impl DecodeError {
                 RegistryError::Status { status, .. } => {
                     *status >= 500 || *status == 408 || *status == 429
                 }
-                RegistryError::InvalidUrl { .. } | RegistryError::BadResponse { .. } => false,
+                RegistryError::InvalidUrl { .. }
+                | RegistryError::BadResponse { .. }
+                | RegistryError::TlsFile { .. } => false,
             },
             _ => false,
         }
+    }
+
+    /// Whether the registry cannot be used as configured (refused our credentials or
+    /// certificate, or a TLS file is unusable): no record is to blame, nothing will decode.
+    pub fn is_registry_access(&self) -> bool {
+        matches!(
+            self,
+            DecodeError::Registry {
+                source: RegistryError::Status {
+                    status: 401 | 403,
+                    ..
+                } | RegistryError::TlsFile { .. }
+                    | RegistryError::InvalidUrl { .. },
+                ..
+            }
+        )
     }
 }
 

@@ -116,14 +116,15 @@ fn connect_options(config: &SinkConfig) -> Result<PgConnectOptions, SinkError> {
 
 /// The Schema Registry client, when a URL is set.
 fn registry(config: &SinkConfig) -> Result<Option<Arc<RegistryClient>>, SinkError> {
-    config
+    let access = config
         .schema_registry
-        .url
-        .as_ref()
-        .map(|url| {
-            RegistryClient::new(url)
+        .access()
+        .map_err(|e| SinkError::Config(e.to_string()))?;
+    access
+        .map(|access| {
+            RegistryClient::connect(&access)
                 .map(Arc::new)
-                .map_err(|e| SinkError::Config(format!("schema_registry.url: {e}")))
+                .map_err(|e| SinkError::Config(format!("[schema_registry]: {e}")))
         })
         .transpose()
 }
@@ -556,6 +557,11 @@ impl Session<'_> {
                 ))
             }
             Err(error) if error.is_transient() => return Err(SinkError::Registry(Box::new(error))),
+            Err(error) if error.is_registry_access() => {
+                return Err(SinkError::Config(format!(
+                    "{error}; check [schema_registry] username, password and TLS files"
+                )))
+            }
             Err(error) => poison(&mut self.dead_letters, self.metrics, &record, &error.to_string(), None)?,
         }
         self.pending

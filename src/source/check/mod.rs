@@ -11,6 +11,7 @@ mod tables;
 
 use super::replication::{ReplicationClient, ReplicationError};
 use super::{ddl, producer_for, setup, Prepared, SourceError};
+use crate::config::RegistryAccess;
 use crate::config::{Format, SourceConfig};
 use crate::encode::registry::RegistryClient;
 use crate::kafka::progress::Progress;
@@ -201,16 +202,23 @@ async fn registry_check(config: &SourceConfig, report: &mut Report) {
         );
         return;
     };
-    let answer = match RegistryClient::new(url) {
-        Ok(registry) => registry.subjects().await.map(|_| ()),
+    let access = match config.schema_registry.access() {
+        Ok(access) => access.unwrap_or_else(|| RegistryAccess::url(url)),
+        Err(error) => {
+            report.add(Verdict::Fail, "schema registry", error.to_string());
+            return;
+        }
+    };
+    let answer = match RegistryClient::connect(&access) {
+        Ok(registry) => registry.subjects().await.map(|_| registry),
         Err(error) => Err(error),
     };
     match answer {
-        Ok(()) => report.add(Verdict::Ok, "schema registry", url.clone()),
+        Ok(registry) => report.add(Verdict::Ok, "schema registry", registry.url().to_string()),
         Err(error) => report.add(
             Verdict::Fail,
             "schema registry",
-            format!("{error}: check schema_registry.url and that the registry runs (or set kafka.format = \"json\")"),
+            format!("{error}: check schema_registry.url (and its username, password and TLS files) and that the registry runs (or set kafka.format = \"json\")"),
         ),
     }
 }

@@ -112,7 +112,7 @@ impl Harness {
         let encoder = Encoder::new(EncoderSettings {
             topic_prefix: PREFIX.to_string(),
             format,
-            registry_url: url,
+            registry: url.as_deref().map(crate::config::RegistryAccess::url),
             database: "shopdb".to_string(),
         })
         .await
