@@ -29,6 +29,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use crate::event::DecimalHandling;
+
 pub use registry::{RegistryAccess, SchemaRegistrySection};
 pub use sink::{
     ApplySection, DdlMode, OnConflict, SinkConfig, SinkKafkaSection, SinkMetricsSection,
@@ -162,6 +164,10 @@ pub struct CaptureSection {
     /// create event triggers (superuser, or `rds_superuser` on RDS), else off with a warning.
     #[serde(default)]
     pub ddl: Option<bool>,
+    /// Debezium's `decimal.handling.mode`: numeric and money as `precise` Decimals, as
+    /// `string`s or as `double`s.
+    #[serde(default)]
+    pub decimal_handling_mode: DecimalHandling,
 }
 
 /// `capture.snapshot`: when to copy the existing rows (Debezium's `snapshot.mode` names).

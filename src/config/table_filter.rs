@@ -6,6 +6,7 @@
 //! PostgreSQL stores them (unquoted identifiers are lower case).
 
 use super::{CaptureSection, ConfigError};
+use crate::event::DecimalHandling;
 
 /// The compiled include/exclude patterns of `[capture]`.
 #[derive(Debug, Clone)]
@@ -13,6 +14,7 @@ pub struct TableFilter {
     include: Vec<[Glob; 2]>,
     exclude: Vec<[Glob; 2]>,
     exclude_columns: Vec<[Glob; 3]>,
+    decimal_handling: DecimalHandling,
 }
 
 impl TableFilter {
@@ -38,7 +40,13 @@ impl TableFilter {
                 "column",
                 COLUMN_FIX,
             )?,
+            decimal_handling: capture.decimal_handling_mode,
         })
+    }
+
+    /// How the captured columns' numeric and money values travel (`decimal_handling_mode`).
+    pub fn decimal_handling(&self) -> DecimalHandling {
+        self.decimal_handling
     }
 
     /// Whether `schema.table` is captured: some include pattern matches and no exclude pattern.
@@ -209,6 +217,7 @@ mod tests {
             signal_table: None,
             discovery_interval: None,
             ddl: None,
+            decimal_handling_mode: DecimalHandling::Precise,
         }
     }
 

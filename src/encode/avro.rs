@@ -91,7 +91,9 @@ fn write_value(out: &mut Vec<u8>, ty: &PgType, value: &Value) -> Result<(), Valu
             Value::Long(l),
         ) => write_long(out, *l),
         (PgType::Float4, Value::Float(f)) => out.extend_from_slice(&f.to_le_bytes()),
-        (PgType::Float8, Value::Double(d)) => out.extend_from_slice(&d.to_le_bytes()),
+        (PgType::Float8 | PgType::DecimalDouble { .. }, Value::Double(d)) => {
+            out.extend_from_slice(&d.to_le_bytes())
+        }
         (ty, Value::Decimal { unscaled, scale }) if decimal_scale(ty).is_some() => {
             let expected = decimal_scale(ty).unwrap_or(*scale);
             write_bytes(out, at_scale(unscaled, *scale, expected)?);

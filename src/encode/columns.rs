@@ -64,7 +64,8 @@ pub(crate) fn column_schema(ty: &PgType) -> Schema {
         PgType::Int4 => Schema::new(Kind::Int32),
         PgType::Int8 | PgType::Oid => Schema::new(Kind::Int64),
         PgType::Float4 => Schema::new(Kind::Float32),
-        PgType::Float8 => Schema::new(Kind::Float64),
+        PgType::Float8 | PgType::DecimalDouble { .. } => Schema::new(Kind::Float64),
+        PgType::DecimalText { .. } => Schema::new(Kind::String),
         PgType::Decimal { precision, scale } => semantic(Kind::Bytes, DECIMAL_NAME)
             .parameter("scale", scale.to_string())
             .parameter("connect.decimal.precision", precision.to_string()),
@@ -162,6 +163,7 @@ pub(crate) fn is_string_like(ty: &PgType) -> bool {
             | PgType::Xml
             | PgType::Ltree
             | PgType::Hstore
+            | PgType::DecimalText { .. }
             | PgType::Enum { .. }
             | PgType::Other { .. }
     )
@@ -174,7 +176,7 @@ pub(crate) fn expected_kind(ty: &PgType) -> &'static str {
         PgType::Int2 | PgType::Int4 | PgType::Date => "int",
         PgType::Int8 | PgType::Oid | PgType::Time | PgType::Timestamp | PgType::Interval => "long",
         PgType::Float4 => "float",
-        PgType::Float8 => "double",
+        PgType::Float8 | PgType::DecimalDouble { .. } => "double",
         PgType::Decimal { .. } | PgType::Money => "decimal",
         PgType::Point => "point",
         PgType::VariableDecimal => "variable-scale decimal",
@@ -257,7 +259,8 @@ fn zero(ty: &PgType) -> Value {
             Value::Long(0)
         }
         PgType::Float4 => Value::Float(0.0),
-        PgType::Float8 => Value::Double(0.0),
+        PgType::Float8 | PgType::DecimalDouble { .. } => Value::Double(0.0),
+        PgType::DecimalText { .. } => Value::String("0".to_string()),
         // BigInteger.ZERO.toByteArray() is one zero byte.
         PgType::Decimal { scale, .. } => Value::Decimal {
             unscaled: vec![0],
@@ -329,7 +332,7 @@ fn array_placeholder(element: &PgType) -> Option<Vec<Value>> {
             numbers(|b| Value::Long(i64::from(b)))
         }
         PgType::Float4 => numbers(|b| Value::Float(f32::from(b))),
-        PgType::Float8 => numbers(|b| Value::Double(f64::from(b))),
+        PgType::Float8 | PgType::DecimalDouble { .. } => numbers(|b| Value::Double(f64::from(b))),
         PgType::Bool | PgType::Bit1 | PgType::Array(_) => None,
         other => placeholder(other).map(|value| vec![value]),
     }

@@ -138,7 +138,7 @@ fn write_value(out: &mut Vec<u8>, ty: &PgType, value: &Value) -> Result<(), Valu
             Value::Long(l),
         ) => push_number(out, l),
         (PgType::Float4, Value::Float(f)) => push_float(out, f64::from(*f), f),
-        (PgType::Float8, Value::Double(d)) => push_float(out, *d, d),
+        (PgType::Float8 | PgType::DecimalDouble { .. }, Value::Double(d)) => push_float(out, *d, d),
         (ty, Value::Decimal { unscaled, scale }) if decimal_scale(ty).is_some() => {
             let expected = decimal_scale(ty).unwrap_or(*scale);
             push_base64(out, at_scale(unscaled, *scale, expected)?);

@@ -9,7 +9,7 @@ pub mod types;
 use std::sync::Arc;
 
 use crate::lsn::Lsn;
-pub use types::{PgType, MONEY_FRACTION_DIGITS};
+pub use types::{DecimalHandling, PgType, MONEY_FRACTION_DIGITS};
 
 /// The placeholder Debezium writes for an unchanged TOASTed value the server did not send.
 pub const UNAVAILABLE_VALUE_PLACEHOLDER: &str = "__debezium_unavailable_value";

@@ -160,7 +160,8 @@ pub async fn describe_relation(
         if identity_column {
             identity_key.push(index);
         }
-        let pg_type = PgType::from_catalog(catalog_type, message_column.type_modifier);
+        let pg_type = PgType::from_catalog(catalog_type, message_column.type_modifier)
+            .with_decimal_handling(filter.decimal_handling());
         let default = fact
             .and_then(|f| f.default_expression.as_deref())
             .and_then(|expression| column_default(&pg_type, &catalog_type.name, expression));

@@ -143,3 +143,69 @@ async fn debezium_shaped_types_arrive_in_their_own_column_types() {
     );
     assert_eq!(capture.stop(), 0);
 }
+
+/// Decimals sent as strings (`decimal_handling_mode = "string"`) and as doubles go back into
+/// the target's own numeric and money columns, and into text and double precision columns of
+/// a table the sink creates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decimals_in_string_and_double_mode_are_applied() {
+    const SCHEMA: &str = "
+        CREATE SCHEMA l1;
+        CREATE TABLE l1.prices (id int PRIMARY KEY, total numeric(10,2), ratio numeric, m money,
+                                totals numeric(6,1)[]);";
+    for mode in ["string", "double"] {
+        let mut capture = Capture::on_shared_sink_testbed(SCHEMA).await;
+        let config = capture.config(
+            &["l1.*"],
+            &format!("snapshot = \"never\"\ndecimal_handling_mode = \"{mode}\""),
+            "",
+        );
+        capture.start(&config).await;
+        let mut existing = Target::new(&capture, "").await;
+        existing
+            .client
+            .batch_execute(SCHEMA)
+            .await
+            .expect("target table");
+        existing.start();
+        let mut created = Target::new(&capture, "").await;
+        created.start();
+        capture
+            .client
+            .batch_execute(
+                "INSERT INTO l1.prices VALUES (1, 12.3, 1.5, '-$1,234.11', '{1.5,NULL}'), (2, NULL, 'NaN', NULL, NULL)",
+            )
+            .await
+            .expect("rows");
+        existing.settle(&["l1.prices -> l1.prices: ok (2 rows)"]);
+        let shape = "SELECT concat_ws('|', id, pg_typeof(total), total, ratio, m, totals) FROM l1.prices ORDER BY id";
+        assert_eq!(
+            existing.rows(shape).await,
+            ["1|numeric|12.30|1.5|-$1,234.11|{1.5,NULL}", "2|numeric|NaN"],
+            "{mode}"
+        );
+        let expected = match mode {
+            "string" => ["1|text|12.30|1.5|-1234.11|{1.5,NULL}", "2|text|NaN"],
+            _ => [
+                "1|double precision|12.3|1.5|-1234.11|{1.5,NULL}",
+                "2|double precision|NaN",
+            ],
+        };
+        // The sink creates the table with the first batch: wait for both rows in it.
+        let mut rows = Vec::new();
+        for _ in 0..300 {
+            let exists = created
+                .rows("SELECT (to_regclass('l1.prices') IS NOT NULL)::text")
+                .await;
+            if exists == ["true"] {
+                rows = created.rows(shape).await;
+                if rows.len() == 2 {
+                    break;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(rows, expected, "{mode}");
+        assert_eq!(capture.stop(), 0);
+    }
+}

@@ -242,3 +242,89 @@ async fn the_rows_debezium_writes_differently_now_match() {
     assert_eq!(key_id["default"], 0, "{key_id}");
     assert_eq!(capture.stop(), 0);
 }
+
+const DECIMALS: &str = "
+    CREATE SCHEMA l1;
+    CREATE TABLE l1.prices (id int PRIMARY KEY, total numeric(10,2), ratio numeric, m money,
+                            totals numeric(6,1)[]);";
+
+const DECIMAL_ROW: &str =
+    "INSERT INTO l1.prices VALUES (1, 12.3, 1.50, '-$1,234.11', '{1.5,NULL}'), (2, NULL, 'NaN', NULL, NULL)";
+
+/// `decimal.handling.mode = string` in JSON, where a precise Decimal is unreadable base64
+/// (`"BM4="` for 12.30): plain strings, schema `string`.
+#[tokio::test]
+async fn decimals_travel_as_strings_in_string_mode() {
+    let mut capture = Capture::on_shared_testbed(DECIMALS).await;
+    let config = capture
+        .config(
+            &["l1.prices"],
+            "decimal_handling_mode = \"string\"",
+            "[kafka.topic]\npartitions = 1",
+        )
+        .replace("format = \"avro\"", "format = \"json\"");
+    capture.start(&config).await;
+    capture
+        .client
+        .batch_execute(DECIMAL_ROW)
+        .await
+        .expect("rows");
+    let (bootstrap, topic) = (capture.bootstrap.clone(), capture.topic("l1.prices"));
+    let records = tokio::task::spawn_blocking(move || {
+        crate::support::read_topic(&bootstrap, &topic, 2, std::time::Duration::from_secs(30))
+    })
+    .await
+    .expect("reader");
+    assert_eq!(records.len(), 2, "{}", capture.source_log());
+    let values: Vec<Value> = records
+        .iter()
+        .map(|r| serde_json::from_slice(r.value.as_deref().expect("a value")).expect("JSON"))
+        .collect();
+    assert_eq!(
+        values[0]["payload"]["after"],
+        json!({"id": 1, "total": "12.30", "ratio": "1.50", "m": "-1234.11", "totals": ["1.5", null]})
+    );
+    assert_eq!(
+        values[1]["payload"]["after"],
+        json!({"id": 2, "total": null, "ratio": "NaN", "m": null, "totals": null})
+    );
+    let after_fields = values[0]["schema"]["fields"]
+        .as_array()
+        .and_then(|fields| fields.iter().find(|f| f["field"] == "after"))
+        .expect("the after field")["fields"]
+        .clone();
+    assert_eq!(
+        after_fields[1],
+        json!({"type": "string", "optional": true, "field": "total"})
+    );
+    assert_eq!(capture.stop(), 0);
+}
+
+/// `decimal.handling.mode = double`: FLOAT64 in the schema, doubles in the values.
+#[tokio::test]
+async fn decimals_travel_as_doubles_in_double_mode() {
+    let mut capture = Capture::on_shared_testbed(DECIMALS).await;
+    let config = capture.config(
+        &["l1.prices"],
+        "decimal_handling_mode = \"double\"",
+        "[kafka.topic]\npartitions = 1",
+    );
+    capture.start(&config).await;
+    capture
+        .client
+        .batch_execute(DECIMAL_ROW)
+        .await
+        .expect("rows");
+    let records = capture.read("l1.prices", 2).await;
+    assert_eq!(records.len(), 2);
+    assert_eq!(
+        records[0].value["after"],
+        json!({"id": 1, "total": 12.3, "ratio": 1.5, "m": -1234.11, "totals": [1.5, null]})
+    );
+    assert_eq!(records[1].value["after"]["ratio"], "NaN");
+    let value_schema = registered(&capture, &format!("{}-value", capture.topic("l1.prices"))).await;
+    let value = record(&value_schema, "Value");
+    assert_eq!(field(value, "total")["type"], json!(["null", "double"]));
+    assert_eq!(field(value, "m")["type"], json!(["null", "double"]));
+    assert_eq!(capture.stop(), 0);
+}

@@ -30,6 +30,19 @@ pub use geometry::{point_wkb, POINT_WKB_LEN};
 /// Debezium's default `money.fraction.digits`: the scale of a money column's Decimal.
 pub const MONEY_FRACTION_DIGITS: u32 = 2;
 
+/// Debezium's `decimal.handling.mode`: how numeric and money values travel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecimalHandling {
+    /// Connect `Decimal` (or `VariableScaleDecimal` without a declared scale): exact.
+    #[default]
+    Precise,
+    /// The decimal's plain text: exact and readable, no arithmetic type.
+    String,
+    /// A double: readable, rounded to 15–17 significant digits.
+    Double,
+}
+
 use super::Value;
 
 /// A column type's family; it decides the Avro type, the semantic name and the text parser.
@@ -55,6 +68,10 @@ pub enum PgType {
     VariableDecimal,
     /// money: a Decimal at [`MONEY_FRACTION_DIGITS`].
     Money,
+    /// numeric (`money`: money) under `decimal.handling.mode = string`: the plain decimal text.
+    DecimalText { money: bool },
+    /// numeric (`money`: money) under `decimal.handling.mode = double`: a double.
+    DecimalDouble { money: bool },
     /// char, varchar, text, citext, inet, cidr, macaddr, macaddr8.
     Text,
     /// bytea.
@@ -125,6 +142,8 @@ impl PgType {
             | PgType::Int4
             | PgType::Int8
             | PgType::Oid
+            | PgType::DecimalText { .. }
+            | PgType::DecimalDouble { .. }
             | PgType::Float4
             | PgType::Float8
             | PgType::Text
@@ -132,6 +151,28 @@ impl PgType {
             | PgType::Bit1
             | PgType::Array(_)
             | PgType::Other { .. } => None,
+        }
+    }
+}
+
+impl PgType {
+    /// The family under `decimal.handling.mode`: `string` and `double` carry numeric and money
+    /// values (also in arrays) as text or a double, as Debezium does.
+    pub fn with_decimal_handling(self, mode: DecimalHandling) -> PgType {
+        let money = matches!(self, PgType::Money);
+        match (self, mode) {
+            (PgType::Array(element), mode) => {
+                PgType::Array(Box::new(element.with_decimal_handling(mode)))
+            }
+            (
+                PgType::Decimal { .. } | PgType::VariableDecimal | PgType::Money,
+                DecimalHandling::String,
+            ) => PgType::DecimalText { money },
+            (
+                PgType::Decimal { .. } | PgType::VariableDecimal | PgType::Money,
+                DecimalHandling::Double,
+            ) => PgType::DecimalDouble { money },
+            (other, _) => other,
         }
     }
 }
@@ -145,7 +186,12 @@ impl fmt::Display for PgType {
             PgType::Int4 => f.write_str("integer"),
             PgType::Int8 => f.write_str("bigint"),
             PgType::Oid => f.write_str("oid"),
-            PgType::Money => f.write_str("money"),
+            PgType::Money
+            | PgType::DecimalText { money: true }
+            | PgType::DecimalDouble { money: true } => f.write_str("money"),
+            PgType::DecimalText { money: false } | PgType::DecimalDouble { money: false } => {
+                f.write_str("numeric")
+            }
             PgType::Point => f.write_str("point"),
             PgType::Ltree => f.write_str("ltree"),
             PgType::Hstore => f.write_str("hstore"),
@@ -256,6 +302,16 @@ pub fn parse_text(pg_type: &PgType, text: &[u8]) -> Result<Value, TypeError> {
         PgType::Int8 => parse_number::<i64>(pg_type, text).map(Value::Long),
         PgType::Oid => parse_number::<u32>(pg_type, text).map(|v| Value::Long(v.into())),
         PgType::Money => numeric::parse_money(pg_type, text, MONEY_FRACTION_DIGITS),
+        PgType::DecimalText { money } => {
+            numeric::plain_text(pg_type, text, *money).map(Value::String)
+        }
+        PgType::DecimalDouble { money } => {
+            let plain = numeric::plain_text(pg_type, text, *money)?;
+            plain
+                .parse::<f64>()
+                .map(Value::Double)
+                .map_err(|_| TypeError::malformed(pg_type, text, "not a decimal number"))
+        }
         PgType::Point => geometry::parse_point(pg_type, text),
         PgType::Hstore => hstore::parse_json(pg_type, text).map(Value::String),
         PgType::Float4 => match text {

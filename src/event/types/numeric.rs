@@ -93,6 +93,33 @@ pub(super) fn parse_money(pg_type: &PgType, text: &[u8], scale: u32) -> Result<V
         .map_err(|_| TypeError::malformed(pg_type, text, "expected [-]$digits[.digits]"))
 }
 
+/// A numeric's text as it is (`12.30`, `NaN`), or a money's without its currency sign and
+/// group separators (`-1234.11`): Debezium's `decimal.handling.mode = string` form.
+pub(super) fn plain_text(pg_type: &PgType, text: &[u8], money: bool) -> Result<String, TypeError> {
+    let text_str = std::str::from_utf8(text)
+        .map_err(|_| TypeError::malformed(pg_type, text, "not valid UTF-8"))?;
+    if !money {
+        if !is_special(text) {
+            split(pg_type, text)?;
+        }
+        return Ok(text_str.to_owned());
+    }
+    let (negative, unsigned) = match text_str.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text_str),
+    };
+    let amount = unsigned
+        .strip_prefix('$')
+        .ok_or_else(|| TypeError::malformed(pg_type, text, "expected [-]$digits[.digits]"))?;
+    let mut plain: String = amount.chars().filter(|&c| c != ',').collect();
+    split(pg_type, plain.as_bytes())
+        .map_err(|_| TypeError::malformed(pg_type, text, "expected [-]$digits[.digits]"))?;
+    if negative {
+        plain.insert(0, '-');
+    }
+    Ok(plain)
+}
+
 fn is_special(text: &[u8]) -> bool {
     matches!(text, b"NaN" | b"Infinity" | b"-Infinity")
 }
@@ -241,6 +268,26 @@ mod tests {
         for bad in ["1,234.11", "$", "$1.2.3", "€1.00", "$1.234"] {
             assert!(money(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn string_and_double_modes_read_the_plain_decimal() {
+        let numeric = PgType::DecimalText { money: false };
+        let money = PgType::DecimalText { money: true };
+        let plain = |ty: &PgType, text: &str| {
+            plain_text(
+                ty,
+                text.as_bytes(),
+                matches!(ty, PgType::DecimalText { money: true }),
+            )
+        };
+        assert_eq!(plain(&numeric, "12.30").unwrap(), "12.30");
+        assert_eq!(plain(&numeric, "-0.001").unwrap(), "-0.001");
+        assert_eq!(plain(&numeric, "NaN").unwrap(), "NaN");
+        assert!(plain(&numeric, "12,30").is_err());
+        assert_eq!(plain(&money, "-$1,234.11").unwrap(), "-1234.11");
+        assert_eq!(plain(&money, "$0.00").unwrap(), "0.00");
+        assert!(plain(&money, "1,234.11").is_err());
     }
 
     #[test]
