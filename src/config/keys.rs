@@ -148,7 +148,8 @@ mod tests {
             "unknown key `capture.slott`; the valid keys in [capture] are: slot, publication, \
              tables, exclude_tables, exclude_columns, snapshot, heartbeat_interval, streaming, \
              status_interval, snapshot_workers, snapshot_chunk_size, incremental_chunk_size, \
-             signal_table, discovery_interval, ddl, decimal_handling_mode"
+             signal_table, discovery_interval, ddl, decimal_handling_mode, \
+             interval_handling_mode"
         );
     }
 

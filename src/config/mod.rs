@@ -29,7 +29,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::event::DecimalHandling;
+use crate::event::types::{DecimalHandling, IntervalHandling};
 
 pub use registry::{RegistryAccess, SchemaRegistrySection};
 pub use sink::{
@@ -168,6 +168,9 @@ pub struct CaptureSection {
     /// `string`s or as `double`s.
     #[serde(default)]
     pub decimal_handling_mode: DecimalHandling,
+    /// Debezium's `interval.handling.mode`: microseconds (`numeric`) or ISO 8601 (`string`).
+    #[serde(default)]
+    pub interval_handling_mode: IntervalHandling,
 }
 
 /// `capture.snapshot`: when to copy the existing rows (Debezium's `snapshot.mode` names).

@@ -6,7 +6,9 @@
 //! PostgreSQL stores them (unquoted identifiers are lower case).
 
 use super::{CaptureSection, ConfigError};
-use crate::event::DecimalHandling;
+use crate::event::types::TypeModes;
+#[cfg(test)]
+use crate::event::types::{DecimalHandling, IntervalHandling};
 
 /// The compiled include/exclude patterns of `[capture]`.
 #[derive(Debug, Clone)]
@@ -14,7 +16,7 @@ pub struct TableFilter {
     include: Vec<[Glob; 2]>,
     exclude: Vec<[Glob; 2]>,
     exclude_columns: Vec<[Glob; 3]>,
-    decimal_handling: DecimalHandling,
+    modes: TypeModes,
 }
 
 impl TableFilter {
@@ -40,13 +42,16 @@ impl TableFilter {
                 "column",
                 COLUMN_FIX,
             )?,
-            decimal_handling: capture.decimal_handling_mode,
+            modes: TypeModes {
+                decimal: capture.decimal_handling_mode,
+                interval: capture.interval_handling_mode,
+            },
         })
     }
 
-    /// How the captured columns' numeric and money values travel (`decimal_handling_mode`).
-    pub fn decimal_handling(&self) -> DecimalHandling {
-        self.decimal_handling
+    /// Debezium's handling modes for the captured columns' values (`*_handling_mode`).
+    pub fn type_modes(&self) -> TypeModes {
+        self.modes
     }
 
     /// Whether `schema.table` is captured: some include pattern matches and no exclude pattern.
@@ -218,6 +223,7 @@ mod tests {
             discovery_interval: None,
             ddl: None,
             decimal_handling_mode: DecimalHandling::Precise,
+            interval_handling_mode: IntervalHandling::Numeric,
         }
     }
 

@@ -91,6 +91,7 @@ pub(crate) fn column_schema(ty: &PgType) -> Schema {
         PgType::Timestamptz { .. } => semantic(Kind::String, "io.debezium.time.ZonedTimestamp"),
         PgType::Timetz => semantic(Kind::String, "io.debezium.time.ZonedTime"),
         PgType::Interval => semantic(Kind::Int64, "io.debezium.time.MicroDuration"),
+        PgType::IntervalText => semantic(Kind::String, "io.debezium.time.Interval"),
         PgType::Uuid => semantic(Kind::String, "io.debezium.data.Uuid"),
         PgType::Json => semantic(Kind::String, "io.debezium.data.Json"),
         PgType::Hstore => semantic(Kind::String, "io.debezium.data.Json")
@@ -164,6 +165,7 @@ pub(crate) fn is_string_like(ty: &PgType) -> bool {
             | PgType::Ltree
             | PgType::Hstore
             | PgType::DecimalText { .. }
+            | PgType::IntervalText
             | PgType::Enum { .. }
             | PgType::Other { .. }
     )
@@ -261,6 +263,7 @@ fn zero(ty: &PgType) -> Value {
         PgType::Float4 => Value::Float(0.0),
         PgType::Float8 | PgType::DecimalDouble { .. } => Value::Double(0.0),
         PgType::DecimalText { .. } => Value::String("0".to_string()),
+        PgType::IntervalText => Value::String("P0Y0M0DT0H0M0S".to_string()),
         // BigInteger.ZERO.toByteArray() is one zero byte.
         PgType::Decimal { scale, .. } => Value::Decimal {
             unscaled: vec![0],

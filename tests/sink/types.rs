@@ -209,3 +209,52 @@ async fn decimals_in_string_and_double_mode_are_applied() {
         assert_eq!(capture.stop(), 0);
     }
 }
+
+/// `interval_handling_mode = "string"`: ISO 8601 text on the topic, and months arrive exact
+/// (with the default microseconds a month is 30.4375 days), so verify finds the tables equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intervals_in_string_mode_arrive_exact() {
+    let mut capture = Capture::on_shared_sink_testbed(
+        "CREATE SCHEMA l1; CREATE TABLE l1.spans (id int PRIMARY KEY, iv interval, ivs interval[]);",
+    )
+    .await;
+    let config = capture.config(
+        &["l1.*"],
+        "snapshot = \"never\"\ninterval_handling_mode = \"string\"",
+        "[kafka.topic]\npartitions = 1",
+    );
+    capture.start(&config).await;
+    let mut target = Target::new(&capture, "").await;
+    target.start();
+    capture
+        .client
+        .batch_execute(
+            "INSERT INTO l1.spans VALUES
+                (1, '1 year 2 mons 3 days 04:05:06.78', '{1 mon,-00:00:00.3}'),
+                (2, '-1 mons', NULL), (3, '00:00:00.000001', '{}')",
+        )
+        .await
+        .expect("rows");
+    let records = capture.read("l1.spans", 3).await;
+    let values: Vec<_> = records.iter().map(|r| r.value["after"].clone()).collect();
+    assert_eq!(
+        values,
+        [
+            serde_json::json!({"id": 1, "iv": "P1Y2M3DT4H5M6.78S", "ivs": ["P0Y1M0DT0H0M0S", "P0Y0M0DT0H0M-0.299999999S"]}),
+            serde_json::json!({"id": 2, "iv": "P0Y-1M0DT0H0M0S", "ivs": null}),
+            serde_json::json!({"id": 3, "iv": "P0Y0M0DT0H0M0.000000999S", "ivs": []}),
+        ]
+    );
+    target.settle(&["l1.spans -> l1.spans: ok (3 rows)"]);
+    assert_eq!(
+        target
+            .rows("SELECT concat_ws('|', pg_typeof(iv), iv) FROM l1.spans ORDER BY id")
+            .await,
+        [
+            "interval|1 year 2 mons 3 days 04:05:06.78",
+            "interval|-1 mons",
+            "interval|00:00:00.000001"
+        ]
+    );
+    assert_eq!(capture.stop(), 0);
+}

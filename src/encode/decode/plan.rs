@@ -337,6 +337,8 @@ fn scalar_kind(schema: &Schema, target: TargetTypes) -> Result<(ScalarKind, Stri
         Kind::String => match name {
             "io.debezium.time.ZonedTimestamp" => (ScalarKind::ZonedTimestamp, "timestamptz"),
             "io.debezium.time.ZonedTime" => (ScalarKind::Text, "timetz"),
+            // ISO 8601 (`P1Y2M3DT4H5M6.78S`), which interval input reads as it is.
+            "io.debezium.time.Interval" => (ScalarKind::Text, "interval"),
             "io.debezium.data.Uuid" => (ScalarKind::Uuid, "uuid"),
             // An hstore travels as a JSON object; without the extension the target gets jsonb.
             "io.debezium.data.Json" if source_type.as_deref() == Some("hstore") => {

@@ -392,6 +392,50 @@ pub(super) fn parse_interval(pg_type: &PgType, text: &[u8]) -> Result<i64, TypeE
     Ok((total_seconds * 1e6) as i64)
 }
 
+/// interval → Debezium's `Interval.toIsoString` of pgjdbc's `PGInterval`: `P{years}Y{months}M
+/// {days}DT{hours}H{minutes}M{seconds}S`, each field as PostgreSQL printed it (not normalized).
+/// The seconds are `new BigDecimal(double)` of whole seconds plus µs / 1e6, cut (toward zero)
+/// to 9 fraction digits and stripped of trailing zeros, so `0.3` reads `0.299999999`, as in
+/// Debezium.
+pub(super) fn parse_interval_iso(pg_type: &PgType, text: &[u8]) -> Result<String, TypeError> {
+    let parts = interval_parts(text).ok_or_else(|| {
+        TypeError::malformed(
+            pg_type,
+            text,
+            "expected [N years] [N mons] [N days] [±HH:MM:SS[.ffffff]]",
+        )
+    })?;
+    let seconds =
+        (parts.micros / MICROS_PER_SECOND) as f64 + (parts.micros % MICROS_PER_SECOND) as f64 / 1e6;
+    Ok(format!(
+        "P{}Y{}M{}DT{}H{}M{}S",
+        parts.years,
+        parts.months,
+        parts.days,
+        parts.hours,
+        parts.minutes,
+        java_seconds(seconds)
+    ))
+}
+
+/// `new BigDecimal(seconds).setScale(9, DOWN).stripTrailingZeros().toPlainString()`. Thirty
+/// correctly rounded digits cut to nine equal the exact binary value cut to nine unless
+/// digits ten to thirty are all nines, which no whole-µs value reaches.
+fn java_seconds(seconds: f64) -> String {
+    let wide = format!("{seconds:.30}");
+    let (integer, fraction) = wide.split_once('.').unwrap_or((&wide, ""));
+    let fraction = fraction.get(..9).unwrap_or(fraction).trim_end_matches('0');
+    let integer = match integer {
+        "-0" if fraction.is_empty() => "0",
+        other => other,
+    };
+    if fraction.is_empty() {
+        integer.to_string()
+    } else {
+        format!("{integer}.{fraction}")
+    }
+}
+
 /// An interval's fields as PostgreSQL prints them (each signed on its own).
 #[derive(Debug, Default, PartialEq)]
 struct IntervalParts {
@@ -602,6 +646,19 @@ mod tests {
         ] {
             fails(PgType::Timestamp, bad);
         }
+    }
+
+    #[test]
+    fn intervals_in_iso_8601_as_debezium_prints_them() {
+        let iso = |text: &str| parse_interval_iso(&PgType::IntervalText, text.as_bytes()).unwrap();
+        assert_eq!(iso("1 year 2 mons 3 days 04:05:06.78"), "P1Y2M3DT4H5M6.78S");
+        assert_eq!(iso("00:00:00"), "P0Y0M0DT0H0M0S");
+        assert_eq!(iso("-1 mons"), "P0Y-1M0DT0H0M0S");
+        assert_eq!(iso("-00:00:00.3"), "P0Y0M0DT0H0M-0.299999999S");
+        assert_eq!(iso("1 day -01:02:03.5"), "P0Y0M1DT-1H-2M-3.5S");
+        // 1e-6 as a double is just below it: Debezium cuts it to 0.000000999.
+        assert_eq!(iso("00:00:00.000001"), "P0Y0M0DT0H0M0.000000999S");
+        assert!(parse_interval_iso(&PgType::IntervalText, b"1 fortnight").is_err());
     }
 
     #[test]

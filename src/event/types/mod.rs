@@ -30,6 +30,26 @@ pub use geometry::{point_wkb, POINT_WKB_LEN};
 /// Debezium's default `money.fraction.digits`: the scale of a money column's Decimal.
 pub const MONEY_FRACTION_DIGITS: u32 = 2;
 
+/// Debezium's `interval.handling.mode`: how interval values travel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IntervalHandling {
+    /// `MicroDuration`: microseconds, a month counted as 30.4375 days.
+    #[default]
+    Numeric,
+    /// `io.debezium.time.Interval`: ISO 8601 `P1Y2M3DT4H5M6.78S`, months kept.
+    String,
+}
+
+/// Debezium's handling modes that change how captured values travel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TypeModes {
+    /// `decimal.handling.mode`.
+    pub decimal: DecimalHandling,
+    /// `interval.handling.mode`.
+    pub interval: IntervalHandling,
+}
+
 /// Debezium's `decimal.handling.mode`: how numeric and money values travel.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -89,6 +109,8 @@ pub enum PgType {
     Timetz,
     /// interval.
     Interval,
+    /// interval under `interval.handling.mode = string`: ISO 8601 text.
+    IntervalText,
     /// uuid.
     Uuid,
     /// json, jsonb.
@@ -129,6 +151,7 @@ impl PgType {
             PgType::Timestamptz { .. } => Some("io.debezium.time.ZonedTimestamp"),
             PgType::Timetz => Some("io.debezium.time.ZonedTime"),
             PgType::Interval => Some("io.debezium.time.MicroDuration"),
+            PgType::IntervalText => Some("io.debezium.time.Interval"),
             PgType::Uuid => Some("io.debezium.data.Uuid"),
             PgType::Json | PgType::Hstore => Some("io.debezium.data.Json"),
             PgType::Xml => Some("io.debezium.data.Xml"),
@@ -156,13 +179,15 @@ impl PgType {
 }
 
 impl PgType {
-    /// The family under `decimal.handling.mode`: `string` and `double` carry numeric and money
-    /// values (also in arrays) as text or a double, as Debezium does.
-    pub fn with_decimal_handling(self, mode: DecimalHandling) -> PgType {
+    /// The family under Debezium's handling modes (also for array elements): numeric and
+    /// money as text or a double (`decimal.handling.mode`), interval as ISO 8601 text
+    /// (`interval.handling.mode`).
+    pub fn with_modes(self, modes: TypeModes) -> PgType {
         let money = matches!(self, PgType::Money);
-        match (self, mode) {
-            (PgType::Array(element), mode) => {
-                PgType::Array(Box::new(element.with_decimal_handling(mode)))
+        match (self, modes.decimal) {
+            (PgType::Array(element), _) => PgType::Array(Box::new(element.with_modes(modes))),
+            (PgType::Interval, _) if modes.interval == IntervalHandling::String => {
+                PgType::IntervalText
             }
             (
                 PgType::Decimal { .. } | PgType::VariableDecimal | PgType::Money,
@@ -206,7 +231,7 @@ impl fmt::Display for PgType {
             PgType::Timestamp => f.write_str("timestamp"),
             PgType::Timestamptz { .. } => f.write_str("timestamptz"),
             PgType::Timetz => f.write_str("timetz"),
-            PgType::Interval => f.write_str("interval"),
+            PgType::Interval | PgType::IntervalText => f.write_str("interval"),
             PgType::Uuid => f.write_str("uuid"),
             PgType::Json => f.write_str("json"),
             PgType::Xml => f.write_str("xml"),
@@ -344,6 +369,7 @@ pub fn parse_text(pg_type: &PgType, text: &[u8]) -> Result<Value, TypeError> {
         }
         PgType::Timetz => datetime::parse_timetz(pg_type, text).map(Value::String),
         PgType::Interval => datetime::parse_interval(pg_type, text).map(Value::Long),
+        PgType::IntervalText => datetime::parse_interval_iso(pg_type, text).map(Value::String),
         PgType::Bit1 => binary::parse_bit1(pg_type, text).map(Value::Bool),
         PgType::Bits { .. } => binary::parse_bits(pg_type, text).map(Value::Bytes),
         PgType::Array(element) => array::parse_array(pg_type, element, text),
