@@ -171,6 +171,9 @@ pub struct CaptureSection {
     /// Debezium's `interval.handling.mode`: microseconds (`numeric`) or ISO 8601 (`string`).
     #[serde(default)]
     pub interval_handling_mode: IntervalHandling,
+    /// Debezium's `money.fraction.digits`: the scale of money's Decimal (values round half up).
+    #[serde(default = "default_money_fraction_digits")]
+    pub money_fraction_digits: u32,
 }
 
 /// `capture.snapshot`: when to copy the existing rows (Debezium's `snapshot.mode` names).
@@ -268,6 +271,10 @@ fn default_snapshot() -> SnapshotMode {
 
 fn default_heartbeat_interval() -> Option<Duration> {
     Some(DEFAULT_HEARTBEAT_INTERVAL)
+}
+
+fn default_money_fraction_digits() -> u32 {
+    crate::event::MONEY_FRACTION_DIGITS
 }
 
 fn default_snapshot_workers() -> usize {

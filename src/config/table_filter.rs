@@ -45,6 +45,7 @@ impl TableFilter {
             modes: TypeModes {
                 decimal: capture.decimal_handling_mode,
                 interval: capture.interval_handling_mode,
+                money_fraction_digits: capture.money_fraction_digits,
             },
         })
     }
@@ -224,6 +225,7 @@ mod tests {
             ddl: None,
             decimal_handling_mode: DecimalHandling::Precise,
             interval_handling_mode: IntervalHandling::Numeric,
+            money_fraction_digits: 2,
         }
     }
 

@@ -3,6 +3,9 @@
 
 use super::{ConfigError, Format, SourceConfig, TableFilter, MAX_IDENTIFIER_LEN};
 
+/// Far beyond money's two digits; keeps a typo from making huge unscaled values.
+const MAX_MONEY_FRACTION_DIGITS: u32 = 18;
+
 /// The longest status interval: half of PostgreSQL's default wal_sender_timeout.
 const MAX_STATUS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -69,6 +72,15 @@ impl SourceConfig {
             return Err(ConfigError::invalid(
                 "capture.status_interval",
                 "must be at most 30s, below the server's wal_sender_timeout, e.g. \"1s\"",
+            ));
+        }
+        if capture.money_fraction_digits > MAX_MONEY_FRACTION_DIGITS {
+            return Err(ConfigError::invalid(
+                "capture.money_fraction_digits",
+                format!(
+                    "must be between 0 and {MAX_MONEY_FRACTION_DIGITS}, e.g. 2 (money's own \
+                     precision)"
+                ),
             ));
         }
         if !(1..=MAX_SNAPSHOT_WORKERS).contains(&capture.snapshot_workers) {

@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use crate::event::{Column, PgType, Value, MONEY_FRACTION_DIGITS, UNAVAILABLE_VALUE_PLACEHOLDER};
+use crate::event::{Column, PgType, Value, UNAVAILABLE_VALUE_PLACEHOLDER};
 
 use super::schema::{DefaultValue, Field, Kind, Schema, DECIMAL_NAME};
 use super::SOURCE_COLUMN_TYPE_PARAMETER;
@@ -71,8 +71,8 @@ pub(crate) fn column_schema(ty: &PgType) -> Schema {
             .parameter("connect.decimal.precision", precision.to_string()),
         // The source type travels as Debezium's `column.propagate.source.type` would send it,
         // so a sink can create a money column rather than a numeric one.
-        PgType::Money => semantic(Kind::Bytes, DECIMAL_NAME)
-            .parameter("scale", MONEY_FRACTION_DIGITS.to_string())
+        PgType::Money { fraction_digits } => semantic(Kind::Bytes, DECIMAL_NAME)
+            .parameter("scale", fraction_digits.to_string())
             .parameter(SOURCE_COLUMN_TYPE_PARAMETER, "money"),
         PgType::VariableDecimal => Schema::record(
             "io.debezium.data.VariableScaleDecimal",
@@ -138,7 +138,7 @@ pub(crate) fn column_schema(ty: &PgType) -> Schema {
 pub(crate) fn decimal_scale(ty: &PgType) -> Option<u32> {
     match ty {
         PgType::Decimal { scale, .. } => Some(*scale),
-        PgType::Money => Some(MONEY_FRACTION_DIGITS),
+        PgType::Money { fraction_digits } => Some(*fraction_digits),
         _ => None,
     }
 }
@@ -179,7 +179,7 @@ pub(crate) fn expected_kind(ty: &PgType) -> &'static str {
         PgType::Int8 | PgType::Oid | PgType::Time | PgType::Timestamp | PgType::Interval => "long",
         PgType::Float4 => "float",
         PgType::Float8 | PgType::DecimalDouble { .. } => "double",
-        PgType::Decimal { .. } | PgType::Money => "decimal",
+        PgType::Decimal { .. } | PgType::Money { .. } => "decimal",
         PgType::Point => "point",
         PgType::VariableDecimal => "variable-scale decimal",
         PgType::Bytea | PgType::Bits { .. } => "bytes",
@@ -269,9 +269,9 @@ fn zero(ty: &PgType) -> Value {
             unscaled: vec![0],
             scale: *scale,
         },
-        PgType::Money => Value::Decimal {
+        PgType::Money { fraction_digits } => Value::Decimal {
             unscaled: vec![0],
-            scale: MONEY_FRACTION_DIGITS,
+            scale: *fraction_digits,
         },
         PgType::Point => Value::Point { x: 0.0, y: 0.0 },
         PgType::VariableDecimal => Value::VariableDecimal {
@@ -405,7 +405,7 @@ mod tests {
                 r#"{"type":"array","items":["null","long"]}"#,
             ),
             (
-                PgType::Money,
+                PgType::Money { fraction_digits: 2 },
                 r#"{"type":"bytes","scale":2,"precision":64,"connect.version":1,"connect.parameters":{"scale":"2","__debezium.source.column.type":"money"},"connect.name":"org.apache.kafka.connect.data.Decimal","logicalType":"decimal"}"#,
             ),
             (
@@ -474,7 +474,10 @@ mod tests {
             Ok(Some(Value::Int(7)))
         );
         assert_eq!(
-            resolved(&column(PgType::Money, false, None), &Value::Absent),
+            resolved(
+                &column(PgType::Money { fraction_digits: 2 }, false, None),
+                &Value::Absent
+            ),
             Ok(Some(Value::Decimal {
                 unscaled: vec![0],
                 scale: 2

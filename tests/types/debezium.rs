@@ -328,3 +328,33 @@ async fn decimals_travel_as_doubles_in_double_mode() {
     assert_eq!(field(value, "m")["type"], json!(["null", "double"]));
     assert_eq!(capture.stop(), 0);
 }
+
+/// `money_fraction_digits` (Debezium's `money.fraction.digits`): money's Decimal at that
+/// scale, rounded half up.
+#[tokio::test]
+async fn money_takes_the_configured_fraction_digits() {
+    let mut capture = Capture::on_shared_testbed(
+        "CREATE SCHEMA l1; CREATE TABLE l1.cash (id int PRIMARY KEY, m money NOT NULL);",
+    )
+    .await;
+    let config = capture.config(
+        &["l1.cash"],
+        "money_fraction_digits = 0",
+        "[kafka.topic]\npartitions = 1",
+    );
+    capture.start(&config).await;
+    capture
+        .client
+        .batch_execute("INSERT INTO l1.cash VALUES (1, '$1,234.56'), (2, '-$0.50')")
+        .await
+        .expect("rows");
+    let records = capture.read("l1.cash", 2).await;
+    // 1235 = 0x04D3; -0.50 rounds half up (away from zero) to -1.
+    assert_eq!(records[0].value["after"]["m"], json!([0x04, 0xd3]));
+    assert_eq!(records[1].value["after"]["m"], json!([0xff]));
+    let value_schema = registered(&capture, &format!("{}-value", capture.topic("l1.cash"))).await;
+    let money = &field(record(&value_schema, "Value"), "m")["type"];
+    assert_eq!(money["scale"], 0, "{money}");
+    assert_eq!(money["connect.parameters"]["scale"], "0", "{money}");
+    assert_eq!(capture.stop(), 0);
+}

@@ -239,7 +239,10 @@ mod tests {
             default(PgType::Text, "text", "('a'::text || 'b'::text)"),
             None
         );
-        assert_eq!(default(PgType::Money, "money", "1.5"), None);
+        assert_eq!(
+            default(PgType::Money { fraction_digits: 2 }, "money", "1.5"),
+            None
+        );
         assert_eq!(default(PgType::VariableDecimal, "numeric", "0"), None);
         assert_eq!(default(PgType::Text, "inet", "'10.0.0.1'::inet"), None);
         assert_eq!(default(PgType::Int4, "posint", "1"), None);

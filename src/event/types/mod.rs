@@ -42,12 +42,24 @@ pub enum IntervalHandling {
 }
 
 /// Debezium's handling modes that change how captured values travel.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TypeModes {
     /// `decimal.handling.mode`.
     pub decimal: DecimalHandling,
     /// `interval.handling.mode`.
     pub interval: IntervalHandling,
+    /// `money.fraction.digits`: the scale of a money column's Decimal.
+    pub money_fraction_digits: u32,
+}
+
+impl Default for TypeModes {
+    fn default() -> TypeModes {
+        TypeModes {
+            decimal: DecimalHandling::default(),
+            interval: IntervalHandling::default(),
+            money_fraction_digits: MONEY_FRACTION_DIGITS,
+        }
+    }
 }
 
 /// Debezium's `decimal.handling.mode`: how numeric and money values travel.
@@ -86,8 +98,9 @@ pub enum PgType {
     Decimal { precision: u32, scale: u32 },
     /// numeric without precision and scale.
     VariableDecimal,
-    /// money: a Decimal at [`MONEY_FRACTION_DIGITS`].
-    Money,
+    /// money: a Decimal at `fraction_digits` (`money.fraction.digits`, by default
+    /// [`MONEY_FRACTION_DIGITS`]).
+    Money { fraction_digits: u32 },
     /// numeric (`money`: money) under `decimal.handling.mode = string`: the plain decimal text.
     DecimalText { money: bool },
     /// numeric (`money`: money) under `decimal.handling.mode = double`: a double.
@@ -143,7 +156,9 @@ impl PgType {
     /// Debezium's semantic type name (the `connect.name` schema property), if the family has one.
     pub fn semantic_name(&self) -> Option<&'static str> {
         match self {
-            PgType::Decimal { .. } | PgType::Money => Some("org.apache.kafka.connect.data.Decimal"),
+            PgType::Decimal { .. } | PgType::Money { .. } => {
+                Some("org.apache.kafka.connect.data.Decimal")
+            }
             PgType::VariableDecimal => Some("io.debezium.data.VariableScaleDecimal"),
             PgType::Date => Some("io.debezium.time.Date"),
             PgType::Time => Some("io.debezium.time.MicroTime"),
@@ -183,18 +198,21 @@ impl PgType {
     /// money as text or a double (`decimal.handling.mode`), interval as ISO 8601 text
     /// (`interval.handling.mode`).
     pub fn with_modes(self, modes: TypeModes) -> PgType {
-        let money = matches!(self, PgType::Money);
+        let money = matches!(self, PgType::Money { .. });
         match (self, modes.decimal) {
             (PgType::Array(element), _) => PgType::Array(Box::new(element.with_modes(modes))),
             (PgType::Interval, _) if modes.interval == IntervalHandling::String => {
                 PgType::IntervalText
             }
+            (PgType::Money { .. }, DecimalHandling::Precise) => PgType::Money {
+                fraction_digits: modes.money_fraction_digits,
+            },
             (
-                PgType::Decimal { .. } | PgType::VariableDecimal | PgType::Money,
+                PgType::Decimal { .. } | PgType::VariableDecimal | PgType::Money { .. },
                 DecimalHandling::String,
             ) => PgType::DecimalText { money },
             (
-                PgType::Decimal { .. } | PgType::VariableDecimal | PgType::Money,
+                PgType::Decimal { .. } | PgType::VariableDecimal | PgType::Money { .. },
                 DecimalHandling::Double,
             ) => PgType::DecimalDouble { money },
             (other, _) => other,
@@ -211,7 +229,7 @@ impl fmt::Display for PgType {
             PgType::Int4 => f.write_str("integer"),
             PgType::Int8 => f.write_str("bigint"),
             PgType::Oid => f.write_str("oid"),
-            PgType::Money
+            PgType::Money { .. }
             | PgType::DecimalText { money: true }
             | PgType::DecimalDouble { money: true } => f.write_str("money"),
             PgType::DecimalText { money: false } | PgType::DecimalDouble { money: false } => {
@@ -326,7 +344,7 @@ pub fn parse_text(pg_type: &PgType, text: &[u8]) -> Result<Value, TypeError> {
         PgType::Int4 => parse_number::<i32>(pg_type, text).map(Value::Int),
         PgType::Int8 => parse_number::<i64>(pg_type, text).map(Value::Long),
         PgType::Oid => parse_number::<u32>(pg_type, text).map(|v| Value::Long(v.into())),
-        PgType::Money => numeric::parse_money(pg_type, text, MONEY_FRACTION_DIGITS),
+        PgType::Money { fraction_digits } => numeric::parse_money(pg_type, text, *fraction_digits),
         PgType::DecimalText { money } => {
             numeric::plain_text(pg_type, text, *money).map(Value::String)
         }
@@ -457,7 +475,7 @@ mod tests {
             Value::Point { x: 1.0, y: -2.5 }
         );
         assert_eq!(
-            parse(PgType::Money, "$12.30"),
+            parse(PgType::Money { fraction_digits: 2 }, "$12.30"),
             Value::Decimal {
                 unscaled: vec![0x04, 0xce],
                 scale: 2

@@ -75,22 +75,42 @@ pub(super) fn parse_variable(pg_type: &PgType, text: &[u8]) -> Result<Value, Typ
 }
 
 /// money as the source's sessions print it (`lc_monetary=C`: `$1,234.11`, `-$0.50`) → a
-/// `Decimal` at `scale`, as Debezium reads it: the currency sign and group separators dropped.
+/// `Decimal` at `scale` (`money.fraction.digits`), as Debezium reads it: the currency sign and
+/// group separators dropped, then `setScale(scale, HALF_UP)`.
 pub(super) fn parse_money(pg_type: &PgType, text: &[u8], scale: u32) -> Result<Value, TypeError> {
-    let (negative, unsigned) = match text.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, text),
-    };
-    let amount = unsigned
-        .strip_prefix(b"$")
-        .ok_or_else(|| TypeError::malformed(pg_type, text, "expected [-]$digits[.digits]"))?;
-    let mut plain = Vec::with_capacity(amount.len() + 1);
-    if negative {
-        plain.push(b'-');
+    let malformed = || TypeError::malformed(pg_type, text, "expected [-]$digits[.digits]");
+    let plain = plain_text(pg_type, text, true).map_err(|_| malformed())?;
+    let decimal = split(pg_type, plain.as_bytes()).map_err(|_| malformed())?;
+    let wanted = usize::try_from(scale).map_err(|_| TypeError::out_of_range(pg_type, text))?;
+    let kept = decimal.fraction.len().min(wanted);
+    let mut digits: Vec<u8> = decimal
+        .integer
+        .iter()
+        .chain(&decimal.fraction[..kept])
+        .copied()
+        .chain(std::iter::repeat_n(b'0', wanted - kept))
+        .collect();
+    // HALF_UP: a first dropped digit of 5 or more rounds the magnitude up.
+    if decimal.fraction.get(wanted).is_some_and(|&d| d >= b'5') {
+        round_up(&mut digits);
     }
-    plain.extend(amount.iter().filter(|&&b| b != b','));
-    parse_fixed(pg_type, &plain, scale)
-        .map_err(|_| TypeError::malformed(pg_type, text, "expected [-]$digits[.digits]"))
+    Ok(Value::Decimal {
+        unscaled: unscaled_bytes(decimal.negative, digits.into_iter()),
+        scale,
+    })
+}
+
+/// Adds one to the number the ASCII `digits` spell, growing it when it carries out.
+fn round_up(digits: &mut Vec<u8>) {
+    for digit in digits.iter_mut().rev() {
+        if *digit == b'9' {
+            *digit = b'0';
+        } else {
+            *digit += 1;
+            return;
+        }
+    }
+    digits.insert(0, b'1');
 }
 
 /// A numeric's text as it is (`12.30`, `NaN`), or a money's without its currency sign and
@@ -255,7 +275,8 @@ mod tests {
 
     #[test]
     fn money_reads_as_a_decimal_at_its_fraction_digits() {
-        let money = |text: &str| parse_money(&PgType::Money, text.as_bytes(), 2);
+        let money =
+            |text: &str| parse_money(&PgType::Money { fraction_digits: 2 }, text.as_bytes(), 2);
         // 123411 = 0x01_E2_13; -123411 = 0xFE_1D_ED.
         assert_eq!(money("$1,234.11"), Ok(decimal(&[0x01, 0xe2, 0x13], 2)));
         assert_eq!(money("-$1,234.11"), Ok(decimal(&[0xfe, 0x1d, 0xed], 2)));
@@ -265,9 +286,32 @@ mod tests {
             money("-$92,233,720,368,547,758.08"),
             Ok(decimal(&i64::MIN.to_be_bytes(), 2))
         );
-        for bad in ["1,234.11", "$", "$1.2.3", "€1.00", "$1.234"] {
+        for bad in ["1,234.11", "$", "$1.2.3", "€1.00"] {
             assert!(money(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn money_rounds_half_up_to_its_fraction_digits() {
+        let money = |text: &str, scale| {
+            parse_money(
+                &PgType::Money {
+                    fraction_digits: scale,
+                },
+                text.as_bytes(),
+                scale,
+            )
+        };
+        // 1235, -1235, 12346, 123456000.
+        assert_eq!(money("$1,234.56", 0), Ok(decimal(&[0x04, 0xd3], 0)));
+        assert_eq!(money("-$1,234.50", 0), Ok(decimal(&[0xfb, 0x2d], 0)));
+        assert_eq!(money("$1,234.56", 1), Ok(decimal(&[0x30, 0x3a], 1)));
+        assert_eq!(
+            money("$1,234.56", 5),
+            Ok(decimal(&[0x07, 0x5b, 0xca, 0x00], 5))
+        );
+        assert_eq!(money("$9.99", 0), Ok(decimal(&[0x0a], 0)));
+        assert_eq!(money("$0.49", 0), Ok(decimal(&[0x00], 0)));
     }
 
     #[test]

@@ -294,7 +294,7 @@ pub(super) fn cases() -> Vec<Case> {
         ),
         (PgType::Oid, "bigint", same(&["4000000000", "0"])),
         (
-            PgType::Money,
+            PgType::Money { fraction_digits: 2 },
             "money",
             pairs(&[
                 ("$1,234.11", "1234.11"),
