@@ -29,7 +29,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::event::types::{DecimalHandling, IntervalHandling};
+use crate::event::types::{DecimalHandling, IntervalHandling, TimePrecision};
 
 pub use registry::{RegistryAccess, SchemaRegistrySection};
 pub use sink::{
@@ -174,6 +174,10 @@ pub struct CaptureSection {
     /// Debezium's `money.fraction.digits`: the scale of money's Decimal (values round half up).
     #[serde(default = "default_money_fraction_digits")]
     pub money_fraction_digits: u32,
+    /// Debezium's `time.precision.mode`: `microseconds`, `adaptive_time_microseconds` or
+    /// `connect`.
+    #[serde(default)]
+    pub time_precision_mode: TimePrecision,
 }
 
 /// `capture.snapshot`: when to copy the existing rows (Debezium's `snapshot.mode` names).

@@ -8,7 +8,7 @@
 use super::{CaptureSection, ConfigError};
 use crate::event::types::TypeModes;
 #[cfg(test)]
-use crate::event::types::{DecimalHandling, IntervalHandling};
+use crate::event::types::{DecimalHandling, IntervalHandling, TimePrecision};
 
 /// The compiled include/exclude patterns of `[capture]`.
 #[derive(Debug, Clone)]
@@ -46,6 +46,7 @@ impl TableFilter {
                 decimal: capture.decimal_handling_mode,
                 interval: capture.interval_handling_mode,
                 money_fraction_digits: capture.money_fraction_digits,
+                time_precision: capture.time_precision_mode,
             },
         })
     }
@@ -226,6 +227,7 @@ mod tests {
             decimal_handling_mode: DecimalHandling::Precise,
             interval_handling_mode: IntervalHandling::Numeric,
             money_fraction_digits: 2,
+            time_precision_mode: TimePrecision::Microseconds,
         }
     }
 

@@ -83,11 +83,17 @@ fn write_column(out: &mut Vec<u8>, column: &Column, value: &Value) -> Result<(),
 fn write_value(out: &mut Vec<u8>, ty: &PgType, value: &Value) -> Result<(), ValueError> {
     match (ty, value) {
         (PgType::Bool | PgType::Bit1, Value::Bool(b)) => out.push(u8::from(*b)),
-        (PgType::Int2 | PgType::Int4 | PgType::Date, Value::Int(i)) => {
-            write_long(out, i64::from(*i))
-        }
         (
-            PgType::Int8 | PgType::Oid | PgType::Time | PgType::Timestamp | PgType::Interval,
+            PgType::Int2 | PgType::Int4 | PgType::Date | PgType::ConnectDate | PgType::ConnectTime,
+            Value::Int(i),
+        ) => write_long(out, i64::from(*i)),
+        (
+            PgType::Int8
+            | PgType::Oid
+            | PgType::Time
+            | PgType::Timestamp
+            | PgType::TimestampMillis { .. }
+            | PgType::Interval,
             Value::Long(l),
         ) => write_long(out, *l),
         (PgType::Float4, Value::Float(f)) => out.extend_from_slice(&f.to_le_bytes()),

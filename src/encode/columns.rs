@@ -92,6 +92,14 @@ pub(crate) fn column_schema(ty: &PgType) -> Schema {
         PgType::Timetz => semantic(Kind::String, "io.debezium.time.ZonedTime"),
         PgType::Interval => semantic(Kind::Int64, "io.debezium.time.MicroDuration"),
         PgType::IntervalText => semantic(Kind::String, "io.debezium.time.Interval"),
+        PgType::TimestampMillis { connect: false } => {
+            semantic(Kind::Int64, "io.debezium.time.Timestamp")
+        }
+        PgType::TimestampMillis { connect: true } => {
+            semantic(Kind::Int64, "org.apache.kafka.connect.data.Timestamp")
+        }
+        PgType::ConnectDate => semantic(Kind::Int32, "org.apache.kafka.connect.data.Date"),
+        PgType::ConnectTime => semantic(Kind::Int32, "org.apache.kafka.connect.data.Time"),
         PgType::Uuid => semantic(Kind::String, "io.debezium.data.Uuid"),
         PgType::Json => semantic(Kind::String, "io.debezium.data.Json"),
         PgType::Hstore => semantic(Kind::String, "io.debezium.data.Json")
@@ -175,7 +183,10 @@ pub(crate) fn is_string_like(ty: &PgType) -> bool {
 pub(crate) fn expected_kind(ty: &PgType) -> &'static str {
     match ty {
         PgType::Bool | PgType::Bit1 => "boolean",
-        PgType::Int2 | PgType::Int4 | PgType::Date => "int",
+        PgType::Int2 | PgType::Int4 | PgType::Date | PgType::ConnectDate | PgType::ConnectTime => {
+            "int"
+        }
+        PgType::TimestampMillis { .. } => "long",
         PgType::Int8 | PgType::Oid | PgType::Time | PgType::Timestamp | PgType::Interval => "long",
         PgType::Float4 => "float",
         PgType::Float8 | PgType::DecimalDouble { .. } => "double",
@@ -256,7 +267,10 @@ pub(crate) fn null_branch_first(column: &Column) -> bool {
 fn zero(ty: &PgType) -> Value {
     match ty {
         PgType::Bool | PgType::Bit1 => Value::Bool(false),
-        PgType::Int2 | PgType::Int4 | PgType::Date => Value::Int(0),
+        PgType::Int2 | PgType::Int4 | PgType::Date | PgType::ConnectDate | PgType::ConnectTime => {
+            Value::Int(0)
+        }
+        PgType::TimestampMillis { .. } => Value::Long(0),
         PgType::Int8 | PgType::Oid | PgType::Time | PgType::Timestamp | PgType::Interval => {
             Value::Long(0)
         }
@@ -330,7 +344,10 @@ fn array_placeholder(element: &PgType) -> Option<Vec<Value>> {
         PgType::Uuid => Some(vec![Value::String(
             UNAVAILABLE_UUID_PLACEHOLDER.to_string(),
         )]),
-        PgType::Int2 | PgType::Int4 | PgType::Date => numbers(|b| Value::Int(i32::from(b))),
+        PgType::Int2 | PgType::Int4 | PgType::Date | PgType::ConnectDate | PgType::ConnectTime => {
+            numbers(|b| Value::Int(i32::from(b)))
+        }
+        PgType::TimestampMillis { .. } => numbers(|b| Value::Long(i64::from(b))),
         PgType::Int8 | PgType::Oid | PgType::Time | PgType::Timestamp | PgType::Interval => {
             numbers(|b| Value::Long(i64::from(b)))
         }
@@ -400,6 +417,26 @@ mod tests {
                 r#"{"type":"array","items":["null",{"type":"string","connect.version":1,"connect.parameters":{"allowed":"a,b","__debezium.source.column.type":"l1.ab"},"connect.name":"io.debezium.data.Enum"}]}"#,
             ),
             (PgType::Oid, r#""long""#),
+            (
+                PgType::ConnectDate,
+                r#"{"type":"int","connect.version":1,"connect.name":"org.apache.kafka.connect.data.Date","logicalType":"date"}"#,
+            ),
+            (
+                PgType::ConnectTime,
+                r#"{"type":"int","connect.version":1,"connect.name":"org.apache.kafka.connect.data.Time","logicalType":"time-millis"}"#,
+            ),
+            (
+                PgType::TimestampMillis { connect: true },
+                r#"{"type":"long","connect.version":1,"connect.name":"org.apache.kafka.connect.data.Timestamp","logicalType":"timestamp-millis"}"#,
+            ),
+            (
+                PgType::TimestampMillis { connect: false },
+                r#"{"type":"long","connect.version":1,"connect.name":"io.debezium.time.Timestamp"}"#,
+            ),
+            (
+                PgType::IntervalText,
+                r#"{"type":"string","connect.version":1,"connect.name":"io.debezium.time.Interval"}"#,
+            ),
             (
                 PgType::Array(Box::new(PgType::Oid)),
                 r#"{"type":"array","items":["null","long"]}"#,

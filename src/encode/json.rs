@@ -132,9 +132,17 @@ fn write_value(out: &mut Vec<u8>, ty: &PgType, value: &Value) -> Result<(), Valu
         (PgType::Bool | PgType::Bit1, Value::Bool(b)) => {
             out.extend_from_slice(if *b { b"true".as_slice() } else { b"false" })
         }
-        (PgType::Int2 | PgType::Int4 | PgType::Date, Value::Int(i)) => push_number(out, i),
         (
-            PgType::Int8 | PgType::Oid | PgType::Time | PgType::Timestamp | PgType::Interval,
+            PgType::Int2 | PgType::Int4 | PgType::Date | PgType::ConnectDate | PgType::ConnectTime,
+            Value::Int(i),
+        ) => push_number(out, i),
+        (
+            PgType::Int8
+            | PgType::Oid
+            | PgType::Time
+            | PgType::Timestamp
+            | PgType::TimestampMillis { .. }
+            | PgType::Interval,
             Value::Long(l),
         ) => push_number(out, l),
         (PgType::Float4, Value::Float(f)) => push_float(out, f64::from(*f), f),

@@ -238,6 +238,16 @@ fn avro_base(schema: &Schema, defined: &mut HashSet<String>, space: &str, out: &
     if decimal.is_some() {
         out.push_str(",\"logicalType\":\"decimal\"");
     }
+    // AvroData gives Connect's own time types their Avro logical types.
+    let logical = match schema.name.as_deref() {
+        Some("org.apache.kafka.connect.data.Date") => Some("date"),
+        Some("org.apache.kafka.connect.data.Time") => Some("time-millis"),
+        Some("org.apache.kafka.connect.data.Timestamp") => Some("timestamp-millis"),
+        _ => None,
+    };
+    if let Some(logical) = logical {
+        out.push_str(&format!(",\"logicalType\":\"{logical}\""));
+    }
     out.push('}');
 }
 

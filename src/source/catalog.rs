@@ -161,7 +161,7 @@ pub async fn describe_relation(
             identity_key.push(index);
         }
         let pg_type = PgType::from_catalog(catalog_type, message_column.type_modifier)
-            .with_modes(filter.type_modes());
+            .with_modes(filter.type_modes(), message_column.type_modifier);
         let default = fact
             .and_then(|f| f.default_expression.as_deref())
             .and_then(|expression| column_default(&pg_type, &catalog_type.name, expression));

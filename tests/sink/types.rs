@@ -258,3 +258,86 @@ async fn intervals_in_string_mode_arrive_exact() {
     );
     assert_eq!(capture.stop(), 0);
 }
+
+/// `time_precision_mode`: Connect's own Date / Time / Timestamp (milliseconds) with
+/// `connect`, `io.debezium.time.Timestamp` for a timestamp(0–3) with
+/// `adaptive_time_microseconds`; cdc-sink reads each back into date, time and timestamp
+/// columns, equal to the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_precision_modes_arrive_equal() {
+    const SCHEMA: &str = "CREATE SCHEMA l1;
+        CREATE TABLE l1.times (id int PRIMARY KEY, d date, t time(3), ts timestamp(3),
+                               ts6 timestamp, tss timestamp(3)[]);";
+    const ROWS: &str = "INSERT INTO l1.times VALUES
+        (1, '2024-02-29', '13:14:15.123', '2024-02-29 13:14:15.123', '2024-02-29 13:14:15.123456',
+         '{\"1969-12-31 23:59:59.999\",NULL}'),
+        (2, '1900-01-01', '00:00:00', '1900-01-01 00:00:00', 'infinity', '{}')";
+    for (mode, ts_name, ts6) in [
+        (
+            "connect",
+            "org.apache.kafka.connect.data.Timestamp",
+            // Connect's Timestamp is milliseconds whatever the column's precision.
+            serde_json::json!(1_709_212_455_123i64),
+        ),
+        (
+            "adaptive_time_microseconds",
+            "io.debezium.time.Timestamp",
+            serde_json::json!(1_709_212_455_123_456i64),
+        ),
+    ] {
+        let mut capture = Capture::on_shared_sink_testbed(SCHEMA).await;
+        let config = capture.config(
+            &["l1.*"],
+            &format!("snapshot = \"never\"\ntime_precision_mode = \"{mode}\""),
+            "[kafka.topic]\npartitions = 1",
+        );
+        capture.start(&config).await;
+        let mut target = Target::new(&capture, "").await;
+        target.start();
+        capture.client.batch_execute(ROWS).await.expect("rows");
+        let records = capture.read("l1.times", 2).await;
+        let after = &records[0].value["after"];
+        assert_eq!(after["ts"], 1_709_212_455_123i64, "{mode}");
+        assert_eq!(after["ts6"], ts6, "{mode}");
+        assert_eq!(after["tss"], serde_json::json!([-1, null]), "{mode}");
+        let (t, d) = match mode {
+            "connect" => (serde_json::json!(47_655_123), serde_json::json!(19_782)),
+            _ => (
+                serde_json::json!(47_655_123_000i64),
+                serde_json::json!(19_782),
+            ),
+        };
+        assert_eq!((&after["t"], &after["d"]), (&t, &d), "{mode}");
+        let subject = format!("{}-value", capture.topic("l1.times"));
+        let schema = reqwest::get(format!(
+            "{}/subjects/{subject}/versions/latest",
+            capture.registry_url
+        ))
+        .await
+        .expect("registry")
+        .text()
+        .await
+        .expect("schema");
+        assert!(schema.contains(ts_name), "{mode}: {schema}");
+        if mode == "connect" {
+            // ts6 keeps only milliseconds, as in Debezium; the other columns compare equal.
+            target.settle(&["l1.times -> l1.times: DIFFERENT source 2 rows, target 2 rows; first differing keys: (id)=(1) [content differs]"]);
+        } else {
+            target.settle(&["l1.times -> l1.times: ok (2 rows)"]);
+        }
+        assert_eq!(
+            target
+                .rows("SELECT concat_ws('|', d, t, ts, ts6, tss) FROM l1.times ORDER BY id")
+                .await,
+            [
+                format!(
+                    "2024-02-29|13:14:15.123|2024-02-29 13:14:15.123|2024-02-29 13:14:15.123{}|{{\"1969-12-31 23:59:59.999\",NULL}}",
+                    if mode == "connect" { "" } else { "456" }
+                ),
+                "1900-01-01|00:00:00|1900-01-01 00:00:00|infinity|{}".to_string(),
+            ],
+            "{mode}"
+        );
+        assert_eq!(capture.stop(), 0);
+    }
+}

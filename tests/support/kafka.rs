@@ -203,6 +203,9 @@ fn avro_to_json(value: apache_avro::types::Value) -> serde_json::Value {
         Avro::Float(f) => float_to_json(f64::from(f)),
         Avro::Double(d) => float_to_json(d),
         Avro::Union(_, inner) => avro_to_json(*inner),
+        // Connect's Date, Time and Timestamp as the numbers they are on the wire.
+        Avro::Date(days) | Avro::TimeMillis(days) => days.into(),
+        Avro::TimestampMillis(millis) => millis.into(),
         Avro::Array(items) => items.into_iter().map(avro_to_json).collect(),
         Avro::Record(fields) => fields
             .into_iter()

@@ -213,10 +213,12 @@ impl<'a> Reader<'a> {
     fn scalar(&mut self, kind: ScalarKind) -> Result<Scalar<'a>, Problem> {
         Ok(match kind {
             ScalarKind::Bool => Scalar::Bool(self.boolean()?),
-            ScalarKind::Int | ScalarKind::Date => Scalar::Int(self.int()?),
-            ScalarKind::Long | ScalarKind::Time | ScalarKind::Timestamp | ScalarKind::Interval => {
-                Scalar::Int(self.long()?)
-            }
+            ScalarKind::Int | ScalarKind::Date | ScalarKind::TimeMillis => Scalar::Int(self.int()?),
+            ScalarKind::Long
+            | ScalarKind::Time
+            | ScalarKind::Timestamp
+            | ScalarKind::TimestampMillis
+            | ScalarKind::Interval => Scalar::Int(self.long()?),
             ScalarKind::Float => Scalar::Float(self.float()?),
             ScalarKind::Double => Scalar::Double(self.double()?),
             ScalarKind::Decimal { .. } | ScalarKind::Bytes | ScalarKind::Bits { .. } => {

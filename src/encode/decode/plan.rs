@@ -317,13 +317,19 @@ fn scalar_kind(schema: &Schema, target: TargetTypes) -> Result<(ScalarKind, Stri
     let (kind, sql_type) = match &schema.kind {
         Kind::Boolean => (ScalarKind::Bool, "boolean"),
         Kind::Int => match name {
-            "io.debezium.time.Date" => (ScalarKind::Date, "date"),
+            "io.debezium.time.Date" | "org.apache.kafka.connect.data.Date" => {
+                (ScalarKind::Date, "date")
+            }
+            "org.apache.kafka.connect.data.Time" => (ScalarKind::TimeMillis, "time(3)"),
             _ if schema.int16 => (ScalarKind::Int, "smallint"),
             _ => (ScalarKind::Int, "integer"),
         },
         Kind::Long => match name {
             "io.debezium.time.MicroTime" => (ScalarKind::Time, "time(6)"),
             "io.debezium.time.MicroTimestamp" => (ScalarKind::Timestamp, "timestamp(6)"),
+            "io.debezium.time.Timestamp" | "org.apache.kafka.connect.data.Timestamp" => {
+                (ScalarKind::TimestampMillis, "timestamp(3)")
+            }
             "io.debezium.time.MicroDuration" => (ScalarKind::Interval, "interval"),
             _ => (ScalarKind::Long, "bigint"),
         },

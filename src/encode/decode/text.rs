@@ -44,6 +44,10 @@ pub(super) enum ScalarKind {
     Date,
     Time,
     Timestamp,
+    /// Connect's `Time`: ms since midnight.
+    TimeMillis,
+    /// `io.debezium.time.Timestamp` and Connect's `Timestamp`: ms since the epoch.
+    TimestampMillis,
     Interval,
     /// Debezium's `io.debezium.data.geometry.Point` struct, printed `(x,y)`. Each of `wkb`
     /// and `srid` is the null branch of its Avro union, or `None` when the field is required.
@@ -127,6 +131,8 @@ impl ArrayPlaceholder {
             | ScalarKind::Date
             | ScalarKind::Time
             | ScalarKind::Timestamp
+            | ScalarKind::TimeMillis
+            | ScalarKind::TimestampMillis
             | ScalarKind::Interval => ArrayPlaceholder::Numbers,
             _ => ArrayPlaceholder::Single,
         }
@@ -267,6 +273,10 @@ pub(super) fn push_scalar(
         (ScalarKind::Date, Scalar::Int(days)) => push_date(out, days)?,
         (ScalarKind::Time, Scalar::Int(micros)) => push_time(out, micros)?,
         (ScalarKind::Timestamp, Scalar::Int(micros)) => push_timestamp(out, micros),
+        (ScalarKind::TimeMillis, Scalar::Int(millis)) => push_time(out, millis * 1_000)?,
+        (ScalarKind::TimestampMillis, Scalar::Int(millis)) => {
+            push_timestamp(out, millis.saturating_mul(1_000))
+        }
         (ScalarKind::Interval, Scalar::Int(micros)) => {
             push_int(out, micros);
             out.push_str(" microseconds");

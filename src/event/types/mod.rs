@@ -27,6 +27,9 @@ pub use datetime::{TIMESTAMP_NEGATIVE_INFINITY_MICROS, TIMESTAMP_POSITIVE_INFINI
 pub use defaults::column_default;
 pub use geometry::{point_wkb, POINT_WKB_LEN};
 
+/// Microseconds in a millisecond.
+const MICROS_PER_MILLI: i64 = 1_000;
+
 /// Debezium's default `money.fraction.digits`: the scale of a money column's Decimal.
 pub const MONEY_FRACTION_DIGITS: u32 = 2;
 
@@ -41,6 +44,20 @@ pub enum IntervalHandling {
     String,
 }
 
+/// Debezium's `time.precision.mode` (for date, time and timestamp; the zoned types are
+/// strings in every mode).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimePrecision {
+    /// `MicroTime` and `MicroTimestamp` whatever the declared precision.
+    #[default]
+    Microseconds,
+    /// `MicroTime`; a timestamp of precision 0–3 as `io.debezium.time.Timestamp` (ms).
+    AdaptiveTimeMicroseconds,
+    /// Kafka Connect's own `Date`, `Time` (ms) and `Timestamp` (ms) logical types.
+    Connect,
+}
+
 /// Debezium's handling modes that change how captured values travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TypeModes {
@@ -50,6 +67,8 @@ pub struct TypeModes {
     pub interval: IntervalHandling,
     /// `money.fraction.digits`: the scale of a money column's Decimal.
     pub money_fraction_digits: u32,
+    /// `time.precision.mode`.
+    pub time_precision: TimePrecision,
 }
 
 impl Default for TypeModes {
@@ -58,6 +77,7 @@ impl Default for TypeModes {
             decimal: DecimalHandling::default(),
             interval: IntervalHandling::default(),
             money_fraction_digits: MONEY_FRACTION_DIGITS,
+            time_precision: TimePrecision::default(),
         }
     }
 }
@@ -124,6 +144,13 @@ pub enum PgType {
     Interval,
     /// interval under `interval.handling.mode = string`: ISO 8601 text.
     IntervalText,
+    /// timestamp in milliseconds: `io.debezium.time.Timestamp` (adaptive modes, precision
+    /// 0–3) or Connect's `Timestamp` (`connect`).
+    TimestampMillis { connect: bool },
+    /// date under `time.precision.mode = connect`: Connect's `Date` (days).
+    ConnectDate,
+    /// time under `time.precision.mode = connect`: Connect's `Time` (ms since midnight).
+    ConnectTime,
     /// uuid.
     Uuid,
     /// json, jsonb.
@@ -167,6 +194,12 @@ impl PgType {
             PgType::Timetz => Some("io.debezium.time.ZonedTime"),
             PgType::Interval => Some("io.debezium.time.MicroDuration"),
             PgType::IntervalText => Some("io.debezium.time.Interval"),
+            PgType::TimestampMillis { connect: false } => Some("io.debezium.time.Timestamp"),
+            PgType::TimestampMillis { connect: true } => {
+                Some("org.apache.kafka.connect.data.Timestamp")
+            }
+            PgType::ConnectDate => Some("org.apache.kafka.connect.data.Date"),
+            PgType::ConnectTime => Some("org.apache.kafka.connect.data.Time"),
             PgType::Uuid => Some("io.debezium.data.Uuid"),
             PgType::Json | PgType::Hstore => Some("io.debezium.data.Json"),
             PgType::Xml => Some("io.debezium.data.Xml"),
@@ -194,13 +227,32 @@ impl PgType {
 }
 
 impl PgType {
-    /// The family under Debezium's handling modes (also for array elements): numeric and
-    /// money as text or a double (`decimal.handling.mode`), interval as ISO 8601 text
-    /// (`interval.handling.mode`).
-    pub fn with_modes(self, modes: TypeModes) -> PgType {
+    /// The family under Debezium's handling modes (also for array elements), for a column
+    /// with this type modifier: numeric and money as text or a double
+    /// (`decimal.handling.mode`), interval as ISO 8601 text (`interval.handling.mode`), money's
+    /// scale (`money.fraction.digits`), date, time and timestamp units (`time.precision.mode`).
+    pub fn with_modes(self, modes: TypeModes, type_modifier: i32) -> PgType {
         let money = matches!(self, PgType::Money { .. });
+        // A time type's modifier is its declared precision; -1 (none) is 6.
+        let millis = (0..=3).contains(&type_modifier);
         match (self, modes.decimal) {
-            (PgType::Array(element), _) => PgType::Array(Box::new(element.with_modes(modes))),
+            (PgType::Array(element), _) => {
+                PgType::Array(Box::new(element.with_modes(modes, type_modifier)))
+            }
+            (PgType::Date, _) if modes.time_precision == TimePrecision::Connect => {
+                PgType::ConnectDate
+            }
+            (PgType::Time, _) if modes.time_precision == TimePrecision::Connect => {
+                PgType::ConnectTime
+            }
+            (PgType::Timestamp, _) if modes.time_precision == TimePrecision::Connect => {
+                PgType::TimestampMillis { connect: true }
+            }
+            (PgType::Timestamp, _)
+                if modes.time_precision == TimePrecision::AdaptiveTimeMicroseconds && millis =>
+            {
+                PgType::TimestampMillis { connect: false }
+            }
             (PgType::Interval, _) if modes.interval == IntervalHandling::String => {
                 PgType::IntervalText
             }
@@ -250,6 +302,9 @@ impl fmt::Display for PgType {
             PgType::Timestamptz { .. } => f.write_str("timestamptz"),
             PgType::Timetz => f.write_str("timetz"),
             PgType::Interval | PgType::IntervalText => f.write_str("interval"),
+            PgType::TimestampMillis { .. } => f.write_str("timestamp"),
+            PgType::ConnectDate => f.write_str("date"),
+            PgType::ConnectTime => f.write_str("time"),
             PgType::Uuid => f.write_str("uuid"),
             PgType::Json => f.write_str("json"),
             PgType::Xml => f.write_str("xml"),
@@ -388,6 +443,13 @@ pub fn parse_text(pg_type: &PgType, text: &[u8]) -> Result<Value, TypeError> {
         PgType::Timetz => datetime::parse_timetz(pg_type, text).map(Value::String),
         PgType::Interval => datetime::parse_interval(pg_type, text).map(Value::Long),
         PgType::IntervalText => datetime::parse_interval_iso(pg_type, text).map(Value::String),
+        PgType::TimestampMillis { .. } => datetime::parse_timestamp(pg_type, text)
+            .map(|micros| Value::Long(micros.div_euclid(MICROS_PER_MILLI))),
+        PgType::ConnectDate => datetime::parse_date(pg_type, text).map(Value::Int),
+        PgType::ConnectTime => datetime::parse_time(pg_type, text).map(|micros| {
+            // At most 86,400,000 ms: always an int.
+            Value::Int((micros / MICROS_PER_MILLI) as i32)
+        }),
         PgType::Bit1 => binary::parse_bit1(pg_type, text).map(Value::Bool),
         PgType::Bits { .. } => binary::parse_bits(pg_type, text).map(Value::Bytes),
         PgType::Array(element) => array::parse_array(pg_type, element, text),
@@ -450,6 +512,54 @@ mod tests {
         );
         assert!(parse_text(&PgType::Int8, b"9223372036854775808").is_err());
         assert!(parse_text(&PgType::Int8, b"12a").is_err());
+    }
+
+    #[test]
+    fn handling_modes_pick_the_family() {
+        let modes = |time_precision| TypeModes {
+            time_precision,
+            ..TypeModes::default()
+        };
+        let adaptive = modes(TimePrecision::AdaptiveTimeMicroseconds);
+        assert_eq!(
+            PgType::Timestamp.with_modes(adaptive, 3),
+            PgType::TimestampMillis { connect: false }
+        );
+        assert_eq!(PgType::Timestamp.with_modes(adaptive, 4), PgType::Timestamp);
+        assert_eq!(
+            PgType::Timestamp.with_modes(adaptive, -1),
+            PgType::Timestamp
+        );
+        assert_eq!(PgType::Time.with_modes(adaptive, 0), PgType::Time);
+        let connect = modes(TimePrecision::Connect);
+        assert_eq!(
+            PgType::Array(Box::new(PgType::Date)).with_modes(connect, -1),
+            PgType::Array(Box::new(PgType::ConnectDate))
+        );
+        assert_eq!(
+            parse(
+                PgType::TimestampMillis { connect: true },
+                "1969-12-31 23:59:59.9995"
+            ),
+            Value::Long(-1)
+        );
+        assert_eq!(
+            parse(PgType::ConnectTime, "13:14:15.123456"),
+            Value::Int(47_655_123)
+        );
+        let strings = TypeModes {
+            decimal: DecimalHandling::String,
+            interval: IntervalHandling::String,
+            ..TypeModes::default()
+        };
+        assert_eq!(
+            PgType::Money { fraction_digits: 2 }.with_modes(strings, -1),
+            PgType::DecimalText { money: true }
+        );
+        assert_eq!(
+            PgType::Interval.with_modes(strings, -1),
+            PgType::IntervalText
+        );
     }
 
     #[test]

@@ -47,6 +47,8 @@ fn to_scalar<'x>(
             | ScalarKind::Date
             | ScalarKind::Time
             | ScalarKind::Timestamp
+            | ScalarKind::TimeMillis
+            | ScalarKind::TimestampMillis
             | ScalarKind::Interval,
             Prim::I64(_) | Prim::U64(_),
         ) => match prim {
