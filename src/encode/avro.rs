@@ -10,8 +10,8 @@ use crate::event::{
 };
 
 use super::columns::{
-    at_scale, decimal_scale, expected_kind, is_string_like, null_branch_first, resolve, value_kind,
-    ValueError,
+    at_scale, decimal_scale, expected_kind, is_int_like, is_long_like, is_string_like,
+    null_branch_first, resolve, value_kind, ValueError,
 };
 use super::{table_id, EncodeError, SourceBlock, Timestamps};
 
@@ -83,19 +83,8 @@ fn write_column(out: &mut Vec<u8>, column: &Column, value: &Value) -> Result<(),
 fn write_value(out: &mut Vec<u8>, ty: &PgType, value: &Value) -> Result<(), ValueError> {
     match (ty, value) {
         (PgType::Bool | PgType::Bit1, Value::Bool(b)) => out.push(u8::from(*b)),
-        (
-            PgType::Int2 | PgType::Int4 | PgType::Date | PgType::ConnectDate | PgType::ConnectTime,
-            Value::Int(i),
-        ) => write_long(out, i64::from(*i)),
-        (
-            PgType::Int8
-            | PgType::Oid
-            | PgType::Time
-            | PgType::Timestamp
-            | PgType::TimestampMillis { .. }
-            | PgType::Interval,
-            Value::Long(l),
-        ) => write_long(out, *l),
+        (ty, Value::Int(i)) if is_int_like(ty) => write_long(out, i64::from(*i)),
+        (ty, Value::Long(l)) if is_long_like(ty) => write_long(out, *l),
         (PgType::Float4, Value::Float(f)) => out.extend_from_slice(&f.to_le_bytes()),
         (PgType::Float8 | PgType::DecimalDouble { .. }, Value::Double(d)) => {
             out.extend_from_slice(&d.to_le_bytes())

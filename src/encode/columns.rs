@@ -179,15 +179,33 @@ pub(crate) fn is_string_like(ty: &PgType) -> bool {
     )
 }
 
+/// Types whose values are [`Value::Int`].
+pub(crate) fn is_int_like(ty: &PgType) -> bool {
+    matches!(
+        ty,
+        PgType::Int2 | PgType::Int4 | PgType::Date | PgType::ConnectDate | PgType::ConnectTime
+    )
+}
+
+/// Types whose values are [`Value::Long`].
+pub(crate) fn is_long_like(ty: &PgType) -> bool {
+    matches!(
+        ty,
+        PgType::Int8
+            | PgType::Oid
+            | PgType::Time
+            | PgType::Timestamp
+            | PgType::TimestampMillis { .. }
+            | PgType::Interval
+    )
+}
+
 /// The value shape a column of type `ty` takes, for error messages.
 pub(crate) fn expected_kind(ty: &PgType) -> &'static str {
     match ty {
         PgType::Bool | PgType::Bit1 => "boolean",
-        PgType::Int2 | PgType::Int4 | PgType::Date | PgType::ConnectDate | PgType::ConnectTime => {
-            "int"
-        }
-        PgType::TimestampMillis { .. } => "long",
-        PgType::Int8 | PgType::Oid | PgType::Time | PgType::Timestamp | PgType::Interval => "long",
+        ty if is_int_like(ty) => "int",
+        ty if is_long_like(ty) => "long",
         PgType::Float4 => "float",
         PgType::Float8 | PgType::DecimalDouble { .. } => "double",
         PgType::Decimal { .. } | PgType::Money { .. } => "decimal",
@@ -270,10 +288,12 @@ fn zero(ty: &PgType) -> Value {
         PgType::Int2 | PgType::Int4 | PgType::Date | PgType::ConnectDate | PgType::ConnectTime => {
             Value::Int(0)
         }
-        PgType::TimestampMillis { .. } => Value::Long(0),
-        PgType::Int8 | PgType::Oid | PgType::Time | PgType::Timestamp | PgType::Interval => {
-            Value::Long(0)
-        }
+        PgType::Int8
+        | PgType::Oid
+        | PgType::Time
+        | PgType::Timestamp
+        | PgType::TimestampMillis { .. }
+        | PgType::Interval => Value::Long(0),
         PgType::Float4 => Value::Float(0.0),
         PgType::Float8 | PgType::DecimalDouble { .. } => Value::Double(0.0),
         PgType::DecimalText { .. } => Value::String("0".to_string()),
@@ -344,13 +364,8 @@ fn array_placeholder(element: &PgType) -> Option<Vec<Value>> {
         PgType::Uuid => Some(vec![Value::String(
             UNAVAILABLE_UUID_PLACEHOLDER.to_string(),
         )]),
-        PgType::Int2 | PgType::Int4 | PgType::Date | PgType::ConnectDate | PgType::ConnectTime => {
-            numbers(|b| Value::Int(i32::from(b)))
-        }
-        PgType::TimestampMillis { .. } => numbers(|b| Value::Long(i64::from(b))),
-        PgType::Int8 | PgType::Oid | PgType::Time | PgType::Timestamp | PgType::Interval => {
-            numbers(|b| Value::Long(i64::from(b)))
-        }
+        ty if is_int_like(ty) => numbers(|b| Value::Int(i32::from(b))),
+        ty if is_long_like(ty) => numbers(|b| Value::Long(i64::from(b))),
         PgType::Float4 => numbers(|b| Value::Float(f32::from(b))),
         PgType::Float8 | PgType::DecimalDouble { .. } => numbers(|b| Value::Double(f64::from(b))),
         PgType::Bool | PgType::Bit1 | PgType::Array(_) => None,

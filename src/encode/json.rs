@@ -14,7 +14,8 @@ use crate::event::{
 };
 
 use super::columns::{
-    at_scale, decimal_scale, expected_kind, is_string_like, resolve, value_kind, ValueError,
+    at_scale, decimal_scale, expected_kind, is_int_like, is_long_like, is_string_like, resolve,
+    value_kind, ValueError,
 };
 use super::{table_id, EncodeError, SourceBlock, Timestamps};
 
@@ -132,19 +133,8 @@ fn write_value(out: &mut Vec<u8>, ty: &PgType, value: &Value) -> Result<(), Valu
         (PgType::Bool | PgType::Bit1, Value::Bool(b)) => {
             out.extend_from_slice(if *b { b"true".as_slice() } else { b"false" })
         }
-        (
-            PgType::Int2 | PgType::Int4 | PgType::Date | PgType::ConnectDate | PgType::ConnectTime,
-            Value::Int(i),
-        ) => push_number(out, i),
-        (
-            PgType::Int8
-            | PgType::Oid
-            | PgType::Time
-            | PgType::Timestamp
-            | PgType::TimestampMillis { .. }
-            | PgType::Interval,
-            Value::Long(l),
-        ) => push_number(out, l),
+        (ty, Value::Int(i)) if is_int_like(ty) => push_number(out, i),
+        (ty, Value::Long(l)) if is_long_like(ty) => push_number(out, l),
         (PgType::Float4, Value::Float(f)) => push_float(out, f64::from(*f), f),
         (PgType::Float8 | PgType::DecimalDouble { .. }, Value::Double(d)) => push_float(out, *d, d),
         (ty, Value::Decimal { unscaled, scale }) if decimal_scale(ty).is_some() => {
