@@ -79,7 +79,7 @@ pub(super) fn parse_variable(pg_type: &PgType, text: &[u8]) -> Result<Value, Typ
 /// group separators dropped, then `setScale(scale, HALF_UP)`.
 pub(super) fn parse_money(pg_type: &PgType, text: &[u8], scale: u32) -> Result<Value, TypeError> {
     let malformed = || TypeError::malformed(pg_type, text, "expected [-]$digits[.digits]");
-    let plain = plain_text(pg_type, text, true).map_err(|_| malformed())?;
+    let plain = money_plain(text).ok_or_else(malformed)?;
     let decimal = split(pg_type, plain.as_bytes()).map_err(|_| malformed())?;
     let wanted = usize::try_from(scale).map_err(|_| TypeError::out_of_range(pg_type, text))?;
     let kept = decimal.fraction.len().min(wanted);
@@ -116,28 +116,30 @@ fn round_up(digits: &mut Vec<u8>) {
 /// A numeric's text as it is (`12.30`, `NaN`), or a money's without its currency sign and
 /// group separators (`-1234.11`): Debezium's `decimal.handling.mode = string` form.
 pub(super) fn plain_text(pg_type: &PgType, text: &[u8], money: bool) -> Result<String, TypeError> {
-    let text_str = std::str::from_utf8(text)
-        .map_err(|_| TypeError::malformed(pg_type, text, "not valid UTF-8"))?;
-    if !money {
-        if !is_special(text) {
-            split(pg_type, text)?;
-        }
-        return Ok(text_str.to_owned());
-    }
-    let (negative, unsigned) = match text_str.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text_str),
+    let plain = if money {
+        money_plain(text)
+            .ok_or_else(|| TypeError::malformed(pg_type, text, "expected [-]$digits[.digits]"))?
+    } else {
+        std::str::from_utf8(text)
+            .map_err(|_| TypeError::malformed(pg_type, text, "not valid UTF-8"))?
+            .to_owned()
     };
-    let amount = unsigned
-        .strip_prefix('$')
-        .ok_or_else(|| TypeError::malformed(pg_type, text, "expected [-]$digits[.digits]"))?;
-    let mut plain: String = amount.chars().filter(|&c| c != ',').collect();
-    split(pg_type, plain.as_bytes())
-        .map_err(|_| TypeError::malformed(pg_type, text, "expected [-]$digits[.digits]"))?;
-    if negative {
-        plain.insert(0, '-');
+    if !is_special(plain.as_bytes()) {
+        split(pg_type, plain.as_bytes())?;
     }
     Ok(plain)
+}
+
+/// A money's text without its currency sign and group separators (`-$1,234.11` →
+/// `-1234.11`), not yet checked to be a number; `None` without the `$`.
+fn money_plain(text: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(text).ok()?;
+    let (sign, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", text),
+    };
+    let amount = unsigned.strip_prefix('$')?;
+    Some(sign.chars().chain(amount.chars().filter(|&c| c != ',')).collect())
 }
 
 fn is_special(text: &[u8]) -> bool {
