@@ -9,6 +9,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::Url;
 
 use crate::config::RegistryAccess;
+use crate::pg::percent_decode;
 
 /// The registry's REST media type.
 const MEDIA_TYPE: &str = "application/vnd.schemaregistry.v1+json";
@@ -222,42 +223,17 @@ impl RegistryClient {
 /// The basic-auth credentials: the configured user and password, else the URL's user info;
 /// the user info is taken out of `base` either way, so no message shows it.
 fn credentials(base: &mut Url, access: &RegistryAccess) -> Option<(String, Option<String>)> {
-    let from_url = (!base.username().is_empty()).then(|| {
-        (
-            percent_decode(base.username()),
-            base.password().map(percent_decode),
-        )
-    });
+    // The URL crate keeps user info percent-encoded; a part that does not decode is sent as
+    // it is written.
+    let decode = |text: &str| percent_decode(text).unwrap_or_else(|| text.to_string());
+    let from_url = (!base.username().is_empty())
+        .then(|| (decode(base.username()), base.password().map(decode)));
     let _ = base.set_username("");
     let _ = base.set_password(None);
     match &access.username {
         Some(user) => Some((user.clone(), access.password.clone())),
         None => from_url,
     }
-}
-
-/// `%XX` escapes decoded (user info is percent-encoded in a URL); invalid UTF-8 replaced.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while let Some(&byte) = bytes.get(index) {
-        let escaped = (byte == b'%')
-            .then(|| bytes.get(index + 1..index + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
-        match escaped {
-            Some(decoded) => {
-                out.push(decoded);
-                index += 3;
-            }
-            None => {
-                out.push(byte);
-                index += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn read_tls_file(key: &'static str, path: &std::path::Path) -> Result<Vec<u8>, RegistryError> {

@@ -16,6 +16,7 @@ use tokio_postgres::NoTls;
 pub use error::PgError;
 pub use tls::TlsSetupError;
 pub(crate) use tls::{tls_server_end_point, TlsConfig};
+pub(crate) use url::percent_decode;
 pub use url::PgUrlError;
 
 /// libpq's `sslmode`: whether to use TLS and how much of the server's certificate to check.

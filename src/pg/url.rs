@@ -203,8 +203,13 @@ fn parse_timeout(text: &str) -> Result<Duration, PgUrlError> {
 
 /// Percent-decodes one URL component; `what` names it in the error (never its value).
 fn decode(text: &str, what: &'static str) -> Result<String, PgUrlError> {
+    percent_decode(text).ok_or(PgUrlError::PercentEncoding(what))
+}
+
+/// `%XX` escapes decoded; `None` for a malformed escape or a result that is not UTF-8.
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
     if !text.contains('%') {
-        return Ok(text.to_string());
+        return Some(text.to_string());
     }
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -214,8 +219,7 @@ fn decode(text: &str, what: &'static str) -> Result<String, PgUrlError> {
             let hex = bytes
                 .get(i + 1..i + 3)
                 .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or(PgUrlError::PercentEncoding(what))?;
+                .and_then(|h| u8::from_str_radix(h, 16).ok())?;
             out.push(hex);
             i += 3;
         } else {
@@ -223,7 +227,7 @@ fn decode(text: &str, what: &'static str) -> Result<String, PgUrlError> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| PgUrlError::PercentEncoding(what))
+    String::from_utf8(out).ok()
 }
 
 /// Percent-encodes what would not survive [`parse`] in a user or database name.

@@ -139,7 +139,11 @@ fn money_plain(text: &[u8]) -> Option<String> {
         None => ("", text),
     };
     let amount = unsigned.strip_prefix('$')?;
-    Some(sign.chars().chain(amount.chars().filter(|&c| c != ',')).collect())
+    Some(
+        sign.chars()
+            .chain(amount.chars().filter(|&c| c != ','))
+            .collect(),
+    )
 }
 
 fn is_special(text: &[u8]) -> bool {
