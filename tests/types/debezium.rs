@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::support::capture::Capture;
+use crate::support::capture::{Capture, Decoded};
 
 const SCHEMA: &str = "
     CREATE EXTENSION hstore;
@@ -33,6 +33,30 @@ const INSERT: &str = r#"INSERT INTO l1.conform
      '(1,1)', 'Top.Science', '{Ship.Frigate,Ship.Destroyer}',
      'a=>1, b=>NULL, "key #1"=>"val \"q\""', ARRAY['k=>v'::hstore, 'n=>NULL'],
      '{sad,happy}')"#;
+
+/// `schema_sql` with `table` captured into one partition (`extra_capture` added to
+/// `[capture]`), `statements` run one by one, and the first `expected` records read back.
+async fn captured(
+    schema_sql: &str,
+    table: &str,
+    extra_capture: &str,
+    statements: &[&str],
+    expected: usize,
+) -> (Capture<'static>, Vec<Decoded>) {
+    let mut capture = Capture::on_shared_testbed(schema_sql).await;
+    let config = capture.config(&[table], extra_capture, "[kafka.topic]\npartitions = 1");
+    capture.start(&config).await;
+    for statement in statements {
+        capture
+            .client
+            .batch_execute(statement)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    let records = capture.read(table, expected).await;
+    assert_eq!(records.len(), expected, "{}", capture.source_log());
+    (capture, records)
+}
 
 /// The subject's latest registered schema, parsed.
 async fn registered(capture: &Capture<'_>, subject: &str) -> Value {
@@ -95,18 +119,15 @@ fn sequence(value: &Value) -> (u64, u64) {
 
 #[tokio::test]
 async fn the_rows_debezium_writes_differently_now_match() {
-    let mut capture = Capture::on_shared_testbed(SCHEMA).await;
-    let config = capture.config(&["l1.conform"], "", "[kafka.topic]\npartitions = 1");
-    capture.start(&config).await;
-    capture.client.batch_execute(INSERT).await.expect("insert");
-    capture
-        .client
-        .batch_execute("DELETE FROM l1.conform")
-        .await
-        .expect("delete");
     // Insert, delete, tombstone.
-    let records = capture.read("l1.conform", 3).await;
-    assert_eq!(records.len(), 3);
+    let (mut capture, records) = captured(
+        SCHEMA,
+        "l1.conform",
+        "",
+        &[INSERT, "DELETE FROM l1.conform"],
+        3,
+    )
+    .await;
     let (insert, delete) = (&records[0].value, &records[1].value);
 
     let wkb: Vec<u8> = [1u8, 1, 0, 0, 0]
@@ -303,20 +324,14 @@ async fn decimals_travel_as_strings_in_string_mode() {
 /// `decimal.handling.mode = double`: FLOAT64 in the schema, doubles in the values.
 #[tokio::test]
 async fn decimals_travel_as_doubles_in_double_mode() {
-    let mut capture = Capture::on_shared_testbed(DECIMALS).await;
-    let config = capture.config(
-        &["l1.prices"],
+    let (mut capture, records) = captured(
+        DECIMALS,
+        "l1.prices",
         "decimal_handling_mode = \"double\"",
-        "[kafka.topic]\npartitions = 1",
-    );
-    capture.start(&config).await;
-    capture
-        .client
-        .batch_execute(DECIMAL_ROW)
-        .await
-        .expect("rows");
-    let records = capture.read("l1.prices", 2).await;
-    assert_eq!(records.len(), 2);
+        &[DECIMAL_ROW],
+        2,
+    )
+    .await;
     assert_eq!(
         records[0].value["after"],
         json!({"id": 1, "total": 12.3, "ratio": 1.5, "m": -1234.11, "totals": [1.5, null]})
@@ -333,22 +348,14 @@ async fn decimals_travel_as_doubles_in_double_mode() {
 /// scale, rounded half up.
 #[tokio::test]
 async fn money_takes_the_configured_fraction_digits() {
-    let mut capture = Capture::on_shared_testbed(
+    let (mut capture, records) = captured(
         "CREATE SCHEMA l1; CREATE TABLE l1.cash (id int PRIMARY KEY, m money NOT NULL);",
+        "l1.cash",
+        "money_fraction_digits = 0",
+        &["INSERT INTO l1.cash VALUES (1, '$1,234.56'), (2, '-$0.50')"],
+        2,
     )
     .await;
-    let config = capture.config(
-        &["l1.cash"],
-        "money_fraction_digits = 0",
-        "[kafka.topic]\npartitions = 1",
-    );
-    capture.start(&config).await;
-    capture
-        .client
-        .batch_execute("INSERT INTO l1.cash VALUES (1, '$1,234.56'), (2, '-$0.50')")
-        .await
-        .expect("rows");
-    let records = capture.read("l1.cash", 2).await;
     // 1235 = 0x04D3; -0.50 rounds half up (away from zero) to -1.
     assert_eq!(records[0].value["after"]["m"], json!([0x04, 0xd3]));
     assert_eq!(records[1].value["after"]["m"], json!([0xff]));
