@@ -22,10 +22,19 @@ pub async fn one_partition_pipeline(
     schema_sql: &str,
     extra_apply: &str,
 ) -> (Capture<'static>, Target) {
+    one_partition_pipeline_with(schema_sql, "", extra_apply).await
+}
+
+/// [`one_partition_pipeline`] with `extra_capture` lines added to the source's `[capture]`.
+pub async fn one_partition_pipeline_with(
+    schema_sql: &str,
+    extra_capture: &str,
+    extra_apply: &str,
+) -> (Capture<'static>, Target) {
     let mut capture = Capture::on_shared_sink_testbed(schema_sql).await;
     let config = capture.config(
         &["l1.*"],
-        "snapshot = \"never\"",
+        &format!("snapshot = \"never\"\n{extra_capture}"),
         "[kafka.topic]\npartitions = 1",
     );
     capture.start(&config).await;

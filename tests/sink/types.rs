@@ -4,6 +4,7 @@
 //! bit(1) travels as a plain boolean, as in Debezium, so the created column is boolean: it is
 //! checked on its own rather than by `verify`, which compares text ('1' against 't').
 
+use super::one_partition_pipeline_with;
 use super::target::Target;
 use crate::support::capture::Capture;
 
@@ -214,17 +215,12 @@ async fn decimals_in_string_and_double_mode_are_applied() {
 /// (with the default microseconds a month is 30.4375 days), so verify finds the tables equal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intervals_in_string_mode_arrive_exact() {
-    let mut capture = Capture::on_shared_sink_testbed(
+    let (mut capture, mut target) = one_partition_pipeline_with(
         "CREATE SCHEMA l1; CREATE TABLE l1.spans (id int PRIMARY KEY, iv interval, ivs interval[]);",
+        "interval_handling_mode = \"string\"",
+        "",
     )
     .await;
-    let config = capture.config(
-        &["l1.*"],
-        "snapshot = \"never\"\ninterval_handling_mode = \"string\"",
-        "[kafka.topic]\npartitions = 1",
-    );
-    capture.start(&config).await;
-    let mut target = Target::new(&capture, "").await;
     target.start();
     capture
         .client
@@ -285,14 +281,9 @@ async fn time_precision_modes_arrive_equal() {
             serde_json::json!(1_709_212_455_123_456i64),
         ),
     ] {
-        let mut capture = Capture::on_shared_sink_testbed(SCHEMA).await;
-        let config = capture.config(
-            &["l1.*"],
-            &format!("snapshot = \"never\"\ntime_precision_mode = \"{mode}\""),
-            "[kafka.topic]\npartitions = 1",
-        );
-        capture.start(&config).await;
-        let mut target = Target::new(&capture, "").await;
+        let (mut capture, mut target) =
+            one_partition_pipeline_with(SCHEMA, &format!("time_precision_mode = \"{mode}\""), "")
+                .await;
         target.start();
         capture.client.batch_execute(ROWS).await.expect("rows");
         let records = capture.read("l1.times", 2).await;
