@@ -29,7 +29,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::event::types::{DecimalHandling, IntervalHandling, TimePrecision};
+use crate::event::types::{BinaryHandling, DecimalHandling, IntervalHandling, TimePrecision};
 
 pub use registry::{RegistryAccess, SchemaRegistrySection};
 pub use sink::{
@@ -178,6 +178,10 @@ pub struct CaptureSection {
     /// `connect`.
     #[serde(default)]
     pub time_precision_mode: TimePrecision,
+    /// Debezium's `binary.handling.mode`: bytea as `bytes`, or as `base64`, `base64-url-safe`
+    /// or `hex` text.
+    #[serde(default)]
+    pub binary_handling_mode: BinaryHandling,
 }
 
 /// `capture.snapshot`: when to copy the existing rows (Debezium's `snapshot.mode` names).

@@ -8,7 +8,7 @@
 use super::{CaptureSection, ConfigError};
 use crate::event::types::TypeModes;
 #[cfg(test)]
-use crate::event::types::{DecimalHandling, IntervalHandling, TimePrecision};
+use crate::event::types::{BinaryHandling, DecimalHandling, IntervalHandling, TimePrecision};
 
 /// The compiled include/exclude patterns of `[capture]`.
 #[derive(Debug, Clone)]
@@ -47,6 +47,7 @@ impl TableFilter {
                 interval: capture.interval_handling_mode,
                 money_fraction_digits: capture.money_fraction_digits,
                 time_precision: capture.time_precision_mode,
+                binary: capture.binary_handling_mode,
             },
         })
     }
@@ -228,6 +229,7 @@ mod tests {
             interval_handling_mode: IntervalHandling::Numeric,
             money_fraction_digits: 2,
             time_precision_mode: TimePrecision::Microseconds,
+            binary_handling_mode: BinaryHandling::Bytes,
         }
     }
 

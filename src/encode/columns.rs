@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use crate::event::{Column, PgType, Value, UNAVAILABLE_VALUE_PLACEHOLDER};
 
 use super::schema::{DefaultValue, Field, Kind, Schema, DECIMAL_NAME};
-use super::SOURCE_COLUMN_TYPE_PARAMETER;
+use super::{BINARY_ENCODING_PARAMETER, SOURCE_COLUMN_TYPE_PARAMETER};
 
 /// Debezium's name of the point struct.
 pub(crate) const POINT_NAME: &str = "io.debezium.data.geometry.Point";
@@ -85,6 +85,9 @@ pub(crate) fn column_schema(ty: &PgType) -> Schema {
         .doc("Variable scaled decimal"),
         PgType::Text | PgType::Other { .. } => Schema::new(Kind::String),
         PgType::Bytea => Schema::new(Kind::Bytes),
+        PgType::EncodedBytea { encoding } => {
+            Schema::new(Kind::String).parameter(BINARY_ENCODING_PARAMETER, encoding.name())
+        }
         PgType::Date => semantic(Kind::Int32, "io.debezium.time.Date"),
         PgType::Time => semantic(Kind::Int64, "io.debezium.time.MicroTime"),
         PgType::Timestamp => semantic(Kind::Int64, "io.debezium.time.MicroTimestamp"),
@@ -174,6 +177,7 @@ pub(crate) fn is_string_like(ty: &PgType) -> bool {
             | PgType::Hstore
             | PgType::DecimalText { .. }
             | PgType::IntervalText
+            | PgType::EncodedBytea { .. }
             | PgType::Enum { .. }
             | PgType::Other { .. }
     )
@@ -318,6 +322,7 @@ fn zero(ty: &PgType) -> Value {
         PgType::Array(_) => Value::Array(Vec::new()),
         PgType::Hstore => Value::String("{}".to_string()),
         PgType::Text
+        | PgType::EncodedBytea { .. }
         | PgType::Uuid
         | PgType::Json
         | PgType::Xml
@@ -377,6 +382,7 @@ fn array_placeholder(element: &PgType) -> Option<Vec<Value>> {
 mod tests {
     use super::*;
     use crate::encode::schema::to_avro_json;
+    use crate::event::types::BinaryEncoding;
 
     #[test]
     fn semantic_types_follow_debezium() {
@@ -432,6 +438,12 @@ mod tests {
                 r#"{"type":"array","items":["null",{"type":"string","connect.version":1,"connect.parameters":{"allowed":"a,b","__debezium.source.column.type":"l1.ab"},"connect.name":"io.debezium.data.Enum"}]}"#,
             ),
             (PgType::Oid, r#""long""#),
+            (
+                PgType::EncodedBytea {
+                    encoding: BinaryEncoding::Base64UrlSafe,
+                },
+                r#"{"type":"string","connect.parameters":{"__pgcdc.binary.handling.mode":"base64-url-safe"}}"#,
+            ),
             (
                 PgType::ConnectDate,
                 r#"{"type":"int","connect.version":1,"connect.name":"org.apache.kafka.connect.data.Date","logicalType":"date"}"#,

@@ -7,6 +7,9 @@
 use std::fmt::Debug;
 use std::io::Write;
 
+use base64::display::Base64Display;
+use base64::engine::general_purpose::STANDARD;
+
 use crate::event::types::point_wkb;
 use crate::event::{
     ChangeEvent, Column, ColumnDescription, PgType, SchemaChange, TableDescription, TableSchema,
@@ -19,30 +22,11 @@ use super::columns::{
 };
 use super::{table_id, EncodeError, SourceBlock, Timestamps};
 
-const BASE64_ALPHABET: &[u8; 64] =
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// `bytes` as a standard, padded base64 JSON string.
+/// `bytes` as a standard, padded base64 JSON string (what JsonConverter writes for bytes).
 fn push_base64(out: &mut Vec<u8>, bytes: &[u8]) {
-    let symbol = |bits: u32| BASE64_ALPHABET[(bits & 0x3f) as usize];
     out.push(b'"');
-    let mut chunks = bytes.chunks_exact(3);
-    for chunk in &mut chunks {
-        let &[a, b, c] = chunk else { continue };
-        let n = (u32::from(a) << 16) | (u32::from(b) << 8) | u32::from(c);
-        out.extend_from_slice(&[symbol(n >> 18), symbol(n >> 12), symbol(n >> 6), symbol(n)]);
-    }
-    match *chunks.remainder() {
-        [a] => {
-            let n = u32::from(a) << 16;
-            out.extend_from_slice(&[symbol(n >> 18), symbol(n >> 12), b'=', b'=']);
-        }
-        [a, b] => {
-            let n = (u32::from(a) << 16) | (u32::from(b) << 8);
-            out.extend_from_slice(&[symbol(n >> 18), symbol(n >> 12), symbol(n >> 6), b'=']);
-        }
-        _ => {}
-    }
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{}", Base64Display::new(bytes, &STANDARD));
     out.push(b'"');
 }
 

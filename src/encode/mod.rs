@@ -55,8 +55,11 @@ pub const OLD_KEY_HEADER: &str = "__debezium.oldkey";
 /// Parameter carrying a column's real name when its Avro field name had to be adjusted.
 pub const SOURCE_COLUMN_NAME_PARAMETER: &str = "__debezium.source.column.name";
 /// The schema parameter naming a column's source type (Debezium's `column.propagate.source.type`);
-/// pgcdc sets it on enum columns, with the enum's qualified name.
+/// pgcdc sets it on enum columns, with the enum's qualified name, and on money and hstore.
 pub const SOURCE_COLUMN_TYPE_PARAMETER: &str = "__debezium.source.column.type";
+/// The schema parameter naming the text encoding of a bytea STRING (`binary.handling.mode`'s
+/// value); Debezium has none, and without it a sink cannot tell encoded bytes from text.
+pub const BINARY_ENCODING_PARAMETER: &str = "__pgcdc.binary.handling.mode";
 /// The Envelope schema version Debezium 2.x writes.
 const ENVELOPE_VERSION: u32 = 2;
 /// Bytes reserved per column when sizing a record buffer, so most rows need no regrowth.

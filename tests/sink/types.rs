@@ -255,6 +255,73 @@ async fn intervals_in_string_mode_arrive_exact() {
     assert_eq!(capture.stop(), 0);
 }
 
+/// `binary_handling_mode` `base64`, `base64-url-safe` and `hex`: bytea as text on the topic
+/// (arrays too, and the placeholder for an unchanged TOASTed value), decoded back into the
+/// `bytea` columns of a table the sink creates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytea_in_text_modes_arrives_as_bytes() {
+    const SCHEMA: &str = "
+        CREATE SCHEMA l1;
+        CREATE TABLE l1.blobs (id int PRIMARY KEY, b bytea, big bytea, bs bytea[], n int);
+        ALTER TABLE l1.blobs ALTER big SET STORAGE EXTERNAL;";
+    for (mode, small, element) in [
+        ("base64", "+/8A", "AQ=="),
+        ("base64-url-safe", "-_8A", "AQ=="),
+        ("hex", "fbff00", "01"),
+    ] {
+        let (mut capture, mut target) =
+            one_partition_pipeline_with(SCHEMA, &format!("binary_handling_mode = \"{mode}\""), "")
+                .await;
+        target.start();
+        // 4,800 bytes stored out of line, so the update below leaves it unchanged and unsent.
+        capture
+            .client
+            .batch_execute(
+                "INSERT INTO l1.blobs VALUES
+                    (1, '\\xfbff00',
+                     (SELECT string_agg(decode(md5(g::text), 'hex'), ''::bytea) FROM generate_series(1, 300) g),
+                     '{\"\\\\x01\",NULL}', 0),
+                    (2, '', NULL, '{}', 0), (3, NULL, NULL, NULL, 0);
+                 UPDATE l1.blobs SET n = 1 WHERE id = 1;",
+            )
+            .await
+            .expect("rows");
+        let records = capture.read("l1.blobs", 4).await;
+        let after: Vec<_> = records.iter().map(|r| r.value["after"].clone()).collect();
+        assert_eq!(after[0]["b"], small, "{mode}");
+        assert_eq!(after[0]["bs"], serde_json::json!([element, null]), "{mode}");
+        let big = after[0]["big"].as_str().expect("big as text");
+        assert_eq!(
+            big.len(),
+            if mode == "hex" { 9_600 } else { 6_400 },
+            "{mode}"
+        );
+        assert_eq!(after[1]["b"], "", "{mode}");
+        assert_eq!(after[1]["bs"], serde_json::json!([]), "{mode}");
+        assert_eq!(after[2]["b"], serde_json::Value::Null, "{mode}");
+        assert_eq!(after[3]["big"], "__debezium_unavailable_value", "{mode}");
+        target.settle(&["l1.blobs -> l1.blobs: ok (3 rows)"]);
+        let shape = "SELECT concat_ws('|', id, pg_typeof(b), encode(b, 'hex'), pg_typeof(bs), bs, \
+                     md5(big), n) FROM l1.blobs ORDER BY id";
+        let source_big: String = capture
+            .client
+            .query_one("SELECT md5(big) FROM l1.blobs WHERE id = 1", &[])
+            .await
+            .expect("source md5")
+            .get(0);
+        assert_eq!(
+            target.rows(shape).await,
+            [
+                format!("1|bytea|fbff00|bytea[]|{{\"\\\\x01\",NULL}}|{source_big}|1"),
+                "2|bytea||bytea[]|{}|0".to_string(),
+                "3|bytea|bytea[]|0".to_string(),
+            ],
+            "{mode}"
+        );
+        assert_eq!(capture.stop(), 0);
+    }
+}
+
 /// `time_precision_mode`: Connect's own Date / Time / Timestamp (milliseconds) with
 /// `connect`, `io.debezium.time.Timestamp` for a timestamp(0–3) with
 /// `adaptive_time_microseconds`; cdc-sink reads each back into date, time and timestamp

@@ -237,6 +237,7 @@ impl<'a> Reader<'a> {
             ScalarKind::Text
             | ScalarKind::Uuid
             | ScalarKind::ZonedTimestamp
+            | ScalarKind::EncodedBytes(_)
             | ScalarKind::Hstore => Scalar::Str(self.str()?),
             ScalarKind::Point {
                 wkb_null,

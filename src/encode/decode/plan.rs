@@ -8,8 +8,11 @@ use std::sync::Arc;
 
 use crate::encode::columns::UNBOUNDED_BITS_LENGTH;
 use crate::encode::schema::DECIMAL_NAME;
-use crate::encode::{SOURCE_COLUMN_NAME_PARAMETER, SOURCE_COLUMN_TYPE_PARAMETER};
+use crate::encode::{
+    BINARY_ENCODING_PARAMETER, SOURCE_COLUMN_NAME_PARAMETER, SOURCE_COLUMN_TYPE_PARAMETER,
+};
 use crate::event::change::{Cell, EnumType, Position, SinkChange, SinkColumn, SinkOp, SinkTable};
+use crate::event::types::BinaryEncoding;
 
 use super::schema::{Kind, Record, Schema};
 use super::text::{ArrayPlaceholder, ScalarKind};
@@ -314,6 +317,12 @@ fn scalar_kind(schema: &Schema, target: TargetTypes) -> Result<(ScalarKind, Stri
     let source_type = schema
         .parameter(SOURCE_COLUMN_TYPE_PARAMETER)
         .map(str::to_ascii_lowercase);
+    if let (Kind::String, Some(mode)) = (&schema.kind, schema.parameter(BINARY_ENCODING_PARAMETER))
+    {
+        let encoding = BinaryEncoding::from_name(mode)
+            .ok_or_else(|| format!("unknown {BINARY_ENCODING_PARAMETER} {mode:?}"))?;
+        return Ok((ScalarKind::EncodedBytes(encoding), "bytea".to_string()));
+    }
     let (kind, sql_type) = match &schema.kind {
         Kind::Boolean => (ScalarKind::Bool, "boolean"),
         Kind::Int => match name {

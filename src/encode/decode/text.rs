@@ -6,6 +6,7 @@
 use std::fmt::Write;
 
 use crate::encode::columns::UNAVAILABLE_UUID_PLACEHOLDER;
+use crate::event::types::BinaryEncoding;
 use crate::event::UNAVAILABLE_VALUE_PLACEHOLDER;
 
 use super::datetime::{push_date, push_time, push_timestamp, push_zoned_timestamp};
@@ -37,6 +38,8 @@ pub(super) enum ScalarKind {
     /// ZonedTimestamp: ISO-8601 with Java's year signs, rewritten for PostgreSQL.
     ZonedTimestamp,
     Bytes,
+    /// bytea sent as text under a string `binary.handling.mode`.
+    EncodedBytes(BinaryEncoding),
     /// Debezium Bits: little-endian bitset bytes; `length` bits, `None` for unbounded varbit.
     Bits {
         length: Option<u32>,
@@ -83,9 +86,13 @@ pub(super) enum Scalar<'a> {
 /// Whether `scalar` is the placeholder of an unchanged TOASTed value for a column of `kind`.
 pub(super) fn is_placeholder(kind: ScalarKind, scalar: &Scalar<'_>) -> bool {
     match (kind, scalar) {
-        (ScalarKind::Text | ScalarKind::Uuid | ScalarKind::ZonedTimestamp, Scalar::Str(s)) => {
-            *s == UNAVAILABLE_VALUE_PLACEHOLDER
-        }
+        (
+            ScalarKind::Text
+            | ScalarKind::Uuid
+            | ScalarKind::ZonedTimestamp
+            | ScalarKind::EncodedBytes(_),
+            Scalar::Str(s),
+        ) => *s == UNAVAILABLE_VALUE_PLACEHOLDER,
         (
             ScalarKind::Bytes | ScalarKind::Bits { .. } | ScalarKind::Decimal { .. },
             Scalar::Bytes(b),
@@ -269,6 +276,11 @@ pub(super) fn push_scalar(
         (ScalarKind::Text | ScalarKind::Uuid, Scalar::Str(s)) => out.push_str(s),
         (ScalarKind::ZonedTimestamp, Scalar::Str(s)) => push_zoned_timestamp(out, s),
         (ScalarKind::Bytes, Scalar::Bytes(bytes)) => push_bytea(out, bytes),
+        (ScalarKind::EncodedBytes(encoding), Scalar::Str(text)) => {
+            let mut bytes = Vec::with_capacity(text.len());
+            encoding.decode(text, &mut bytes)?;
+            push_bytea(out, &bytes);
+        }
         (ScalarKind::Bits { length }, Scalar::Bytes(bytes)) => push_bits(out, bytes, length)?,
         (ScalarKind::Date, Scalar::Int(days)) => push_date(out, days)?,
         (ScalarKind::Time, Scalar::Int(micros)) => push_time(out, micros)?,

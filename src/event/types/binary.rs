@@ -1,6 +1,106 @@
-//! bytea and bit strings.
+//! bytea and bit strings, and bytea as text under Debezium's `binary.handling.mode`.
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+use base64::Engine;
 
 use super::{PgType, TypeError};
+
+/// Debezium's `binary.handling.mode`: how bytea values travel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+pub enum BinaryHandling {
+    /// Connect BYTES.
+    #[default]
+    #[serde(rename = "bytes")]
+    Bytes,
+    /// A STRING in standard, padded base64.
+    #[serde(rename = "base64")]
+    Base64,
+    /// A STRING in URL-safe, padded base64 (`-` and `_` for `+` and `/`).
+    #[serde(rename = "base64-url-safe")]
+    Base64UrlSafe,
+    /// A STRING of lowercase hex digits.
+    #[serde(rename = "hex")]
+    Hex,
+}
+
+impl BinaryHandling {
+    /// The text encoding bytea takes in this mode; `None` for bytes.
+    pub fn encoding(self) -> Option<BinaryEncoding> {
+        match self {
+            BinaryHandling::Bytes => None,
+            BinaryHandling::Base64 => Some(BinaryEncoding::Base64),
+            BinaryHandling::Base64UrlSafe => Some(BinaryEncoding::Base64UrlSafe),
+            BinaryHandling::Hex => Some(BinaryEncoding::Hex),
+        }
+    }
+}
+
+/// A text encoding of binary values, as Debezium's string `binary.handling.mode`s write them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryEncoding {
+    /// Java's `Base64.getEncoder()`: standard alphabet, padded.
+    Base64,
+    /// Java's `Base64.getUrlEncoder()`: URL-safe alphabet, padded.
+    Base64UrlSafe,
+    /// Debezium's `HexConverter`: two lowercase digits per byte.
+    Hex,
+}
+
+impl BinaryEncoding {
+    /// The mode's name in Debezium's configuration, which the schema parameter carries.
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryEncoding::Base64 => "base64",
+            BinaryEncoding::Base64UrlSafe => "base64-url-safe",
+            BinaryEncoding::Hex => "hex",
+        }
+    }
+
+    /// The encoding [`name`](Self::name)d `name`.
+    pub fn from_name(name: &str) -> Option<BinaryEncoding> {
+        [
+            BinaryEncoding::Base64,
+            BinaryEncoding::Base64UrlSafe,
+            BinaryEncoding::Hex,
+        ]
+        .into_iter()
+        .find(|encoding| encoding.name() == name)
+    }
+
+    /// `bytes` as text in this encoding.
+    pub fn encode(self, bytes: &[u8]) -> String {
+        match self {
+            BinaryEncoding::Base64 => STANDARD.encode(bytes),
+            BinaryEncoding::Base64UrlSafe => URL_SAFE.encode(bytes),
+            BinaryEncoding::Hex => {
+                const DIGITS: &[u8; 16] = b"0123456789abcdef";
+                let mut text = String::with_capacity(bytes.len() * 2);
+                for &byte in bytes {
+                    text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+                    text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+                }
+                text
+            }
+        }
+    }
+
+    /// The bytes `text` encodes, into `out` (cleared first).
+    pub fn decode(self, text: &str, out: &mut Vec<u8>) -> Result<(), String> {
+        out.clear();
+        let decoded = match self {
+            BinaryEncoding::Base64 => STANDARD.decode_vec(text, out).is_ok(),
+            BinaryEncoding::Base64UrlSafe => URL_SAFE.decode_vec(text, out).is_ok(),
+            BinaryEncoding::Hex => decode_hex(text.as_bytes())
+                .map(|bytes| *out = bytes)
+                .is_some(),
+        };
+        if decoded {
+            Ok(())
+        } else {
+            Err(format!("invalid {} {text:?}", self.name()))
+        }
+    }
+}
 
 /// bytea in hex (`\x0a0b`, what `bytea_output=hex` prints) or the legacy escape format.
 pub(super) fn parse_bytea(pg_type: &PgType, text: &[u8]) -> Result<Vec<u8>, TypeError> {
@@ -11,16 +111,20 @@ pub(super) fn parse_bytea(pg_type: &PgType, text: &[u8]) -> Result<Vec<u8>, Type
 }
 
 fn parse_hex(pg_type: &PgType, text: &[u8], hex: &[u8]) -> Result<Vec<u8>, TypeError> {
-    let malformed = || TypeError::malformed(pg_type, text, "expected pairs of hex digits");
+    decode_hex(hex)
+        .ok_or_else(|| TypeError::malformed(pg_type, text, "expected pairs of hex digits"))
+}
+
+/// Pairs of hex digits (either case) as bytes; `None` if any pair is not one.
+fn decode_hex(hex: &[u8]) -> Option<Vec<u8>> {
     let (pairs, rest) = hex.as_chunks::<2>();
     if !rest.is_empty() {
-        return Err(malformed());
+        return None;
     }
     pairs
         .iter()
         .map(|&[high, low]| Some(hex_digit(high)? << 4 | hex_digit(low)?))
-        .collect::<Option<Vec<u8>>>()
-        .ok_or_else(malformed)
+        .collect()
 }
 
 fn hex_digit(digit: u8) -> Option<u8> {
@@ -92,6 +196,7 @@ pub(super) fn parse_bits(pg_type: &PgType, text: &[u8]) -> Result<Vec<u8>, TypeE
 
 #[cfg(test)]
 mod tests {
+    use super::BinaryEncoding;
     use crate::event::types::{parse_text, PgType};
     use crate::event::Value;
 
@@ -120,6 +225,41 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn binary_encodings_match_java_and_debezium() {
+        let bytes = [0xfb, 0xff, 0x00, 0x41];
+        let cases = [
+            (BinaryEncoding::Base64, "+/8AQQ=="),
+            (BinaryEncoding::Base64UrlSafe, "-_8AQQ=="),
+            (BinaryEncoding::Hex, "fbff0041"),
+        ];
+        let mut out = Vec::new();
+        for (encoding, text) in cases {
+            assert_eq!(encoding.encode(&bytes), text);
+            assert_eq!(BinaryEncoding::from_name(encoding.name()), Some(encoding));
+            encoding.decode(text, &mut out).unwrap();
+            assert_eq!(out, bytes);
+            assert_eq!(encoding.encode(&[]), "");
+            encoding.decode("", &mut out).unwrap();
+            assert!(out.is_empty());
+        }
+        BinaryEncoding::Hex.decode("FBFF", &mut out).unwrap();
+        assert_eq!(out, [0xfb, 0xff]);
+        for (encoding, bad) in [
+            (BinaryEncoding::Base64, "-_8AQQ=="),
+            (BinaryEncoding::Base64, "+/8AQQ"),
+            (BinaryEncoding::Base64UrlSafe, "+/8AQQ=="),
+            (BinaryEncoding::Hex, "fbf"),
+            (BinaryEncoding::Hex, "zz"),
+        ] {
+            assert_eq!(
+                encoding.decode(bad, &mut out).unwrap_err(),
+                format!("invalid {} {bad:?}", encoding.name())
+            );
+        }
+        assert_eq!(BinaryEncoding::from_name("bytes"), None);
     }
 
     #[test]

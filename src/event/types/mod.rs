@@ -22,6 +22,7 @@ mod numeric;
 
 use std::fmt;
 
+pub use binary::{BinaryEncoding, BinaryHandling};
 pub use catalog::{catalog_types_from_rows, CatalogType, CatalogTypeRow, CATALOG_TYPES_SQL};
 pub use datetime::{TIMESTAMP_NEGATIVE_INFINITY_MICROS, TIMESTAMP_POSITIVE_INFINITY_MICROS};
 pub use defaults::column_default;
@@ -69,6 +70,8 @@ pub struct TypeModes {
     pub money_fraction_digits: u32,
     /// `time.precision.mode`.
     pub time_precision: TimePrecision,
+    /// `binary.handling.mode`.
+    pub binary: BinaryHandling,
 }
 
 impl Default for TypeModes {
@@ -78,6 +81,7 @@ impl Default for TypeModes {
             interval: IntervalHandling::default(),
             money_fraction_digits: MONEY_FRACTION_DIGITS,
             time_precision: TimePrecision::default(),
+            binary: BinaryHandling::default(),
         }
     }
 }
@@ -129,6 +133,8 @@ pub enum PgType {
     Text,
     /// bytea.
     Bytea,
+    /// bytea under a string `binary.handling.mode`: text in `encoding`.
+    EncodedBytea { encoding: BinaryEncoding },
     /// date.
     Date,
     /// time without time zone.
@@ -219,6 +225,7 @@ impl PgType {
             | PgType::Float8
             | PgType::Text
             | PgType::Bytea
+            | PgType::EncodedBytea { .. }
             | PgType::Bit1
             | PgType::Array(_)
             | PgType::Other { .. } => None,
@@ -230,8 +237,12 @@ impl PgType {
     /// The family under Debezium's handling modes (also for array elements), for a column
     /// with this type modifier: numeric and money as text or a double
     /// (`decimal.handling.mode`), interval as ISO 8601 text (`interval.handling.mode`), money's
-    /// scale (`money.fraction.digits`), date, time and timestamp units (`time.precision.mode`).
+    /// scale (`money.fraction.digits`), date, time and timestamp units (`time.precision.mode`),
+    /// bytea as text (`binary.handling.mode`).
     pub fn with_modes(self, modes: TypeModes, type_modifier: i32) -> PgType {
+        if let (PgType::Bytea, Some(encoding)) = (&self, modes.binary.encoding()) {
+            return PgType::EncodedBytea { encoding };
+        }
         let money = matches!(self, PgType::Money { .. });
         // A time type's modifier is its declared precision; -1 (none) is 6.
         let millis = (0..=3).contains(&type_modifier);
@@ -295,7 +306,7 @@ impl fmt::Display for PgType {
             PgType::Decimal { precision, scale } => write!(f, "numeric({precision},{scale})"),
             PgType::VariableDecimal => f.write_str("numeric"),
             PgType::Text => f.write_str("text"),
-            PgType::Bytea => f.write_str("bytea"),
+            PgType::Bytea | PgType::EncodedBytea { .. } => f.write_str("bytea"),
             PgType::Date => f.write_str("date"),
             PgType::Time => f.write_str("time"),
             PgType::Timestamp => f.write_str("timestamp"),
@@ -434,6 +445,9 @@ pub fn parse_text(pg_type: &PgType, text: &[u8]) -> Result<Value, TypeError> {
         | PgType::Enum { .. }
         | PgType::Other { .. } => utf8(pg_type, text).map(|s| Value::String(s.to_owned())),
         PgType::Bytea => binary::parse_bytea(pg_type, text).map(Value::Bytes),
+        PgType::EncodedBytea { encoding } => {
+            binary::parse_bytea(pg_type, text).map(|bytes| Value::String(encoding.encode(&bytes)))
+        }
         PgType::Date => datetime::parse_date(pg_type, text).map(Value::Int),
         PgType::Time => datetime::parse_time(pg_type, text).map(Value::Long),
         PgType::Timestamp => datetime::parse_timestamp(pg_type, text).map(Value::Long),

@@ -3,6 +3,8 @@
 
 use std::fmt::{self, Write};
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::event::change::Cell;
@@ -66,7 +68,11 @@ fn to_scalar<'x>(
             Some(Scalar::Bytes(bytes))
         }
         (
-            ScalarKind::Text | ScalarKind::Uuid | ScalarKind::ZonedTimestamp | ScalarKind::Hstore,
+            ScalarKind::Text
+            | ScalarKind::Uuid
+            | ScalarKind::ZonedTimestamp
+            | ScalarKind::EncodedBytes(_)
+            | ScalarKind::Hstore,
             Prim::Str(s),
         ) => Some(Scalar::Str(s)),
         _ => None,
@@ -125,43 +131,10 @@ impl fmt::Write for FloatText {
 
 /// Standard padded base64 (what JsonConverter writes for bytes) into `out`.
 fn decode_base64(text: &str, out: &mut Vec<u8>) -> Result<(), String> {
-    let invalid = || format!("invalid base64 {text:?}");
     out.clear();
-    let bytes = text.as_bytes();
-    if !bytes.len().is_multiple_of(4) {
-        return Err(invalid());
-    }
-    out.reserve(bytes.len() / 4 * 3);
-    let chunks = bytes.len() / 4;
-    for (index, chunk) in bytes.chunks_exact(4).enumerate() {
-        let last = index + 1 == chunks;
-        let mut bits = 0u32;
-        let mut padding = 0;
-        for (position, &c) in chunk.iter().enumerate() {
-            let value = match c {
-                b'A'..=b'Z' if padding == 0 => c - b'A',
-                b'a'..=b'z' if padding == 0 => c - b'a' + 26,
-                b'0'..=b'9' if padding == 0 => c - b'0' + 52,
-                b'+' if padding == 0 => 62,
-                b'/' if padding == 0 => 63,
-                b'=' if last && position >= 2 => {
-                    padding += 1;
-                    0
-                }
-                _ => return Err(invalid()),
-            };
-            bits = bits << 6 | u32::from(value);
-        }
-        let [_, high, middle, low] = bits.to_be_bytes();
-        out.push(high);
-        if padding < 2 {
-            out.push(middle);
-        }
-        if padding < 1 {
-            out.push(low);
-        }
-    }
-    Ok(())
+    STANDARD
+        .decode_vec(text, out)
+        .map_err(|_| format!("invalid base64 {text:?}"))
 }
 
 /// What a JSON value is turned into; [`Any`] forwards each kind of JSON value to it.

@@ -2,7 +2,7 @@
 //! and encoder and back to the text the sink sends.
 
 use super::*;
-use crate::event::types::parse_text;
+use crate::event::types::{parse_text, BinaryEncoding};
 
 /// A column type, the SQL type the sink gets, and (source text, expected cell) pairs; a
 /// `None` source text is SQL NULL.
@@ -114,6 +114,27 @@ pub(super) fn cases() -> Vec<Case> {
             same(&["héllo ✓", "", "quote\" back\\slash\nnew line", "NULL"]),
         ),
         (PgType::Bytea, "bytea", same(&["\\x0001ff", "\\x"])),
+        (
+            PgType::EncodedBytea {
+                encoding: BinaryEncoding::Base64,
+            },
+            "bytea",
+            same(&["\\x0001fbff", "\\x"]),
+        ),
+        (
+            PgType::EncodedBytea {
+                encoding: BinaryEncoding::Base64UrlSafe,
+            },
+            "bytea",
+            same(&["\\x0001fbff", "\\x"]),
+        ),
+        (
+            PgType::EncodedBytea {
+                encoding: BinaryEncoding::Hex,
+            },
+            "bytea",
+            same(&["\\x0001fbff", "\\x"]),
+        ),
         (
             PgType::Date,
             "date",
@@ -259,6 +280,13 @@ pub(super) fn cases() -> Vec<Case> {
             array(PgType::Bytea),
             "bytea[]",
             same(&[r#"{"\\x0a","\\x",NULL}"#]),
+        ),
+        (
+            array(PgType::EncodedBytea {
+                encoding: BinaryEncoding::Base64,
+            }),
+            "bytea[]",
+            same(&[r#"{"\\xfbff","\\x",NULL}"#]),
         ),
         (
             array(PgType::Bool),
