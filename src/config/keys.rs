@@ -150,7 +150,7 @@ mod tests {
              status_interval, snapshot_workers, snapshot_chunk_size, incremental_chunk_size, \
              signal_table, discovery_interval, ddl, decimal_handling_mode, \
              interval_handling_mode, money_fraction_digits, time_precision_mode, \
-             binary_handling_mode"
+             binary_handling_mode, hstore_handling_mode"
         );
     }
 

@@ -29,7 +29,9 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::event::types::{BinaryHandling, DecimalHandling, IntervalHandling, TimePrecision};
+use crate::event::types::{
+    BinaryHandling, DecimalHandling, HstoreHandling, IntervalHandling, TimePrecision,
+};
 
 pub use registry::{RegistryAccess, SchemaRegistrySection};
 pub use sink::{
@@ -182,6 +184,9 @@ pub struct CaptureSection {
     /// or `hex` text.
     #[serde(default)]
     pub binary_handling_mode: BinaryHandling,
+    /// Debezium's `hstore.handling.mode`: hstore as a JSON object (`json`) or a `map`.
+    #[serde(default)]
+    pub hstore_handling_mode: HstoreHandling,
 }
 
 /// `capture.snapshot`: when to copy the existing rows (Debezium's `snapshot.mode` names).

@@ -8,7 +8,9 @@
 use super::{CaptureSection, ConfigError};
 use crate::event::types::TypeModes;
 #[cfg(test)]
-use crate::event::types::{BinaryHandling, DecimalHandling, IntervalHandling, TimePrecision};
+use crate::event::types::{
+    BinaryHandling, DecimalHandling, HstoreHandling, IntervalHandling, TimePrecision,
+};
 
 /// The compiled include/exclude patterns of `[capture]`.
 #[derive(Debug, Clone)]
@@ -48,6 +50,7 @@ impl TableFilter {
                 money_fraction_digits: capture.money_fraction_digits,
                 time_precision: capture.time_precision_mode,
                 binary: capture.binary_handling_mode,
+                hstore: capture.hstore_handling_mode,
             },
         })
     }
@@ -230,6 +233,7 @@ mod tests {
             money_fraction_digits: 2,
             time_precision_mode: TimePrecision::Microseconds,
             binary_handling_mode: BinaryHandling::Bytes,
+            hstore_handling_mode: HstoreHandling::Json,
         }
     }
 

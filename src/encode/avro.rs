@@ -122,6 +122,22 @@ fn write_value(out: &mut Vec<u8>, ty: &PgType, value: &Value) -> Result<(), Valu
             }
             write_long(out, 0);
         }
+        (PgType::HstoreMap, Value::Map(pairs)) => {
+            if !pairs.is_empty() {
+                write_long(out, pairs.len() as i64);
+                for (key, value) in pairs {
+                    write_str(out, key);
+                    match value {
+                        Some(value) => {
+                            write_long(out, VALUE_BRANCH);
+                            write_str(out, value);
+                        }
+                        None => write_long(out, NULL_BRANCH),
+                    }
+                }
+            }
+            write_long(out, 0);
+        }
         (ty, value) => {
             return Err(ValueError::Mismatch {
                 expected: expected_kind(ty),

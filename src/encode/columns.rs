@@ -107,6 +107,8 @@ pub(crate) fn column_schema(ty: &PgType) -> Schema {
         PgType::Json => semantic(Kind::String, "io.debezium.data.Json"),
         PgType::Hstore => semantic(Kind::String, "io.debezium.data.Json")
             .parameter(SOURCE_COLUMN_TYPE_PARAMETER, "hstore"),
+        // Keys are never null, values may be.
+        PgType::HstoreMap => Schema::new(Kind::Map(Box::new(Schema::new(Kind::String).optional()))),
         PgType::Xml => semantic(Kind::String, "io.debezium.data.Xml"),
         PgType::Ltree => semantic(Kind::String, "io.debezium.data.Ltree"),
         PgType::Point => Schema::record(
@@ -217,6 +219,7 @@ pub(crate) fn expected_kind(ty: &PgType) -> &'static str {
         PgType::VariableDecimal => "variable-scale decimal",
         PgType::Bytea | PgType::Bits { .. } => "bytes",
         PgType::Array(_) => "array",
+        PgType::HstoreMap => "map",
         _ => "string",
     }
 }
@@ -238,6 +241,7 @@ pub(crate) fn value_kind(value: &Value) -> &'static str {
         Value::String(_) => "string",
         Value::Bytes(_) => "bytes",
         Value::Array(_) => "array",
+        Value::Map(_) => "map",
     }
 }
 
@@ -321,6 +325,7 @@ fn zero(ty: &PgType) -> Value {
         PgType::Bytea | PgType::Bits { .. } => Value::Bytes(Vec::new()),
         PgType::Array(_) => Value::Array(Vec::new()),
         PgType::Hstore => Value::String("{}".to_string()),
+        PgType::HstoreMap => Value::Map(Vec::new()),
         PgType::Text
         | PgType::EncodedBytea { .. }
         | PgType::Uuid
@@ -341,6 +346,10 @@ fn placeholder(ty: &PgType) -> Option<Value> {
         PgType::Hstore => Some(Value::String(format!(
             "{{\"{UNAVAILABLE_VALUE_PLACEHOLDER}\":\"{UNAVAILABLE_VALUE_PLACEHOLDER}\"}}"
         ))),
+        PgType::HstoreMap => Some(Value::Map(vec![(
+            UNAVAILABLE_VALUE_PLACEHOLDER.to_string(),
+            Some(UNAVAILABLE_VALUE_PLACEHOLDER.to_string()),
+        )])),
         ty if is_string_like(ty) => Some(Value::String(UNAVAILABLE_VALUE_PLACEHOLDER.to_string())),
         PgType::Bytea | PgType::Bits { .. } => Some(Value::Bytes(bytes())),
         PgType::Decimal { scale, .. } => Some(Value::Decimal {
@@ -438,6 +447,10 @@ mod tests {
                 r#"{"type":"array","items":["null",{"type":"string","connect.version":1,"connect.parameters":{"allowed":"a,b","__debezium.source.column.type":"l1.ab"},"connect.name":"io.debezium.data.Enum"}]}"#,
             ),
             (PgType::Oid, r#""long""#),
+            (
+                PgType::HstoreMap,
+                r#"{"type":"map","values":["null","string"]}"#,
+            ),
             (
                 PgType::EncodedBytea {
                     encoding: BinaryEncoding::Base64UrlSafe,

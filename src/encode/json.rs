@@ -156,6 +156,21 @@ fn write_value(out: &mut Vec<u8>, ty: &PgType, value: &Value) -> Result<(), Valu
             }
             out.push(b']');
         }
+        (PgType::HstoreMap, Value::Map(pairs)) => {
+            out.push(b'{');
+            for (index, (key, value)) in pairs.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                push_string(out, key);
+                out.push(b':');
+                match value {
+                    Some(value) => push_string(out, value),
+                    None => out.extend_from_slice(b"null"),
+                }
+            }
+            out.push(b'}');
+        }
         (ty, value) => {
             return Err(ValueError::Mismatch {
                 expected: expected_kind(ty),

@@ -66,6 +66,8 @@ pub(crate) enum Kind {
     String,
     Bytes,
     Array(Box<Schema>),
+    /// A map from (required) strings to values of the schema.
+    Map(Box<Schema>),
     Struct(Vec<Field>),
 }
 
@@ -203,6 +205,14 @@ fn avro_base(schema: &Schema, defined: &mut HashSet<String>, space: &str, out: &
         Kind::Array(items) => {
             out.push_str("{\"type\":\"array\",\"items\":");
             avro_type(items, defined, space, out);
+            avro_connect_props(schema, out);
+            out.push('}');
+            return;
+        }
+        // AvroData writes a map with required string keys as an Avro map.
+        Kind::Map(values) => {
+            out.push_str("{\"type\":\"map\",\"values\":");
+            avro_type(values, defined, space, out);
             avro_connect_props(schema, out);
             out.push('}');
             return;
@@ -372,6 +382,7 @@ fn connect_type(schema: &Schema, field: Option<&str>, out: &mut String) {
         Kind::String => "string",
         Kind::Bytes => "bytes",
         Kind::Array(_) => "array",
+        Kind::Map(_) => "map",
         Kind::Struct(_) => "struct",
     };
     out.push_str("{\"type\":");
@@ -380,6 +391,12 @@ fn connect_type(schema: &Schema, field: Option<&str>, out: &mut String) {
         Kind::Array(items) => {
             out.push_str(",\"items\":");
             connect_type(items, None, out);
+        }
+        Kind::Map(values) => {
+            out.push_str(",\"keys\":");
+            connect_type(&Schema::new(Kind::String), None, out);
+            out.push_str(",\"values\":");
+            connect_type(values, None, out);
         }
         Kind::Struct(fields) => {
             out.push_str(",\"fields\":[");
@@ -724,6 +741,11 @@ mod tests {
                     Schema::new(Kind::Array(Box::new(Schema::new(Kind::String).optional())))
                         .optional(),
                 ),
+                Field::new(
+                    "pairs",
+                    Schema::new(Kind::Map(Box::new(Schema::new(Kind::String).optional())))
+                        .optional(),
+                ),
             ],
         );
         assert_eq!(
@@ -732,7 +754,9 @@ mod tests {
                 r#"{"type":"struct","fields":[{"type":"int16","optional":false,"field":"id"},"#,
                 r#"{"type":"string","optional":true,"name":"io.debezium.data.Enum","version":1,"#,
                 r#""parameters":{"allowed":"true,false"},"default":"false","field":"snapshot"},"#,
-                r#"{"type":"array","items":{"type":"string","optional":true},"optional":true,"field":"tags"}],"#,
+                r#"{"type":"array","items":{"type":"string","optional":true},"optional":true,"field":"tags"},"#,
+                r#"{"type":"map","keys":{"type":"string","optional":false},"#,
+                r#""values":{"type":"string","optional":true},"optional":true,"field":"pairs"}],"#,
                 r#""optional":false,"name":"k.Key"}"#
             )
         );

@@ -123,6 +123,8 @@ pub enum Value {
     Bytes(Vec<u8>),
     /// Arrays of any of the above.
     Array(Vec<Value>),
+    /// hstore under `hstore.handling.mode = map`: its pairs in the server's order.
+    Map(Vec<(String, Option<String>)>),
 }
 
 /// A row image: one value per column of its table, in table order.

@@ -322,6 +322,72 @@ async fn bytea_in_text_modes_arrives_as_bytes() {
     }
 }
 
+/// `hstore_handling_mode = "map"`: hstore as a Connect MAP of optional strings (arrays too,
+/// Debezium's one-pair placeholder for an unchanged TOASTed value), back into `hstore`
+/// columns of a table the sink creates where the target has the extension.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hstore_in_map_mode_arrives_as_hstore() {
+    let (mut capture, mut target) = one_partition_pipeline_with(
+        "CREATE EXTENSION hstore; CREATE SCHEMA l1;
+         CREATE TABLE l1.kv (id int PRIMARY KEY, h hstore, hs hstore[], big hstore, n int);
+         ALTER TABLE l1.kv ALTER big SET STORAGE EXTERNAL;",
+        "hstore_handling_mode = \"map\"",
+        "",
+    )
+    .await;
+    target
+        .client
+        .batch_execute("CREATE EXTENSION hstore")
+        .await
+        .expect("target extension");
+    target.start();
+    // `big` (100 pairs) is stored out of line, so the update leaves it unchanged and unsent.
+    capture
+        .client
+        .batch_execute(
+            r#"INSERT INTO l1.kv VALUES
+                (1, 'a=>1, b=>NULL, "key #1"=>"val \"q\\"', ARRAY['k=>v'::hstore, NULL],
+                 (SELECT hstore(array_agg('k' || g), array_agg(md5(g::text))) FROM generate_series(1, 100) g), 0),
+                (2, '', '{}', NULL, 0);
+               UPDATE l1.kv SET n = 1 WHERE id = 1;"#,
+        )
+        .await
+        .expect("rows");
+    let records = capture.read("l1.kv", 3).await;
+    let after: Vec<_> = records.iter().map(|r| r.value["after"].clone()).collect();
+    assert_eq!(
+        after[0]["h"],
+        serde_json::json!({"a": "1", "b": null, "key #1": "val \"q\\"})
+    );
+    assert_eq!(after[0]["hs"], serde_json::json!([{"k": "v"}, null]));
+    assert_eq!(
+        after[0]["big"].as_object().map(|pairs| pairs.len()),
+        Some(100)
+    );
+    assert_eq!(after[1]["h"], serde_json::json!({}));
+    assert_eq!(
+        after[2]["big"],
+        serde_json::json!({"__debezium_unavailable_value": "__debezium_unavailable_value"})
+    );
+    target.settle(&["l1.kv -> l1.kv: ok (2 rows)"]);
+    let source_big: String = capture
+        .client
+        .query_one("SELECT md5(big::text) FROM l1.kv WHERE id = 1", &[])
+        .await
+        .expect("source md5")
+        .get(0);
+    assert_eq!(
+        target
+            .rows("SELECT concat_ws('|', id, pg_typeof(h), h, pg_typeof(hs), hs, md5(big::text), n) FROM l1.kv ORDER BY id")
+            .await,
+        [
+            format!(r#"1|hstore|"a"=>"1", "b"=>NULL, "key #1"=>"val \"q\\"|hstore[]|{{"\"k\"=>\"v\"",NULL}}|{source_big}|1"#),
+            "2|hstore||hstore[]|{}|0".to_string(),
+        ]
+    );
+    assert_eq!(capture.stop(), 0);
+}
+
 /// `time_precision_mode`: Connect's own Date / Time / Timestamp (milliseconds) with
 /// `connect`, `io.debezium.time.Timestamp` for a timestamp(0–3) with
 /// `adaptive_time_microseconds`; cdc-sink reads each back into date, time and timestamp

@@ -212,6 +212,11 @@ fn avro_to_json(value: apache_avro::types::Value) -> serde_json::Value {
             .map(|(name, value)| (name, avro_to_json(value)))
             .collect::<serde_json::Map<_, _>>()
             .into(),
+        Avro::Map(pairs) => pairs
+            .into_iter()
+            .map(|(key, value)| (key, avro_to_json(value)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
         other => serde_json::Value::try_from(other).expect("Avro value as JSON"),
     }
 }

@@ -9,7 +9,9 @@ use crate::event::change::{Cell, SinkChange};
 
 use super::plan::{Branches, ColumnPlan, Parts, Plan, SourceStep, Step, ValuePlan};
 use super::schema::{Kind, Schema};
-use super::text::{capacity_hint, is_placeholder, push_scalar, ArrayText, Scalar, ScalarKind};
+use super::text::{
+    capacity_hint, is_placeholder, push_scalar, ArrayText, MapText, Scalar, ScalarKind,
+};
 use super::{DecodeError, Scratch};
 
 /// Array items of zero-size types (`null`, empty records) carry no bytes to bound their count.
@@ -193,6 +195,16 @@ impl<'a> Reader<'a> {
                     self.skip(items)?;
                 }
             },
+            Kind::Map(values) => loop {
+                let count = self.block(values.min_size() + 1)?;
+                if count == 0 {
+                    break;
+                }
+                for _ in 0..count {
+                    self.bytes()?;
+                    self.skip(values)?;
+                }
+            },
             Kind::Record(record) => {
                 for (_, field) in &record.fields {
                     self.skip(field)?;
@@ -238,7 +250,7 @@ impl<'a> Reader<'a> {
             | ScalarKind::Uuid
             | ScalarKind::ZonedTimestamp
             | ScalarKind::EncodedBytes(_)
-            | ScalarKind::Hstore => Scalar::Str(self.str()?),
+            | ScalarKind::Hstore { .. } => Scalar::Str(self.str()?),
             ScalarKind::Point {
                 wkb_null,
                 srid_null,
@@ -308,7 +320,36 @@ impl<'a> Reader<'a> {
                         let nested = ArrayText::start(out, *placeholder);
                         self.array(out, item, inner, *inner_nullable, nested)?;
                     }
+                    ValuePlan::Map { nullable, json } => {
+                        item.clear();
+                        let placeholder = self.map(item, *nullable, *json)?;
+                        text.printed(out, item, placeholder);
+                    }
                 }
+            }
+        }
+        text.finish(out).map_err(Problem::Value)
+    }
+
+    /// A map of strings as hstore (or JSON) text appended to `out`; true when it was the
+    /// placeholder.
+    fn map(
+        &mut self,
+        out: &mut String,
+        nullable: Option<Branches>,
+        json: bool,
+    ) -> Result<bool, Problem> {
+        let mut text = MapText::start(out, json);
+        loop {
+            // A key's length and the value's branch or length: at least two bytes a pair.
+            let count = self.block(2)?;
+            if count == 0 {
+                break;
+            }
+            for _ in 0..count {
+                let key = self.str()?;
+                let value = self.optional_str(nullable)?;
+                text.pair(out, key, value);
             }
         }
         Ok(text.finish(out))
@@ -338,6 +379,14 @@ impl<'a> Reader<'a> {
                 let mut out = String::new();
                 let text = ArrayText::start(&mut out, *placeholder);
                 if self.array(&mut out, item, items, *nullable, text)? {
+                    Ok(Cell::Unavailable)
+                } else {
+                    Ok(Cell::Text(out))
+                }
+            }
+            ValuePlan::Map { nullable, json } => {
+                let mut out = String::new();
+                if self.map(&mut out, *nullable, *json)? {
                     Ok(Cell::Unavailable)
                 } else {
                     Ok(Cell::Text(out))

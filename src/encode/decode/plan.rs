@@ -51,6 +51,13 @@ pub(super) enum ValuePlan {
         nullable: Option<Branches>,
         placeholder: ArrayPlaceholder,
     },
+    /// A map of strings to strings (hstore under `hstore.handling.mode = map`).
+    Map {
+        /// Set when values are `["null", "string"]`.
+        nullable: Option<Branches>,
+        /// Printed as a JSON object (for jsonb) rather than hstore text.
+        json: bool,
+    },
 }
 
 /// One column of the value record.
@@ -299,6 +306,7 @@ fn value_plan(schema: &Schema, target: TargetTypes) -> Result<(ValuePlan, String
         let placeholder = match items {
             ValuePlan::Scalar(kind) => ArrayPlaceholder::of(kind),
             ValuePlan::Array { .. } => ArrayPlaceholder::None,
+            ValuePlan::Map { .. } => ArrayPlaceholder::Single,
         };
         let plan = ValuePlan::Array {
             items: Box::new(items),
@@ -306,6 +314,16 @@ fn value_plan(schema: &Schema, target: TargetTypes) -> Result<(ValuePlan, String
             placeholder,
         };
         return Ok((plan, format!("{sql_type}[]")));
+    }
+    if let Kind::Map(values) = &schema.kind {
+        let (nullable, inner) = nullable_parts(values);
+        if inner.kind != Kind::String {
+            return Err(format!("unsupported map of {:?}", inner.kind));
+        }
+        // A map of strings is how Debezium's map mode sends hstore.
+        let json = !target.hstore;
+        let sql_type = if json { "jsonb" } else { "hstore" };
+        return Ok((ValuePlan::Map { nullable, json }, sql_type.to_string()));
     }
     let (kind, sql_type) = scalar_kind(schema, target)?;
     Ok((ValuePlan::Scalar(kind), sql_type))
@@ -358,9 +376,9 @@ fn scalar_kind(schema: &Schema, target: TargetTypes) -> Result<(ScalarKind, Stri
             // An hstore travels as a JSON object; without the extension the target gets jsonb.
             "io.debezium.data.Json" if source_type.as_deref() == Some("hstore") => {
                 if target.hstore {
-                    (ScalarKind::Hstore, "hstore")
+                    (ScalarKind::Hstore { as_json: false }, "hstore")
                 } else {
-                    (ScalarKind::Text, "jsonb")
+                    (ScalarKind::Hstore { as_json: true }, "jsonb")
                 }
             }
             // json, not jsonb: the target keeps the text the source sent, so content compares.

@@ -38,6 +38,8 @@ pub(super) enum Kind {
     Bytes,
     String,
     Array(Box<Schema>),
+    /// A map from strings to values of the schema.
+    Map(Box<Schema>),
     Record(Arc<Record>),
     /// Avro union branches in order; Connect JSON's optional `T` is `[null, T]`.
     Union(Vec<Schema>),
@@ -182,6 +184,10 @@ fn avro_object(
             let items = map.get("items").ok_or("array without \"items\"")?;
             Schema::new(Kind::Array(Box::new(avro_type(items, space, names)?)))
         }
+        "map" => {
+            let values = map.get("values").ok_or("map without \"values\"")?;
+            Schema::new(Kind::Map(Box::new(avro_type(values, space, names)?)))
+        }
         other => match avro_primitive(other) {
             Some(kind) => Schema::new(kind),
             None => return Err(format!("unsupported Avro type {other:?}")),
@@ -298,6 +304,14 @@ fn connect_type(json: &Json) -> Result<Schema, String> {
             let items = map.get("items").ok_or("array without \"items\"")?;
             Schema::new(Kind::Array(Box::new(connect_type(items)?)))
         }
+        "map" => {
+            let keys = connect_type(map.get("keys").ok_or("map without \"keys\"")?)?;
+            if keys.kind != Kind::String {
+                return Err(format!("map keys must be required strings, got {keys:?}"));
+            }
+            let values = map.get("values").ok_or("map without \"values\"")?;
+            Schema::new(Kind::Map(Box::new(connect_type(values)?)))
+        }
         "struct" => {
             let fields = map
                 .get("fields")
@@ -379,7 +393,8 @@ mod tests {
             "",
             "{",
             r#""fixed""#,
-            r#"{"type":"map","values":"int"}"#,
+            r#"{"type":"map"}"#,
+            r#"{"type":"enum","name":"E","symbols":["A"]}"#,
             r#"{"type":"record","name":"R","fields":[{"name":"me","type":"R"}]}"#,
             r#"{"type":"record","fields":[]}"#,
             r#"{"type":"array"}"#,
@@ -390,6 +405,7 @@ mod tests {
         }
         for bad in [
             r#"{"type":"map","optional":false}"#,
+            r#"{"type":"map","keys":{"type":"int32"},"values":{"type":"string"}}"#,
             r#"{"type":"struct","fields":[{"type":"int32"}]}"#,
             r#"[]"#,
         ] {

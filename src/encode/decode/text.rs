@@ -58,8 +58,11 @@ pub(super) enum ScalarKind {
         wkb_null: Option<i64>,
         srid_null: Option<i64>,
     },
-    /// hstore held as Debezium's JSON object, printed in hstore's own text form.
-    Hstore,
+    /// hstore held as Debezium's JSON object, printed in hstore's own text form, or as it is
+    /// (`as_json`, for a jsonb column); either way its placeholder is Debezium's one pair.
+    Hstore {
+        as_json: bool,
+    },
 }
 
 /// One value as a reader found it, borrowing from the record or the reader's scratch.
@@ -100,7 +103,7 @@ pub(super) fn is_placeholder(kind: ScalarKind, scalar: &Scalar<'_>) -> bool {
         (ScalarKind::VarDecimal { .. }, Scalar::VarDecimal { unscaled, .. }) => {
             *unscaled == PLACEHOLDER
         }
-        (ScalarKind::Hstore, Scalar::Str(s)) => is_hstore_placeholder(s),
+        (ScalarKind::Hstore { .. }, Scalar::Str(s)) => is_hstore_placeholder(s),
         _ => false,
     }
 }
@@ -146,11 +149,74 @@ impl ArrayPlaceholder {
     }
 }
 
+/// Builds one map's text, hstore (`"k"=>"v", "n"=>NULL`) or a JSON object for a jsonb
+/// column, and tells whether it was the placeholder: one pair, key and value both it.
+pub(super) struct MapText {
+    json: bool,
+    count: usize,
+    placeholder: bool,
+}
+
+impl MapText {
+    /// Opens the map.
+    pub fn start(out: &mut String, json: bool) -> MapText {
+        if json {
+            out.push('{');
+        }
+        MapText {
+            json,
+            count: 0,
+            placeholder: false,
+        }
+    }
+
+    /// One pair; `None` is a NULL value.
+    pub fn pair(&mut self, out: &mut String, key: &str, value: Option<&str>) {
+        if self.count > 0 {
+            out.push_str(if self.json { "," } else { ", " });
+        }
+        self.count += 1;
+        self.placeholder = self.count == 1
+            && key == UNAVAILABLE_VALUE_PLACEHOLDER
+            && value == Some(UNAVAILABLE_VALUE_PLACEHOLDER);
+        if self.json {
+            push_json_string(out, key);
+            out.push(':');
+            match value {
+                Some(value) => push_json_string(out, value),
+                None => out.push_str("null"),
+            }
+        } else {
+            push_hstore_item(out, key);
+            out.push_str("=>");
+            match value {
+                Some(value) => push_hstore_item(out, value),
+                None => out.push_str("NULL"),
+            }
+        }
+    }
+
+    /// Closes the map; true when it was the placeholder.
+    pub fn finish(self, out: &mut String) -> bool {
+        if self.json {
+            out.push('}');
+        }
+        self.placeholder && self.count == 1
+    }
+}
+
+fn push_json_string(out: &mut String, text: &str) {
+    // Writing into a String cannot fail.
+    let _ = write!(out, "{}", serde_json::Value::from(text));
+}
+
 /// Builds one array literal (`{1,NULL,"a b"}`) and tells whether it was the placeholder.
 pub(super) struct ArrayText {
     placeholder: ArrayPlaceholder,
     count: usize,
     matches: bool,
+    /// Why the first element, which looked like the placeholder, could not be printed.
+    unprintable: Option<String>,
 }
 
 impl ArrayText {
@@ -161,6 +227,7 @@ impl ArrayText {
             placeholder,
             count: 0,
             matches: placeholder != ArrayPlaceholder::None,
+            unprintable: None,
         }
     }
 
@@ -199,9 +266,25 @@ impl ArrayText {
                 .is_some_and(|&byte| is_number(scalar, byte)),
         };
         item.clear();
-        push_scalar(item, kind, scalar)?;
-        push_array_item(out, item);
+        match push_scalar(item, kind, scalar) {
+            Ok(()) => push_array_item(out, item),
+            // The placeholder need not be a valid element (encoded bytes): its error stands
+            // only if the array turns out not to be the placeholder.
+            Err(detail) if self.matches && self.placeholder == ArrayPlaceholder::Single => {
+                self.unprintable = Some(detail);
+            }
+            Err(detail) => return Err(detail),
+        }
         Ok(())
+    }
+
+    /// An element already printed into `item` (a map's text), and whether it was the
+    /// element type's placeholder.
+    pub fn printed(&mut self, out: &mut String, item: &str, placeholder: bool) {
+        let index = self.count;
+        self.separate(out);
+        self.matches &= self.placeholder == ArrayPlaceholder::Single && index == 0 && placeholder;
+        push_array_item(out, item);
     }
 
     /// A nested array element: the caller writes it into `out` with its own `ArrayText`.
@@ -211,14 +294,18 @@ impl ArrayText {
     }
 
     /// Closes the literal; true when the array was the placeholder.
-    pub fn finish(self, out: &mut String) -> bool {
+    pub fn finish(self, out: &mut String) -> Result<bool, String> {
         out.push('}');
-        self.matches
+        let placeholder = self.matches
             && match self.placeholder {
                 ArrayPlaceholder::None => false,
                 ArrayPlaceholder::Single => self.count == 1,
                 ArrayPlaceholder::Numbers => self.count == PLACEHOLDER.len(),
-            }
+            };
+        match self.unprintable {
+            Some(detail) if !placeholder => Err(detail),
+            _ => Ok(placeholder),
+        }
     }
 }
 
@@ -300,7 +387,8 @@ pub(super) fn push_scalar(
             push_float(out, y, y);
             out.push(')');
         }
-        (ScalarKind::Hstore, Scalar::Str(json)) => push_hstore(out, json)?,
+        (ScalarKind::Hstore { as_json: false }, Scalar::Str(json)) => push_hstore(out, json)?,
+        (ScalarKind::Hstore { as_json: true }, Scalar::Str(json)) => out.push_str(json),
         (kind, scalar) => return Err(format!("a {kind:?} column cannot hold {scalar:?}")),
     }
     Ok(())
@@ -479,7 +567,7 @@ mod tests {
                 .unwrap();
         }
         array.null(&mut out);
-        assert!(!array.finish(&mut out));
+        assert!(!array.finish(&mut out).unwrap());
         assert_eq!(
             out,
             r#"{plain,"a b","x\"y","back\\slash","","null","{}",日本,NULL}"#

@@ -1,7 +1,18 @@
 //! hstore (the extension's key/value type) → a JSON object, as Debezium's
-//! `hstore.handling.mode = json` sends it.
+//! `hstore.handling.mode = json` sends it, or a map of its pairs (`map`).
 
 use super::{PgType, TypeError};
+
+/// Debezium's `hstore.handling.mode`: how hstore values travel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HstoreHandling {
+    /// `io.debezium.data.Json`: a JSON object as a string.
+    #[default]
+    Json,
+    /// A Connect MAP of string keys to optional string values.
+    Map,
+}
 
 /// hstore's text form (`"a"=>"1", "b"=>NULL`) → its pairs in the order the server printed them.
 pub(super) fn parse_pairs(

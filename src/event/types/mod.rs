@@ -27,6 +27,7 @@ pub use catalog::{catalog_types_from_rows, CatalogType, CatalogTypeRow, CATALOG_
 pub use datetime::{TIMESTAMP_NEGATIVE_INFINITY_MICROS, TIMESTAMP_POSITIVE_INFINITY_MICROS};
 pub use defaults::column_default;
 pub use geometry::{point_wkb, POINT_WKB_LEN};
+pub use hstore::HstoreHandling;
 
 /// Microseconds in a millisecond.
 const MICROS_PER_MILLI: i64 = 1_000;
@@ -72,6 +73,8 @@ pub struct TypeModes {
     pub time_precision: TimePrecision,
     /// `binary.handling.mode`.
     pub binary: BinaryHandling,
+    /// `hstore.handling.mode`.
+    pub hstore: HstoreHandling,
 }
 
 impl Default for TypeModes {
@@ -82,6 +85,7 @@ impl Default for TypeModes {
             money_fraction_digits: MONEY_FRACTION_DIGITS,
             time_precision: TimePrecision::default(),
             binary: BinaryHandling::default(),
+            hstore: HstoreHandling::default(),
         }
     }
 }
@@ -169,6 +173,8 @@ pub enum PgType {
     Ltree,
     /// hstore (extension): a JSON object, as `hstore.handling.mode = json`.
     Hstore,
+    /// hstore under `hstore.handling.mode = map`: a map of its pairs.
+    HstoreMap,
     /// A user-defined enum type: its qualified name (`l1.mood`, quoted where SQL needs it)
     /// and its labels in sort order.
     Enum {
@@ -226,6 +232,7 @@ impl PgType {
             | PgType::Text
             | PgType::Bytea
             | PgType::EncodedBytea { .. }
+            | PgType::HstoreMap
             | PgType::Bit1
             | PgType::Array(_)
             | PgType::Other { .. } => None,
@@ -238,10 +245,13 @@ impl PgType {
     /// with this type modifier: numeric and money as text or a double
     /// (`decimal.handling.mode`), interval as ISO 8601 text (`interval.handling.mode`), money's
     /// scale (`money.fraction.digits`), date, time and timestamp units (`time.precision.mode`),
-    /// bytea as text (`binary.handling.mode`).
+    /// bytea as text (`binary.handling.mode`), hstore as a map (`hstore.handling.mode`).
     pub fn with_modes(self, modes: TypeModes, type_modifier: i32) -> PgType {
         if let (PgType::Bytea, Some(encoding)) = (&self, modes.binary.encoding()) {
             return PgType::EncodedBytea { encoding };
+        }
+        if self == PgType::Hstore && modes.hstore == HstoreHandling::Map {
+            return PgType::HstoreMap;
         }
         let money = matches!(self, PgType::Money { .. });
         // A time type's modifier is its declared precision; -1 (none) is 6.
@@ -300,7 +310,7 @@ impl fmt::Display for PgType {
             }
             PgType::Point => f.write_str("point"),
             PgType::Ltree => f.write_str("ltree"),
-            PgType::Hstore => f.write_str("hstore"),
+            PgType::Hstore | PgType::HstoreMap => f.write_str("hstore"),
             PgType::Float4 => f.write_str("real"),
             PgType::Float8 => f.write_str("double precision"),
             PgType::Decimal { precision, scale } => write!(f, "numeric({precision},{scale})"),
@@ -423,6 +433,7 @@ pub fn parse_text(pg_type: &PgType, text: &[u8]) -> Result<Value, TypeError> {
         }
         PgType::Point => geometry::parse_point(pg_type, text),
         PgType::Hstore => hstore::parse_json(pg_type, text).map(Value::String),
+        PgType::HstoreMap => hstore::parse_pairs(pg_type, text).map(Value::Map),
         PgType::Float4 => match text {
             b"NaN" => Ok(Value::Float(f32::NAN)),
             b"Infinity" => Ok(Value::Float(f32::INFINITY)),

@@ -11,7 +11,7 @@ use crate::event::change::Cell;
 
 use super::super::plan::{ColumnPlan, ValuePlan};
 use super::super::text::{
-    capacity_hint, is_placeholder, push_scalar, ArrayText, Scalar, ScalarKind,
+    capacity_hint, is_placeholder, push_scalar, ArrayText, MapText, Scalar, ScalarKind,
 };
 use super::super::{DecodeError, Scratch};
 use super::StrSeed;
@@ -72,7 +72,7 @@ fn to_scalar<'x>(
             | ScalarKind::Uuid
             | ScalarKind::ZonedTimestamp
             | ScalarKind::EncodedBytes(_)
-            | ScalarKind::Hstore,
+            | ScalarKind::Hstore { .. },
             Prim::Str(s),
         ) => Some(Scalar::Str(s)),
         _ => None,
@@ -225,6 +225,7 @@ impl CellSink<'_> {
         match self.column.value {
             ValuePlan::Scalar(kind) => Ok(kind),
             ValuePlan::Array { .. } => Err("expected an array".to_string()),
+            ValuePlan::Map { .. } => Err("expected an object".to_string()),
         }
     }
 }
@@ -275,18 +276,47 @@ impl<'de> Sink<'de> for CellSink<'_> {
             }))?
             .is_some()
         {}
-        Ok(if text.finish(&mut out) {
-            Cell::Unavailable
-        } else {
-            Cell::Text(out)
-        })
+        match text.finish(&mut out) {
+            Ok(true) => Ok(Cell::Unavailable),
+            Ok(false) => Ok(Cell::Text(out)),
+            Err(detail) => Err(de::Error::custom(self.fail(detail))),
+        }
     }
 
     fn map<A: MapAccess<'de>>(self, map: A) -> Result<Cell, A::Error> {
+        if let ValuePlan::Map { nullable, json } = self.column.value {
+            let mut out = String::new();
+            return Ok(if map_text(map, &mut out, nullable.is_some(), json)? {
+                Cell::Unavailable
+            } else {
+                Cell::Text(out)
+            });
+        }
         let kind = self.kind().map_err(de::Error::custom)?;
         let scalar = struct_scalar(kind, map, &mut self.scratch.bytes)?;
         scalar_cell(kind, &scalar).map_err(|detail| de::Error::custom(self.fail(detail)))
     }
+}
+
+/// A JSON object of strings (a map column) as hstore or JSON text appended to `out`; true
+/// when it was the placeholder.
+fn map_text<'de, A: MapAccess<'de>>(
+    mut map: A,
+    out: &mut String,
+    nullable: bool,
+    json: bool,
+) -> Result<bool, A::Error> {
+    let mut text = MapText::start(out, json);
+    while let Some(key) = map.next_key_seed(StrSeed)? {
+        let value: Option<String> = map.next_value()?;
+        if value.is_none() && !nullable {
+            return Err(de::Error::custom(format!(
+                "null value for key {key:?} in a map of required strings"
+            )));
+        }
+        text.pair(out, &key, value.as_deref());
+    }
+    Ok(text.finish(out))
 }
 
 /// A struct-valued column: a VariableScaleDecimal (its unscaled bytes left in `bytes`) or a
@@ -430,11 +460,18 @@ impl<'de> Sink<'de> for ItemSink<'_> {
             }))?
             .is_some()
         {}
-        nested.finish(self.out);
+        nested.finish(self.out).map_err(de::Error::custom)?;
         Ok(())
     }
 
     fn map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        if let ValuePlan::Map { nullable, json } = *self.items {
+            let item = &mut self.scratch.item;
+            item.clear();
+            let placeholder = map_text(map, item, nullable.is_some(), json)?;
+            self.text.printed(self.out, item, placeholder);
+            return Ok(());
+        }
         let ValuePlan::Scalar(kind) = *self.items else {
             return Err(de::Error::custom("unexpected object"));
         };

@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use super::*;
 use crate::encode::{Encoder, EncoderSettings, Record};
 use crate::event::change::{Cell, EnumType, Position, SinkColumn, SinkOp, SinkTable};
+use crate::event::types::BinaryEncoding;
 use crate::event::{
     ChangeEvent, Column, Op, PgType, ReplicaIdentity, SnapshotMarker, SourcePosition, TableSchema,
     TransactionBlock, Value,
@@ -394,6 +395,15 @@ async fn unavailable_values_become_unavailable_cells() {
             scale: 1,
         })),
         PgType::Array(Box::new(PgType::VariableDecimal)),
+        PgType::Hstore,
+        PgType::HstoreMap,
+        PgType::Array(Box::new(PgType::HstoreMap)),
+        PgType::EncodedBytea {
+            encoding: BinaryEncoding::Hex,
+        },
+        PgType::Array(Box::new(PgType::EncodedBytea {
+            encoding: BinaryEncoding::Base64,
+        })),
     ];
     let mut columns = vec![column("id", PgType::Int4, false)];
     for (index, ty) in placeholder_types.iter().enumerate() {

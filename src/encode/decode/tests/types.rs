@@ -2,7 +2,7 @@
 //! and encoder and back to the text the sink sends.
 
 use super::*;
-use crate::event::types::{parse_text, BinaryEncoding};
+use crate::event::types::parse_text;
 
 /// A column type, the SQL type the sink gets, and (source text, expected cell) pairs; a
 /// `None` source text is SQL NULL.
@@ -354,6 +354,19 @@ pub(super) fn cases() -> Vec<Case> {
                 ("", "{}"),
             ]),
         ),
+        (
+            PgType::HstoreMap,
+            "jsonb",
+            pairs(&[
+                (r#""a"=>"1", "b"=>NULL"#, r#"{"a":"1","b":null}"#),
+                ("", "{}"),
+            ]),
+        ),
+        (
+            array(PgType::HstoreMap),
+            "jsonb[]",
+            pairs(&[(r#"{"\"k\"=>\"v\"",NULL}"#, r#"{"{\"k\":\"v\"}",NULL}"#)]),
+        ),
     ]
 }
 
@@ -375,7 +388,7 @@ async fn extension_types_use_the_targets_own_types_when_it_has_them() {
         hstore: true,
         ltree: true,
     };
-    let cases: [(PgType, &str, &str, &str); 4] = [
+    let cases: [(PgType, &str, &str, &str); 7] = [
         (PgType::Ltree, "ltree", "Top.Science", "Top.Science"),
         (
             PgType::Hstore,
@@ -389,6 +402,19 @@ async fn extension_types_use_the_targets_own_types_when_it_has_them() {
             "hstore[]",
             r#"{"\"k\"=>\"v\""}"#,
             r#"{"\"k\"=>\"v\""}"#,
+        ),
+        (
+            PgType::HstoreMap,
+            "hstore",
+            r#""a"=>"1", "b"=>NULL, "q\"x"=>"\\""#,
+            r#""a"=>"1", "b"=>NULL, "q\"x"=>"\\""#,
+        ),
+        (PgType::HstoreMap, "hstore", "", ""),
+        (
+            array(PgType::HstoreMap),
+            "hstore[]",
+            r#"{"\"k\"=>\"v\"",NULL}"#,
+            r#"{"\"k\"=>\"v\"",NULL}"#,
         ),
     ];
     for format in FORMATS {
