@@ -33,7 +33,7 @@ pub struct SchemaRegistrySection {
     /// PEM client certificate, for a registry that asks for one (with `key_file`).
     #[serde(default, deserialize_with = "de::optional_path")]
     pub cert_file: Option<PathBuf>,
-    /// PEM (PKCS#8) private key of `cert_file`.
+    /// Unencrypted PEM private key (PKCS#8, PKCS#1 or EC) of `cert_file`.
     #[serde(default, deserialize_with = "de::optional_path")]
     pub key_file: Option<PathBuf>,
 }
@@ -114,7 +114,7 @@ impl SchemaRegistrySection {
         match (&self.cert_file, &self.key_file) {
             (Some(_), None) => Err(ConfigError::invalid(
                 "schema_registry.key_file",
-                "cert_file needs the certificate's private key: set key_file (PEM, PKCS#8)",
+                "cert_file needs the certificate's private key: set key_file (unencrypted PEM)",
             )),
             (None, Some(_)) => Err(ConfigError::invalid(
                 "schema_registry.cert_file",

@@ -2,9 +2,11 @@
 //! id, caching both (a subject's schema text always maps to the same id, and ids never change).
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use openssl::pkey::PKey;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::Url;
 
@@ -23,13 +25,11 @@ pub enum RegistryError {
     /// `schema_registry.url` does not parse as a URL.
     #[error("invalid schema registry URL {url:?}: {reason}")]
     InvalidUrl { url: String, reason: String },
-    /// No HTTP answer: connection refused, DNS failure, timeout.
-    #[error("schema registry unreachable at {url}: {source}")]
-    Unreachable {
-        url: String,
-        #[source]
-        source: reqwest::Error,
-    },
+    /// No HTTP answer: connection refused, DNS failure, timeout, a refused TLS handshake. The
+    /// message carries the error's causes, where the reason (the TLS library's or the
+    /// operating system's words) is.
+    #[error("schema registry unreachable at {url}: {}", with_causes(cause))]
+    Unreachable { url: String, cause: reqwest::Error },
     /// The registry answered with an error status.
     #[error("schema registry {url} answered HTTP {status}{}: {message}", error_code.map(|c| format!(" (error_code {c})")).unwrap_or_default())]
     Status {
@@ -102,20 +102,11 @@ impl RegistryClient {
             }
         }
         if let Some((cert, key)) = &access.client_identity {
-            let identity = reqwest::Identity::from_pkcs8_pem(
-                &read_tls_file("cert_file", cert)?,
-                &read_tls_file("key_file", key)?,
-            )
-            .map_err(|e| RegistryError::TlsFile {
-                key: "cert_file",
-                path: cert.clone(),
-                detail: format!("with key_file {}: {e}", key.display()),
-            })?;
-            http = http.identity(identity);
+            http = http.identity(client_identity(cert, key)?);
         }
-        let http = http.build().map_err(|source| RegistryError::Unreachable {
+        let http = http.build().map_err(|cause| RegistryError::Unreachable {
             url: base.to_string(),
-            source,
+            cause,
         })?;
         Ok(RegistryClient {
             base,
@@ -236,7 +227,41 @@ fn credentials(base: &mut Url, access: &RegistryAccess) -> Option<(String, Optio
     }
 }
 
-fn read_tls_file(key: &'static str, path: &std::path::Path) -> Result<Vec<u8>, RegistryError> {
+/// The client certificate and its key as reqwest takes them. Its TLS backend wants a PKCS#8
+/// key, while providers also hand out PKCS#1 (`BEGIN RSA PRIVATE KEY`) and SEC1 (`BEGIN EC
+/// PRIVATE KEY`) keys, so any PEM private key is converted first.
+fn client_identity(cert: &Path, key: &Path) -> Result<reqwest::Identity, RegistryError> {
+    let certificate = read_tls_file("cert_file", cert)?;
+    let pkcs8 = PKey::private_key_from_pem(&read_tls_file("key_file", key)?)
+        .and_then(|private| private.private_key_to_pem_pkcs8())
+        .map_err(|e| RegistryError::TlsFile {
+            key: "key_file",
+            path: key.to_path_buf(),
+            detail: format!("not an unencrypted PEM private key: {e}"),
+        })?;
+    reqwest::Identity::from_pkcs8_pem(&certificate, &pkcs8).map_err(|e| RegistryError::TlsFile {
+        key: "cert_file",
+        path: cert.to_path_buf(),
+        detail: format!("with key_file {}: {e}", key.display()),
+    })
+}
+
+/// `error` and each of its causes, `: `-separated, skipping a cause its error already says.
+fn with_causes(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(error) = cause {
+        let said = error.to_string();
+        if !text.ends_with(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = error.source();
+    }
+    text
+}
+
+fn read_tls_file(key: &'static str, path: &Path) -> Result<Vec<u8>, RegistryError> {
     std::fs::read(path).map_err(|e| RegistryError::TlsFile {
         key,
         path: path.to_path_buf(),
@@ -253,9 +278,9 @@ async fn send(
     request: reqwest::RequestBuilder,
     url: &Url,
 ) -> Result<serde_json::Value, RegistryError> {
-    let unreachable = |source| RegistryError::Unreachable {
+    let unreachable = |cause| RegistryError::Unreachable {
         url: url.to_string(),
-        source,
+        cause,
     };
     let response = request.send().await.map_err(unreachable)?;
     let status = response.status();
@@ -332,12 +357,21 @@ mod tests {
         assert!(ca.starts_with("schema_registry.ca_file "), "{ca}");
         let missing = dir.join("missing.pem");
         let cert = refused(RegistryAccess {
-            client_identity: Some((missing.clone(), not_pem)),
+            client_identity: Some((missing.clone(), not_pem.clone())),
             ..RegistryAccess::url("https://r/")
         });
         assert!(
             cert.starts_with("schema_registry.cert_file") && cert.contains("cannot be read"),
             "{cert}"
+        );
+        let key = refused(RegistryAccess {
+            client_identity: Some((not_pem.clone(), not_pem.clone())),
+            ..RegistryAccess::url("https://r/")
+        });
+        assert!(
+            key.starts_with("schema_registry.key_file")
+                && key.contains("not an unencrypted PEM private key"),
+            "{key}"
         );
         std::fs::remove_dir_all(dir).unwrap();
     }

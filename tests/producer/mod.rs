@@ -11,11 +11,41 @@ use pgcdc::lsn::Lsn;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 
-use crate::support::{read_topic, shared_broker, TestNames};
+use crate::support::capture::Capture;
+use crate::support::{decode_avro, read_topic, read_topic_with, shared_broker, Broker, TestNames};
 
 mod sasl;
+mod tls;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Inserts a row with `v` = `text` into the capture's `l1.t`, reads its one record back from
+/// `broker` as its clients must connect (SASL, TLS), and decodes the value with the schema
+/// from the plain registry at `registry_url`.
+async fn insert_and_read_back(
+    capture: &Capture<'_>,
+    broker: &Broker,
+    registry_url: &str,
+    text: &str,
+) -> serde_json::Value {
+    capture
+        .client
+        .execute("INSERT INTO l1.t VALUES (1, $1)", &[&text])
+        .await
+        .expect("insert");
+    let (bootstrap, topic, client_options) = (
+        broker.bootstrap(),
+        capture.topic("l1.t"),
+        broker.client_options(),
+    );
+    let records = tokio::task::spawn_blocking(move || {
+        read_topic_with(&bootstrap, &client_options, &topic, 1, TIMEOUT)
+    })
+    .await
+    .expect("reader");
+    assert_eq!(records.len(), 1, "source stderr:\n{}", capture.source_log());
+    decode_avro(registry_url, records[0].value.as_deref().expect("a value"))
+}
 
 fn producer(bootstrap: String, topic: TopicSettings, progress: &Arc<Mutex<Progress>>) -> Producer {
     let settings = ProducerSettings {

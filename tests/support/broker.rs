@@ -12,6 +12,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 use tokio::sync::OnceCell;
 
+use super::tls::{TestPki, TlsProxy};
 use super::{free_port, unique_dir};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -24,6 +25,8 @@ pub struct Broker {
     storage: String,
     /// The SCRAM-SHA-512 user clients must log in as, once the broker requires it.
     scram_user: Option<(String, String)>,
+    /// The TLS proxy clients reach the broker through, and their librdkafka settings for it.
+    tls: Option<(TlsProxy, Vec<(&'static str, String)>)>,
     child: Mutex<Option<Child>>,
 }
 
@@ -58,8 +61,25 @@ impl Broker {
         broker
     }
 
-    /// The librdkafka settings a client of this broker needs (SASL, when it requires it).
+    /// A persistent broker that clients reach only over TLS with a client certificate of
+    /// `pki`: tansu advertises the port of a TLS proxy in front of its own listener.
+    pub async fn start_behind_tls(pki: &TestPki) -> Broker {
+        let mut broker = Broker::start_persistent().await;
+        broker.stop().await;
+        broker.tls = Some((
+            TlsProxy::start(pki, broker.port),
+            pki.kafka_client_options(),
+        ));
+        broker.start().await;
+        broker
+    }
+
+    /// The librdkafka settings a client of this broker needs (SASL or TLS, when it requires
+    /// them).
     pub fn client_options(&self) -> Vec<(&'static str, String)> {
+        if let Some((_, options)) = &self.tls {
+            return options.clone();
+        }
         match &self.scram_user {
             Some((user, password)) => vec![
                 ("security.protocol", "SASL_PLAINTEXT".to_owned()),
@@ -80,6 +100,7 @@ impl Broker {
                 port: free_port(),
                 storage: storage.clone(),
                 scram_user: None,
+                tls: None,
                 child: Mutex::new(None),
             };
             match broker.spawn_and_wait().await {
@@ -94,8 +115,12 @@ impl Broker {
         }
     }
 
+    /// The address clients connect to: the broker's, or its TLS proxy's.
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        match &self.tls {
+            Some((proxy, _)) => format!("127.0.0.1:{}", proxy.port()),
+            None => format!("127.0.0.1:{}", self.port),
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -122,10 +147,11 @@ impl Broker {
             .open(self.dir.join("broker.log"))
             .expect("open broker.log");
         let listener = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!("tcp://{}", self.bootstrap());
         let child = Command::new("tansu")
             .arg("broker")
             .args(["--listener-url", &listener])
-            .args(["--advertised-listener-url", &listener])
+            .args(["--advertised-listener-url", &advertised])
             .args(["--storage-engine", &self.storage])
             .args(self.scram_user.as_ref().map(|_| "--authentication"))
             // The SQLite engine resolves its file relative to the working directory.

@@ -15,6 +15,7 @@ pub mod kafka;
 pub mod postgres;
 pub mod process;
 pub mod registry;
+pub mod tls;
 
 pub use broker::{shared_broker, Broker};
 pub use kafka::{decode_avro, describe_partitions, read_topic, read_topic_with, TestRecord};

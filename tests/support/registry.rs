@@ -14,6 +14,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
@@ -142,7 +144,7 @@ impl SchemaRegistry {
     pub fn start_with_basic_auth(user: &str, password: &str) -> SchemaRegistry {
         SchemaRegistry::serve(Some(format!(
             "Basic {}",
-            base64(format!("{user}:{password}").as_bytes())
+            STANDARD.encode(format!("{user}:{password}"))
         )))
     }
 
@@ -275,25 +277,6 @@ async fn require_auth(
 }
 
 /// Standard padded base64, for the expected `Authorization` header.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | (u32::from(b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 0x3f]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 fn reply(status: StatusCode, body: Value) -> Response {
     (
         status,
