@@ -90,6 +90,11 @@ listen = ""
     /// printed the same for [`SETTLE_STALLED`] (the sink is stuck, not slow) or after
     /// [`SETTLE_MAX`].
     pub fn settle(&mut self, expected: &[&str]) {
+        self.settle_or_show(expected, String::new);
+    }
+
+    /// [`settle`](Self::settle), adding `context()` (another process's log) to a failure.
+    fn settle_or_show(&mut self, expected: &[&str], context: impl Fn() -> String) {
         let started = Instant::now();
         let mut changed = started;
         let mut previous = String::new();
@@ -120,10 +125,11 @@ listen = ""
             }
             assert!(
                 changed.elapsed() < SETTLE_STALLED && started.elapsed() < SETTLE_MAX,
-                "verify never reported {expected:#?}; last exit {code} (unchanged for {:?}):\n{output}{}\nsink stderr:\n{}",
+                "verify never reported {expected:#?}; last exit {code} (unchanged for {:?}):\n{output}{}\nsink stderr:\n{}\n{}",
                 changed.elapsed(),
                 verify.stderr_text(),
-                self.sink.as_ref().map(CdcProcess::stderr_text).unwrap_or_default()
+                self.sink.as_ref().map(CdcProcess::stderr_text).unwrap_or_default(),
+                context()
             );
             std::thread::sleep(Duration::from_millis(500));
         }
@@ -145,7 +151,9 @@ listen = ""
         }
         expected.sort();
         let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
-        self.settle(&expected);
+        self.settle_or_show(&expected, || {
+            format!("source stderr:\n{}", capture.source_log())
+        });
     }
 
     /// The first column of every row `sql` returns, as text.

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use openssl::asn1::Asn1Time;
 use openssl::bn::{BigNum, MsbOption};
@@ -16,6 +17,7 @@ use openssl::x509::extension::{
     BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
 };
 use openssl::x509::{X509Name, X509};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
@@ -236,6 +238,16 @@ async fn forward(acceptor: Arc<SslAcceptor>, client: TcpStream, upstream: u16) {
         return;
     };
     if Pin::new(&mut tls).accept().await.is_err() {
+        // A TLS 1.3 client may already have sent its request: closing with it unread would
+        // reset the connection, and the client would see the reset instead of the alert that
+        // says why. Read it first, as servers that linger on close do.
+        let socket = tls.get_mut();
+        let _ = socket.shutdown().await;
+        let mut drain = [0u8; 4096];
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while matches!(socket.read(&mut drain).await, Ok(n) if n > 0) {}
+        })
+        .await;
         return;
     }
     let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
