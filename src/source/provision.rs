@@ -146,7 +146,7 @@ async fn drop_slot(client: &Client, slot: &str) -> Result<String, SourceError> {
     let Some(row) = setup::slot_row(client, slot).await? else {
         return Ok(format!("no replication slot {slot}"));
     };
-    if let Some((pid, who)) = row.holder {
+    if let Some(setup::SlotHolder { pid, who, .. }) = row.holder {
         return Err(SourceError::Prerequisites(format!(
             "replication slot {slot} is in use by pid {pid} ({who}): stop cdc-source first (or SELECT pg_terminate_backend({pid});)"
         )));

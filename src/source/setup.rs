@@ -331,8 +331,20 @@ pub struct SlotRow {
     pub confirmed_flush: Option<String>,
     /// `wal_status` (`lost` once invalidated), `""` when unknown.
     pub wal_status: String,
-    /// The walsender streaming from it, and who that is.
-    pub holder: Option<(i32, String)>,
+    /// The walsender streaming from it.
+    pub holder: Option<SlotHolder>,
+    /// The WAL written since `confirmed_flush`, e.g. `"56 bytes"`; `""` when unknown.
+    pub lag: String,
+}
+
+/// The walsender that streams from a slot.
+pub struct SlotHolder {
+    /// The walsender's process id.
+    pub pid: i32,
+    /// The `application_name` its client connected with (`""` when it set none).
+    pub application_name: String,
+    /// Who that is, for messages: `"<application_name> from <client address>"`.
+    pub who: String,
 }
 
 impl SlotRow {
@@ -360,9 +372,16 @@ pub async fn slot_row(client: &Client, slot: &str) -> Result<Option<SlotRow>, Se
         .query_opt(
             "SELECT s.plugin::text, coalesce(s.database::text = current_database(), false), \
                     s.confirmed_flush_lsn::text, coalesce(s.wal_status, ''), s.active_pid, \
-                    (SELECT format('%s from %s', a.application_name, coalesce(a.client_addr::text, 'a local socket')) \
-                     FROM pg_stat_activity a WHERE a.pid = s.active_pid) \
-             FROM pg_replication_slots s WHERE s.slot_name = $1",
+                    a.application_name, \
+                    format('%s from %s', coalesce(a.application_name, 'unknown client'), \
+                           coalesce(a.client_addr::text, 'a local socket')), \
+                    coalesce(pg_size_pretty(pg_wal_lsn_diff( \
+                        CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
+                             ELSE pg_current_wal_lsn() END, \
+                        s.confirmed_flush_lsn)), '') \
+             FROM pg_replication_slots s \
+             LEFT JOIN pg_stat_activity a ON a.pid = s.active_pid \
+             WHERE s.slot_name = $1",
             &[&slot],
         )
         .await
@@ -375,10 +394,12 @@ pub async fn slot_row(client: &Client, slot: &str) -> Result<Option<SlotRow>, Se
         same_database: row.get(1),
         confirmed_flush: row.get(2),
         wal_status: row.get(3),
-        holder: row.get::<_, Option<i32>>(4).map(|pid| {
-            let who: Option<String> = row.get(5);
-            (pid, who.unwrap_or_else(|| "unknown client".into()))
+        holder: row.get::<_, Option<i32>>(4).map(|pid| SlotHolder {
+            pid,
+            application_name: row.get::<_, Option<String>>(5).unwrap_or_default(),
+            who: row.get(6),
         }),
+        lag: row.get(7),
     }))
 }
 

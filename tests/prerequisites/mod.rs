@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
-use crate::support::capture::Capture;
-use crate::support::postgres::{ClusterSetup, REPLICATOR, REPLICATOR_PASSWORD};
+use crate::support::capture::{eventually, Capture};
+use crate::support::postgres::{bin_dir, ClusterSetup, REPLICATOR, REPLICATOR_PASSWORD};
 use crate::support::process::CdcProcess;
 use crate::support::{free_port, random_suffix, shared_broker, shared_registry, PgCluster};
 
@@ -221,17 +221,101 @@ async fn a_partition_named_in_capture_tables_is_told_its_root() {
     );
 }
 
+/// The pid of the walsender streaming from the capture's slot, once one does.
+async fn slot_walsender(capture: &Capture<'_>) -> Option<i32> {
+    capture
+        .client
+        .query_one(
+            "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1",
+            &[&capture.names.slot],
+        )
+        .await
+        .expect("look up the slot")
+        .get(0)
+}
+
 #[tokio::test]
-async fn a_slot_held_by_another_connection_names_its_holder() {
+async fn a_slot_streamed_by_a_running_cdc_source_is_ok() {
     let mut capture = Capture::on_shared_testbed(ONE_TABLE).await;
     let config = capture.config(&["l1.t"], "", "");
     capture.start(&config).await;
+    let walsender = slot_walsender(&capture).await.expect("cdc-source streams");
+    let (code, output) = verb("check", &config, &[]);
+    assert_eq!(code, 0, "check should pass:\n{output}");
+    assert!(!output.contains("FAIL"), "{output}");
+    let line = output
+        .lines()
+        .find(|line| line.starts_with("ok    replication slot: "))
+        .unwrap_or_else(|| panic!("no ok line for the slot:\n{output}"));
+    let held = format!(
+        "{} streaming, held by cdc-source pid {walsender} (pgcdc from ",
+        capture.names.slot
+    );
+    assert!(line.contains(&held), "{held:?} missing from {line:?}");
+    assert!(line.contains(", lag "), "no lag in {line:?}");
+    assert_eq!(capture.stop(), 0);
+    assert_passes(&config);
+}
+
+/// A `pg_recvlogical` streaming from a slot, killed when dropped.
+struct Recvlogical(std::process::Child);
+
+impl Drop for Recvlogical {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_slot_held_by_another_client_names_it_and_how_to_end_it() {
+    let mut capture = Capture::on_shared_testbed(ONE_TABLE).await;
+    let config = capture.config(&["l1.t"], "", "");
+    // cdc-source makes its slot and publication, then leaves them to the other client.
+    capture.start(&config).await;
+    assert_eq!(capture.stop(), 0);
+    let dsn = format!(
+        "{}&replication=database",
+        capture.pg.url(&capture.names.db, REPLICATOR)
+    );
+    let recvlogical = Recvlogical(
+        std::process::Command::new(bin_dir().join("pg_recvlogical"))
+            .args(["-d", &dsn, "--slot", &capture.names.slot, "--start"])
+            .args(["-f", "/dev/null", "-o", "proto_version=1"])
+            .args([
+                "-o",
+                &format!("publication_names={}", capture.names.publication),
+            ])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn pg_recvlogical"),
+    );
+    assert!(
+        eventually(CHECK_TIMEOUT, || async {
+            slot_walsender(&capture).await.is_some()
+        })
+        .await,
+        "pg_recvlogical did not take the slot"
+    );
+    let walsender = slot_walsender(&capture)
+        .await
+        .expect("pg_recvlogical streams");
     assert_fails(
         &config,
         "replication slot",
-        &["is in use by another connection", "pg_terminate_backend("],
+        &[
+            &format!("is in use by another connection (pid {walsender}, pg_recvlogical from "),
+            &format!("SELECT pg_terminate_backend({walsender});"),
+        ],
     );
-    assert_eq!(capture.stop(), 0);
+    drop(recvlogical);
+    assert!(
+        eventually(CHECK_TIMEOUT, || async {
+            slot_walsender(&capture).await.is_none()
+        })
+        .await,
+        "the slot stayed held after pg_recvlogical ended"
+    );
     assert_passes(&config);
 }
 

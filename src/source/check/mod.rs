@@ -462,12 +462,23 @@ impl PostgresChecks<'_> {
         };
         if let Some(problem) = row.unusable(slot) {
             self.report.add(Verdict::Fail, name, problem);
-        } else if let Some((pid, who)) = &row.holder {
-            let verdict = match purpose {
-                Purpose::Check => Verdict::Fail,
-                Purpose::Start => Verdict::Warn,
+        } else if let Some(holder) = &row.holder {
+            // A cdc-source of this configuration connects with its application_name: checking
+            // a running pipeline finds its slot held by it, which is how it should be. Before
+            // `run`, any holder is one this cdc-source has to wait for.
+            let ours = holder.application_name == self.prepared.options.application_name;
+            let (verdict, message) = match purpose {
+                Purpose::Check if ours => (
+                    Verdict::Ok,
+                    format!(
+                        "{slot} streaming, held by cdc-source pid {} ({}), lag {}",
+                        holder.pid, holder.who, row.lag
+                    ),
+                ),
+                Purpose::Check => (Verdict::Fail, in_use(slot, holder)),
+                Purpose::Start => (Verdict::Warn, in_use(slot, holder)),
             };
-            self.report.add(verdict, name, format!("{slot} is in use by another connection (pid {pid}, {who}): stop the other cdc-source, or end it with SELECT pg_terminate_backend({pid});"));
+            self.report.add(verdict, name, message);
         } else {
             let message = format!("{slot} (pgoutput, wal_status {})", row.wal_status);
             self.report.add(Verdict::Ok, name, message);
@@ -504,6 +515,12 @@ impl PostgresChecks<'_> {
         }
         Ok(())
     }
+}
+
+/// The line for a slot another connection streams from, with how to free it.
+fn in_use(slot: &str, holder: &setup::SlotHolder) -> String {
+    let (pid, who) = (holder.pid, &holder.who);
+    format!("{slot} is in use by another connection (pid {pid}, {who}): stop that client, or end it with SELECT pg_terminate_backend({pid});")
 }
 
 #[cfg(test)]
