@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks the docker/ deployment without a Docker engine (SPEC §8: "validate its syntax in CI"):
 # the compose file, the Prometheus configuration, every PromQL query of the Grafana dashboard,
-# and the YAML/JSON files Grafana and Redpanda Console read.
+# and the YAML/JSON Grafana and Redpanda Console read.
 #
 # Needs Debian's docker-compose (1.29; `config` needs no engine) and prometheus (for promtool):
 #   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose prometheus
@@ -72,10 +72,22 @@ check "docker/grafana/dashboards/pgcdc.json (JSON)" "$python" -m json.tool "$das
 yaml_loads() {
     "$python" -c 'import sys, yaml; [yaml.safe_load(open(f)) for f in sys.argv[1:]]' "$@"
 }
-check "Grafana provisioning and Console YAML" yaml_loads \
+check "Grafana provisioning YAML" yaml_loads \
     "$docker_dir/grafana/provisioning/datasources/prometheus.yml" \
-    "$docker_dir/grafana/provisioning/dashboards/pgcdc.yml" \
-    "$docker_dir/console.yml"
+    "$docker_dir/grafana/provisioning/dashboards/pgcdc.yml"
+
+# Console's configuration travels in the compose file's environment, as a YAML document.
+console_config_loads() {
+    "$python" - "$docker_dir/docker-compose.yml" <<'PY'
+import sys, yaml
+
+compose = yaml.safe_load(open(sys.argv[1]))
+config = yaml.safe_load(compose["services"]["console"]["environment"]["CONSOLE_CONFIG_FILE"])
+if not config.get("kafka", {}).get("brokers") or not config.get("schemaRegistry", {}).get("urls"):
+    sys.exit("CONSOLE_CONFIG_FILE names no brokers or no schema registry")
+PY
+}
+check "Redpanda Console configuration (CONSOLE_CONFIG_FILE)" console_config_loads
 
 # promtool parses PromQL only inside rule files, so every dashboard query becomes a recording
 # rule, with Grafana's $__rate_interval replaced by a literal range.

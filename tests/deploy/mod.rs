@@ -1,7 +1,8 @@
 //! The docker/ deployment (SPEC §8: kept correct by hand, validated in CI): its two config files
-//! load with the binaries' own loader, the compose file wires them, their secrets and metrics
-//! ports to the right services, the Grafana dashboard charts every SPEC §7 metric, and
-//! scripts/validate-deploy.sh accepts everything. No Docker engine is needed.
+//! load with the binaries' own loader, the images the compose file builds carry them and their
+//! secrets (copied in, nothing bind-mounted), the metrics ports reach Prometheus, the Grafana
+//! dashboard charts every SPEC §7 metric, and scripts/validate-deploy.sh accepts everything. No
+//! Docker engine is needed: scripts/docker-smoke.sh runs the stack for real.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -81,66 +82,162 @@ fn config_argument(lines: &[&str], service: &str) -> String {
     command[flag + 1].clone()
 }
 
-/// The host file compose bind-mounts at `container_path` for `service`, resolved against
-/// docker/ as compose does; fails unless exactly one volume targets that path.
-fn mounted_file(lines: &[&str], service: &str, container_path: &str) -> PathBuf {
-    let volumes = items(&section(lines, "volumes"));
-    let mounts: Vec<&String> = volumes
-        .iter()
-        .filter(|volume| volume.split(':').nth(1) == Some(container_path))
-        .collect();
-    assert_eq!(
-        mounts.len(),
-        1,
-        "{service} must mount exactly one file at {container_path}: {volumes:?}"
-    );
-    let host = mounts[0].split(':').next().expect("a host path");
-    repo()
+/// A service's `build:` settings: the context and Dockerfile (resolved against docker/, as
+/// compose resolves them) and the target stage, if any.
+fn build_of(compose: &str, service: &str) -> (PathBuf, PathBuf, Option<String>) {
+    let build = section(&service_lines(compose, service), "build");
+    let value = |key: &str| {
+        build.iter().find_map(|line| {
+            line.trim()
+                .strip_prefix(&format!("{key}:"))
+                .map(|value| value.trim().to_owned())
+        })
+    };
+    let context = repo()
         .join("docker")
-        .join(host)
-        .canonicalize()
-        .unwrap_or_else(|e| panic!("{service} mounts {host}, which does not exist: {e}"))
+        .join(value("context").unwrap_or_else(|| panic!("{service} is not built from a context")));
+    let dockerfile = context.join(value("dockerfile").unwrap_or_else(|| "Dockerfile".into()));
+    (context, dockerfile, value("target"))
 }
 
-/// Checks that the secret behind `password_file` reaches `service` and comes from a real file.
-fn assert_secret_mounted(compose: &str, service: &str, password_file: &Path) {
-    let name = password_file
-        .strip_prefix("/run/secrets")
-        .unwrap_or_else(|_| {
-            panic!(
-                "{service}: password_file {} is not a compose secret",
-                password_file.display()
-            )
-        })
-        .to_str()
-        .expect("a UTF-8 secret name");
-    let granted = items(&section(&service_lines(compose, service), "secrets"));
+/// A file that a Dockerfile's `COPY` takes from the build context (not `--from` a stage).
+#[derive(Clone)]
+struct CopiedFile {
+    /// Where the file lands in the image.
+    destination: String,
+    /// The file in the build context.
+    source: PathBuf,
+    /// Its `--chown` value, if any.
+    chown: Option<String>,
+}
+
+/// The `COPY`s from the build context that make the Dockerfile's stage `target` (the last stage
+/// when `None`), those of the stages it is built on included, in order.
+fn copies(context: &Path, dockerfile: &Path, target: Option<&str>) -> Vec<CopiedFile> {
+    let text = std::fs::read_to_string(dockerfile)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dockerfile.display()));
+    let joined = text.replace("\\\n", " ");
+    let mut stages: Vec<(Option<String>, Vec<CopiedFile>)> = Vec::new();
+    for line in joined.lines().map(str::trim) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["FROM", base, rest @ ..] => {
+                let name = match rest {
+                    ["AS", name] => Some((*name).to_owned()),
+                    _ => None,
+                };
+                let inherited = stages
+                    .iter()
+                    .position(|(stage, _)| stage.as_deref() == Some(*base))
+                    .map(|at| stages[at].1.clone())
+                    .unwrap_or_default();
+                stages.push((name, inherited));
+            }
+            ["COPY", arguments @ ..] if !arguments.iter().any(|a| a.starts_with("--from=")) => {
+                let chown = arguments
+                    .iter()
+                    .find_map(|a| a.strip_prefix("--chown="))
+                    .map(str::to_owned);
+                let paths: Vec<&str> = arguments
+                    .iter()
+                    .copied()
+                    .filter(|a| !a.starts_with("--"))
+                    .collect();
+                let (destination, sources) = paths.split_last().expect("COPY names its files");
+                let stage = &mut stages.last_mut().expect("COPY before FROM").1;
+                for source in sources {
+                    let destination = match destination.strip_suffix('/') {
+                        Some(directory) => {
+                            let name = Path::new(source).file_name().expect("a file name");
+                            format!("{directory}/{}", name.to_str().expect("UTF-8"))
+                        }
+                        None => (*destination).to_owned(),
+                    };
+                    stage.push(CopiedFile {
+                        destination,
+                        source: context.join(source),
+                        chown: chown.clone(),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    let at = match target {
+        Some(target) => stages
+            .iter()
+            .position(|(stage, _)| stage.as_deref() == Some(target))
+            .unwrap_or_else(|| panic!("{} has no stage {target}", dockerfile.display())),
+        None => stages.len() - 1,
+    };
+    stages.swap_remove(at).1
+}
+
+/// The checkout's file that `service`'s image has at `container_path`, copied in and owned by a
+/// user of the image (`--chown`), so it is readable whatever its mode in the checkout.
+fn image_file(compose: &str, service: &str, container_path: &str) -> PathBuf {
+    let (context, dockerfile, target) = build_of(compose, service);
+    let copies = copies(&context, &dockerfile, target.as_deref());
+    let copy = copies
+        .iter()
+        .rev()
+        .find(|copy| copy.destination == container_path)
+        .unwrap_or_else(|| panic!("{service}'s image has no file copied to {container_path}"));
     assert!(
-        granted.iter().any(|secret| secret == name),
-        "{service} reads {} but is not given the secret {name}: {granted:?}",
+        copy.chown.is_some(),
+        "{service}: {container_path} is copied without --chown, so a file of a checkout made \
+         under umask 077 stays unreadable to the image's user"
+    );
+    copy.source.canonicalize().unwrap_or_else(|e| {
+        panic!(
+            "{service} copies {}, which does not exist: {e}",
+            copy.source.display()
+        )
+    })
+}
+
+/// Checks that the password file `password_file` names is in `service`'s image, from a
+/// non-empty file of the checkout, where a secret store would mount it.
+fn assert_secret_in_image(compose: &str, service: &str, password_file: &Path) {
+    assert!(
+        password_file.starts_with("/run/secrets"),
+        "{service}: password_file {} is not where compose and swarm mount secrets",
         password_file.display()
     );
-    let lines: Vec<&str> = compose.lines().collect();
-    let declared = section(&section(&lines, "secrets"), name);
-    let file = declared
-        .iter()
-        .find_map(|line| line.trim().strip_prefix("file:"))
-        .unwrap_or_else(|| panic!("secret {name} has no file"))
-        .trim();
-    let path = repo().join("docker").join(file);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("secret {name}: read {}: {e}", path.display()));
-    assert!(!text.trim().is_empty(), "secret {name} is empty");
+    let container_path = password_file.to_str().expect("a UTF-8 path");
+    let source = image_file(compose, service, container_path);
+    assert!(
+        source.starts_with(repo().join("docker/secrets")),
+        "{service}: {container_path} does not come from docker/secrets/"
+    );
+    let text = std::fs::read_to_string(&source)
+        .unwrap_or_else(|e| panic!("read {}: {e}", source.display()));
+    assert!(!text.trim().is_empty(), "{} is empty", source.display());
 }
 
-/// Checks that the database service creates the role from the same secret `password_file` names.
+/// Checks that the database service runs `init_sql` and that it sets the role's password from
+/// the same secret `password_file` names.
 fn assert_role_password_from(compose: &str, database: &str, init_sql: &str, password_file: &Path) {
     assert!(
         read(init_sql).contains(&format!("cat {}", password_file.display())),
         "{init_sql} does not set the role's password from {}",
         password_file.display()
     );
-    assert_secret_mounted(compose, database, password_file);
+    let name = Path::new(init_sql).file_name().expect("a file name");
+    let init = image_file(
+        compose,
+        database,
+        &format!(
+            "/docker-entrypoint-initdb.d/{}",
+            name.to_str().expect("UTF-8")
+        ),
+    );
+    assert_eq!(
+        init,
+        repo().join(init_sql),
+        "{database} runs another init script"
+    );
+    assert_secret_in_image(compose, database, password_file);
 }
 
 /// Checks that the metrics port is published by the service and scraped by Prometheus.
@@ -167,15 +264,22 @@ fn assert_metrics_exposed(compose: &str, service: &str, listen: Option<SocketAdd
 fn docker_source_config_loads_and_is_wired_into_compose() {
     let compose = compose();
     let lines = service_lines(&compose, "cdc-source");
-    let mounted = mounted_file(&lines, "cdc-source", &config_argument(&lines, "cdc-source"));
+    let in_image = image_file(
+        &compose,
+        "cdc-source",
+        &config_argument(&lines, "cdc-source"),
+    );
     let expected = repo()
         .join(SOURCE_CONFIG)
         .canonicalize()
         .expect("config file");
-    assert_eq!(mounted, expected, "cdc-source mounts the wrong config file");
+    assert_eq!(
+        in_image, expected,
+        "cdc-source's image has the wrong config file"
+    );
 
     // No PGCDC__ overrides: the file alone must be valid, as in the container.
-    let config = SourceConfig::load_with_env(&mounted, Vec::new())
+    let config = SourceConfig::load_with_env(&in_image, Vec::new())
         .unwrap_or_else(|e| panic!("{SOURCE_CONFIG}: {e}"));
     assert_eq!(config.kafka.format, Format::Avro);
     assert_eq!(config.kafka.brokers, "redpanda:9092");
@@ -187,7 +291,7 @@ fn docker_source_config_loads_and_is_wired_into_compose() {
     assert!(config.postgres.url.contains("@source-db:5432/"));
 
     let password_file = config.postgres.password_file.expect("a password file");
-    assert_secret_mounted(&compose, "cdc-source", &password_file);
+    assert_secret_in_image(&compose, "cdc-source", &password_file);
     assert_role_password_from(
         &compose,
         "source-db",
@@ -216,14 +320,17 @@ fn docker_source_config_loads_and_is_wired_into_compose() {
 fn docker_sink_config_loads_and_is_wired_into_compose() {
     let compose = compose();
     let lines = service_lines(&compose, "cdc-sink");
-    let mounted = mounted_file(&lines, "cdc-sink", &config_argument(&lines, "cdc-sink"));
+    let in_image = image_file(&compose, "cdc-sink", &config_argument(&lines, "cdc-sink"));
     let expected = repo()
         .join(SINK_CONFIG)
         .canonicalize()
         .expect("config file");
-    assert_eq!(mounted, expected, "cdc-sink mounts the wrong config file");
+    assert_eq!(
+        in_image, expected,
+        "cdc-sink's image has the wrong config file"
+    );
 
-    let config = SinkConfig::load_with_env(&mounted, Vec::new())
+    let config = SinkConfig::load_with_env(&in_image, Vec::new())
         .unwrap_or_else(|e| panic!("{SINK_CONFIG}: {e}"));
     assert_eq!(config.kafka.brokers, "redpanda:9092");
     assert_eq!(
@@ -239,7 +346,7 @@ fn docker_sink_config_loads_and_is_wired_into_compose() {
     assert_eq!(config.apply.topics, [produced]);
 
     let password_file = config.postgres.password_file.expect("a password file");
-    assert_secret_mounted(&compose, "cdc-sink", &password_file);
+    assert_secret_in_image(&compose, "cdc-sink", &password_file);
     assert_role_password_from(
         &compose,
         "target-db",
@@ -250,12 +357,60 @@ fn docker_sink_config_loads_and_is_wired_into_compose() {
         .source_postgres
         .expect("[source_postgres] for verify");
     assert_eq!(verify.url, source.postgres.url);
-    assert_secret_mounted(
+    assert_secret_in_image(
         &compose,
         "cdc-sink",
         &verify.password_file.expect("a source password file"),
     );
     assert_metrics_exposed(&compose, "cdc-sink", config.metrics.listen);
+}
+
+/// Issue 17: a bind mount keeps the mode and owner of the checkout's file, so a checkout made
+/// under umask 077 (files 0600, owned by the host user) left the databases, Prometheus and both
+/// binaries unable to read theirs. Files reach the images by `COPY --chown` instead.
+#[test]
+fn nothing_is_bind_mounted_from_the_checkout() {
+    let compose = compose();
+    let lines: Vec<&str> = compose.lines().collect();
+    let declared: Vec<String> = section(&lines, "volumes")
+        .iter()
+        .filter_map(|line| line.trim().strip_suffix(':').map(str::to_owned))
+        .collect();
+    for top in ["secrets", "configs"] {
+        assert!(
+            !lines
+                .iter()
+                .any(|line| line.starts_with(&format!("{top}:"))),
+            "compose {top} are bind mounts of the checkout's files"
+        );
+    }
+    let services: Vec<String> = section(&lines, "services")
+        .iter()
+        .filter(|line| line.len() - line.trim_start().len() == 2)
+        .filter_map(|line| line.trim().strip_suffix(':').map(str::to_owned))
+        .collect();
+    assert!(services.len() >= 8, "services: {services:?}");
+    for service in &services {
+        let own = service_lines(&compose, service);
+        let has = |key: &str| {
+            own.iter()
+                .any(|line| line.trim_start().starts_with(&format!("{key}:")))
+        };
+        assert!(
+            !has("secrets"),
+            "{service} has compose secrets (bind mounts)"
+        );
+        if !has("volumes") {
+            continue;
+        }
+        for volume in items(&section(&own, "volumes")) {
+            let name = volume.split(':').next().unwrap_or_default();
+            assert!(
+                declared.iter().any(|declared| declared == name),
+                "{service} mounts {volume}, not a named volume"
+            );
+        }
+    }
 }
 
 #[test]
