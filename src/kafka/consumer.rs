@@ -122,12 +122,13 @@ pub struct SinkContext {
 }
 
 impl ClientContext for SinkContext {
-    /// A subscribed topic that does not exist yet is expected (the source creates topics as
-    /// tables get their first change; not every schema-change topic the sink looks for
-    /// exists): it is picked up once it does, so it is not an error.
+    /// A subscribed topic that does not exist yet, or was just created and has no leader yet,
+    /// is expected (the source creates topics as tables get their first change, and a sink
+    /// started beside it subscribes before that; not every schema-change topic the sink looks
+    /// for exists): it is picked up once it is ready, so it is not an error.
     fn error(&self, error: RdKafkaError, reason: &str) {
-        if is_missing_topic(&error) {
-            tracing::debug!(reason, "a subscribed topic does not exist yet");
+        if is_topic_not_ready(&error) {
+            tracing::debug!(%error, reason, "a subscribed topic is not ready yet");
         } else {
             tracing::error!(%error, reason, "librdkafka error");
         }
@@ -341,8 +342,8 @@ fn poll_loop(
                     let _ = sender.blocking_send(Consumed::Failed(KafkaError::Consume(error)));
                     return;
                 }
-                Some(Err(error)) if is_missing_topic(&error) => {
-                    tracing::debug!(%error, "a subscribed topic does not exist yet");
+                Some(Err(error)) if is_topic_not_ready(&error) => {
+                    tracing::debug!(%error, "a subscribed topic is not ready yet");
                 }
                 Some(Err(error)) => tracing::warn!(%error, "consumer error; retrying"),
             }
@@ -423,9 +424,19 @@ fn hand_over(
     }
 }
 
-/// Whether `error` says a subscribed topic does not exist (yet).
-fn is_missing_topic(error: &RdKafkaError) -> bool {
-    error.rdkafka_error_code() == Some(RDKafkaErrorCode::UnknownTopicOrPartition)
+/// Whether `error` says a subscribed topic is not there yet: librdkafka reports "Subscribed
+/// topic not available" for a topic the broker does not know (yet), and for a matching topic
+/// whose creation is under way, which brokers answer with LEADER_NOT_AVAILABLE until its
+/// partitions have leaders.
+fn is_topic_not_ready(error: &RdKafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::UnknownTopic
+                | RDKafkaErrorCode::LeaderNotAvailable
+        )
+    )
 }
 
 /// Errors after which the consumer cannot go on (the rest are retried by librdkafka).
@@ -488,6 +499,24 @@ pub fn subscription(pattern: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn topics_not_created_yet_or_without_a_leader_yet_are_not_errors() {
+        for code in [
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+            RDKafkaErrorCode::UnknownTopic,
+            RDKafkaErrorCode::LeaderNotAvailable,
+        ] {
+            assert!(is_topic_not_ready(&RdKafkaError::Global(code)), "{code:?}");
+            assert!(is_topic_not_ready(&RdKafkaError::MessageConsumption(code)));
+        }
+        for code in [
+            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+        ] {
+            assert!(!is_topic_not_ready(&RdKafkaError::Global(code)), "{code:?}");
+        }
+    }
 
     #[test]
     fn the_fetch_limit_makes_room_for_the_largest_message() {
