@@ -136,20 +136,31 @@ pub struct SchemaRegistry {
 impl SchemaRegistry {
     /// Serves on a free loopback port until dropped.
     pub fn start() -> SchemaRegistry {
-        SchemaRegistry::serve(None)
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the registry port");
+        SchemaRegistry::serve(listener, None)
+    }
+
+    /// Serves on `address` (e.g. `0.0.0.0:8081`) until dropped: the registry as a program of
+    /// its own, for the docker smoke test (tests/docker/schema-registry.rs).
+    pub fn start_on(address: &str) -> std::io::Result<SchemaRegistry> {
+        let listener = std::net::TcpListener::bind(address)?;
+        Ok(SchemaRegistry::serve(listener, None))
     }
 
     /// A registry that answers only requests with HTTP basic auth as `user` / `password`, and
     /// others with 401 and Confluent's error body.
     pub fn start_with_basic_auth(user: &str, password: &str) -> SchemaRegistry {
-        SchemaRegistry::serve(Some(format!(
-            "Basic {}",
-            STANDARD.encode(format!("{user}:{password}"))
-        )))
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the registry port");
+        SchemaRegistry::serve(
+            listener,
+            Some(format!(
+                "Basic {}",
+                STANDARD.encode(format!("{user}:{password}"))
+            )),
+        )
     }
 
-    fn serve(authorization: Option<String>) -> SchemaRegistry {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the registry port");
+    fn serve(listener: std::net::TcpListener, authorization: Option<String>) -> SchemaRegistry {
         listener
             .set_nonblocking(true)
             .expect("non-blocking listener");
