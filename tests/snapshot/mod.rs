@@ -14,6 +14,7 @@
 mod incremental;
 mod modes;
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -140,7 +141,96 @@ async fn the_initial_snapshot_meets_the_stream_without_gap_or_overlap() {
     let log = capture.source_log();
     assert!(chunk_count(&log) >= 8, "expected about 10 chunks:\n{log}");
     settle_equal(&capture, &["l1.item"]).await;
+    // The sink has applied everything, so the topic holds every event; the reader goes on to
+    // its end past the snapshot's rows.
+    let events = capture.read("l1.item", 200_000).await;
+    let final_rows = capture
+        .client
+        .query("SELECT id, counter FROM l1.item", &[])
+        .await
+        .expect("the source's rows")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    if let Err(problem) = snapshot_meets_stream(&events, &final_rows) {
+        panic!("{problem}");
+    }
     assert_eq!(capture.stop(), 0);
+}
+
+/// Checks the topic of a table `(id, counter)` whose rows change only by `counter + 1`
+/// updates, deletes and inserts of new ids with counter 0 (see [`writer`]): every row the
+/// snapshot saw was read once (`op = r`) before any streamed change of it, and the stream
+/// carries exactly the changes committed after the snapshot. Per key, in topic order:
+/// - at most one read, and only as the key's first event;
+/// - after a read of counter k, updates of k + 1, k + 2, … with none left out (a gap) and
+///   none at or below k (an overlap: a change the snapshot already held, streamed again);
+/// - without a read, the first event is an insert of counter 0: an update or delete first
+///   means the snapshot missed a row that existed, or a change from before it was streamed;
+/// - a delete only last;
+/// - the last event leaves the row as the source has it now (`final_rows`: id → counter); a
+///   key without events must be a row gone before the snapshot, absent from the source now.
+fn snapshot_meets_stream(events: &[Decoded], final_rows: &HashMap<i64, i32>) -> Result<(), String> {
+    let mut by_key: BTreeMap<i64, Vec<(&str, i64)>> = BTreeMap::new();
+    for event in events.iter().filter(|e| !e.value.is_null()) {
+        let id = event.key["id"].as_i64().expect("an id key");
+        let counter = event.value["after"]["counter"].as_i64().unwrap_or(-1);
+        by_key.entry(id).or_default().push((event.op(), counter));
+    }
+    let reads = events.iter().filter(|e| e.op() == "r").count();
+    for (id, changes) in &by_key {
+        let problem = |what: &str| {
+            Err(format!(
+                "row {id}: {what}; its events (op, counter): {changes:?}"
+            ))
+        };
+        let mut counter = match changes[0] {
+            ("r", k) | ("c", k @ 0) => k,
+            _ => return problem("the first event is neither a snapshot read nor an insert"),
+        };
+        for (at, &(op, next)) in changes.iter().enumerate().skip(1) {
+            match op {
+                "u" if next == counter + 1 => counter = next,
+                "u" if next <= counter => return problem("an update streamed again (overlap)"),
+                "u" => return problem("an update left out (gap)"),
+                "d" if at == changes.len() - 1 => {}
+                "d" => return problem("events after its delete"),
+                "r" => return problem("read twice"),
+                _ => return problem("an insert of a row that exists"),
+            }
+        }
+        let deleted = changes.last().is_some_and(|(op, _)| *op == "d");
+        match final_rows.get(id) {
+            Some(_) if deleted => return problem("deleted, but the source has it"),
+            None if !deleted => return problem("present, but the source deleted it"),
+            Some(&now) if i64::from(now) != counter => {
+                return problem(&format!("the source's counter is {now}"))
+            }
+            _ => {}
+        }
+    }
+    let mut unseen: Vec<&i64> = final_rows
+        .keys()
+        .filter(|id| !by_key.contains_key(id))
+        .collect();
+    unseen.sort_unstable();
+    if !unseen.is_empty() {
+        return Err(format!(
+            "{} rows of the source never reached the topic (neither read nor streamed), first {:?}",
+            unseen.len(),
+            &unseen[..unseen.len().min(20)]
+        ));
+    }
+    let read_then_changed = by_key
+        .values()
+        .filter(|changes| changes[0].0 == "r" && changes.len() > 1)
+        .count();
+    if read_then_changed == 0 {
+        return Err(format!(
+            "none of the {reads} rows read by the snapshot changed after it: nothing met"
+        ));
+    }
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
