@@ -298,6 +298,158 @@ async fn a_refused_record_in_one_part_of_a_parallel_batch_loses_nothing_else() {
     assert_eq!(capture.stop(), 0);
 }
 
+/// A trigger recording every row the sink writes to `l1.t` (id, value, and the transaction
+/// that wrote it) in `public.applied`, to show what was applied, how often and together.
+async fn audit_target(target: &Target) {
+    target
+        .client
+        .batch_execute(
+            "CREATE TABLE public.applied (seq bigserial, id int, v text, xid xid8 DEFAULT pg_current_xact_id());
+             CREATE FUNCTION public.applied() RETURNS trigger LANGUAGE plpgsql AS
+                 $$BEGIN INSERT INTO public.applied (id, v) VALUES (NEW.id, NEW.v); RETURN NEW; END$$;
+             CREATE TRIGGER applied AFTER INSERT OR UPDATE ON l1.t
+                 FOR EACH ROW EXECUTE FUNCTION public.applied();",
+        )
+        .await
+        .expect("an audit of the target table");
+}
+
+/// Under `on_conflict = "error"`, a pipeline with row 1 applied, then stopped; rows 2, 3 and
+/// 4 are written while it is stopped, so the restarted sink gets them in one batch, and the
+/// target already has a row 3 of its own. Returns the offset of row 3's record.
+async fn conflict_ahead(extra_apply: &str) -> (Capture<'static>, Target, i64) {
+    let (capture, mut target) = pipeline(&format!("on_conflict = \"error\"\n{extra_apply}")).await;
+    let mut sink = target.sink.take().expect("sink running");
+    sink.terminate();
+    assert_eq!(
+        sink.wait_exit(Duration::from_secs(30)),
+        0,
+        "{}",
+        sink.stderr_text()
+    );
+    capture
+        .client
+        .batch_execute(
+            "INSERT INTO l1.t VALUES (2, 'two'); INSERT INTO l1.t VALUES (3, 'three');
+             INSERT INTO l1.t VALUES (4, 'four');",
+        )
+        .await
+        .expect("rows");
+    let records = capture.read("l1.t", 4).await;
+    let offset = records
+        .iter()
+        .find(|r| r.key["id"] == 3)
+        .unwrap_or_else(|| panic!("no record of row 3 in {records:?}"))
+        .offset;
+    target
+        .client
+        .batch_execute("INSERT INTO l1.t VALUES (3, 'squatter')")
+        .await
+        .expect("a row of the target's own");
+    audit_target(&target).await;
+    target.start();
+    (capture, target, offset)
+}
+
+/// Without a dead-letter topic, an insert of a key the target has stops the sink in
+/// PostgreSQL's words, naming the record's offset, with neither it nor the record after it
+/// applied; once the target's row is gone, the restarted sink applies it and everything
+/// around it, each row once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_key_under_on_conflict_error_stops_the_sink_until_it_is_fixed() {
+    let (mut capture, mut target, offset) = conflict_ahead("").await;
+    let topic = capture.topic("l1.t");
+    let sink = target.sink.as_mut().expect("sink running");
+    assert_eq!(
+        sink.wait_exit(Duration::from_secs(60)),
+        1,
+        "{}",
+        sink.stderr_text()
+    );
+    let stderr = sink.stderr_text();
+    let error = stderr
+        .lines()
+        .find(|line| line.starts_with("error: poison record at "))
+        .unwrap_or_else(|| panic!("no poison error in:\n{stderr}"));
+    for fragment in [
+        format!("error: poison record at {topic} partition 0 offset {offset}: "),
+        "ERROR: duplicate key value violates unique constraint".to_owned(),
+        "SQLSTATE 23505".to_owned(),
+        "table l1.t".to_owned(),
+        "DETAIL: Key (id)=(3) already exists.".to_owned(),
+    ] {
+        assert!(
+            error.contains(&fragment),
+            "{fragment:?} missing from {error:?}"
+        );
+    }
+    let rows = target
+        .rows("SELECT id || ':' || v FROM l1.t ORDER BY id")
+        .await;
+    assert!(
+        rows.contains(&"3:squatter".to_owned()) && !rows.contains(&"4:four".to_owned()),
+        "the refused record and the one after it were applied: {rows:?}"
+    );
+
+    target
+        .client
+        .batch_execute("DELETE FROM l1.t WHERE id = 3")
+        .await
+        .expect("the fix");
+    target.start();
+    target.settle(&["l1.t -> l1.t: ok (4 rows)"]);
+    assert_eq!(
+        target
+            .rows("SELECT id || ':' || v FROM public.applied ORDER BY seq")
+            .await,
+        ["2:two", "3:three", "4:four"],
+        "each row applied once, in order"
+    );
+    assert_eq!(capture.stop(), 0);
+}
+
+/// With a dead-letter topic, an insert of a key the target has goes there with SQL state
+/// 23505, the target's row stays, and the rows before and after it in the same batch are
+/// applied in one transaction (the refused change is undone to its savepoint alone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_key_under_on_conflict_error_goes_to_the_dead_letter_topic_alone() {
+    let dead_letters = format!("dlq_{}", crate::support::random_suffix());
+    let (mut capture, mut target, offset) =
+        conflict_ahead(&format!("dead_letter_topic = \"{dead_letters}\"")).await;
+    target.settle(&["l1.t -> l1.t: DIFFERENT source 4 rows, target 4 rows; first differing keys: (id)=(3) [content differs]"]);
+    let records = read_topic(
+        &capture.bootstrap,
+        &dead_letters,
+        1,
+        Duration::from_secs(60),
+    );
+    assert_eq!(records.len(), 1, "{records:?}");
+    let header =
+        |name| String::from_utf8_lossy(records[0].header(name).unwrap_or_default()).into_owned();
+    assert_eq!(header("__connect.errors.offset"), offset.to_string());
+    assert_eq!(header("__pgcdc.errors.sqlstate"), "23505");
+    let reason = header("__connect.errors.exception.message");
+    assert!(
+        reason.contains("duplicate key value violates unique constraint")
+            && reason.contains("Key (id)=(3) already exists."),
+        "{reason}"
+    );
+    assert_eq!(
+        target
+            .rows("SELECT id || ':' || v FROM l1.t ORDER BY id")
+            .await,
+        ["1:before", "2:two", "3:squatter", "4:four"]
+    );
+    assert_eq!(
+        target
+            .rows("SELECT string_agg(id::text, ',' ORDER BY seq) FROM public.applied GROUP BY xid")
+            .await,
+        ["2,4"],
+        "rows 2 and 4 applied once each, in one transaction"
+    );
+    assert_eq!(capture.stop(), 0);
+}
+
 /// A CHECK constraint only the target has: values of 10 characters and more are refused.
 async fn refuse_long_values(target: &Target) {
     target
