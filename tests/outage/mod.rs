@@ -29,25 +29,39 @@ async fn slot_waits_for_the_broker() {
 
     broker.stop().await;
     let before_outage_writes = capture.current_wal_lsn().await;
-    for id in 1..=50 {
-        capture
-            .client
-            .execute("INSERT INTO l1.t VALUES ($1, 'during')", &[&id])
-            .await
-            .unwrap();
+    // The slot is sampled all through the outage, while the rows are written and for long
+    // enough after for several status updates and heartbeats to have gone out, so a confirm
+    // that moves past them and back, or only for a moment, is caught too.
+    let outage = tokio::time::Instant::now();
+    let mut samples = 0;
+    let mut written = 0;
+    while written < 50 || outage.elapsed() < Duration::from_secs(4) {
+        for _ in 0..5 {
+            if written < 50 {
+                written += 1;
+                capture
+                    .client
+                    .execute("INSERT INTO l1.t VALUES ($1, 'during')", &[&written])
+                    .await
+                    .unwrap();
+            }
+        }
+        let confirmed = capture.confirmed_flush().await;
+        samples += 1;
+        assert!(
+            confirmed <= before_outage_writes,
+            "{:?} into the outage the slot moved to {confirmed:#x} past unacknowledged rows written from {before_outage_writes:#x}",
+            outage.elapsed()
+        );
+        assert!(
+            capture.source.as_mut().unwrap().is_running(),
+            "the source must wait, not exit: {}",
+            capture.source_log()
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
     }
+    assert!(samples >= 20, "the slot was sampled {samples} times only");
     let after_outage_writes = capture.current_wal_lsn().await;
-    // Long enough for several status updates and heartbeats to have gone out.
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let confirmed = capture.confirmed_flush().await;
-    assert!(
-        confirmed <= before_outage_writes,
-        "the slot moved to {confirmed:#x} past unacknowledged rows written from {before_outage_writes:#x}"
-    );
-    assert!(
-        capture.source.as_mut().unwrap().is_running(),
-        "the source must wait, not exit"
-    );
 
     broker.start().await;
     let records = capture.read("l1.t", 51).await;
