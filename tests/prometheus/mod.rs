@@ -109,7 +109,46 @@ async fn prometheus_scrapes_both_binaries_during_a_pipeline_run() {
         .await;
 
     target.settle(&["l1.items -> l1.items: ok (15 rows)"]);
+    sink_lag_rises_while_stopped_and_returns_to_0(&prometheus, &capture, &mut target).await;
+    target.settle(&["l1.items -> l1.items: ok (45 rows)"]);
     assert_eq!(capture.stop(), 0, "{}", capture.source_log());
+}
+
+/// The sink's consumer lag is 0 while it keeps up; rows written while it is stopped show as
+/// lag once it runs again, and the lag returns to 0 once they are applied. Until the lag has
+/// been seen, a lock on the target table holds the restarted sink's batch back: otherwise the
+/// backlog could be applied between two statistics reports (every 5 s), never seen.
+async fn sink_lag_rises_while_stopped_and_returns_to_0(
+    prometheus: &Prometheus,
+    capture: &Capture<'_>,
+    target: &mut Target,
+) {
+    let lag = format!(
+        "sum(pgcdc_sink_consumer_lag{{job=\"cdc-sink\",topic=\"{}\"}})",
+        capture.topic("l1.items")
+    );
+    prometheus.wait_for(&lag, |v| v == 0.0).await;
+    let mut sink = target.sink.take().expect("sink running");
+    sink.terminate();
+    assert_eq!(sink.wait_exit(SEEN), 0, "{}", sink.stderr_text());
+    capture
+        .client
+        .batch_execute("INSERT INTO l1.items SELECT g, 'v' FROM generate_series(21, 50) g")
+        .await
+        .expect("insert while the sink is stopped");
+    target
+        .client
+        .batch_execute("BEGIN; LOCK TABLE l1.items IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock the target table");
+    target.start();
+    prometheus.wait_for(&lag, |v| v == 30.0).await;
+    target
+        .client
+        .batch_execute("COMMIT")
+        .await
+        .expect("release the target table");
+    prometheus.wait_for(&lag, |v| v == 0.0).await;
 }
 
 /// A Prometheus server scraping the given targets every second, with its storage in a test
