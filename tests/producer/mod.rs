@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 use pgcdc::kafka::progress::Progress;
 use pgcdc::kafka::{Producer, ProducerSettings, TopicSettings, BACKPRESSURE_PAUSE};
 use pgcdc::lsn::Lsn;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::ClientConfig;
 
 use crate::support::capture::Capture;
+use crate::support::kafka::partition_count;
 use crate::support::{decode_avro, read_topic, read_topic_with, shared_broker, Broker, TestNames};
 
 mod sasl;
@@ -54,22 +53,6 @@ fn producer(bootstrap: String, topic: TopicSettings, progress: &Arc<Mutex<Progre
         topic,
     };
     Producer::new(&settings, Arc::clone(progress)).expect("create producer")
-}
-
-/// The partition count the broker reports for `topic`.
-fn partition_count(bootstrap: &str, topic: &str) -> usize {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("metadata client");
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .map_or(0, |t| t.partitions().len())
 }
 
 #[tokio::test]

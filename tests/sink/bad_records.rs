@@ -132,18 +132,8 @@ async fn a_target_refusal_is_shown_in_postgresqls_words() {
         .batch_execute("INSERT INTO l1.t VALUES (2, 'far too long for the target')")
         .await
         .expect("a row the target refuses");
-    let sink = target.sink.as_mut().expect("sink running");
-    assert_eq!(
-        sink.wait_exit(Duration::from_secs(60)),
-        1,
-        "{}",
-        sink.stderr_text()
-    );
-    let stderr = sink.stderr_text();
-    let error = stderr
-        .lines()
-        .find(|line| line.starts_with("error: poison record at "))
-        .unwrap_or_else(|| panic!("no poison error in:\n{stderr}"));
+    let (stderr, error) = poison_stop(&mut target);
+    let error = error.as_str();
     for fragment in [
         "\"l1\".\"t\": ERROR: ",
         "ERROR: new row for relation \"t\" violates check constraint \"v_is_short\"",
@@ -359,18 +349,8 @@ async fn conflict_ahead(extra_apply: &str) -> (Capture<'static>, Target, i64) {
 async fn an_existing_key_under_on_conflict_error_stops_the_sink_until_it_is_fixed() {
     let (mut capture, mut target, offset) = conflict_ahead("").await;
     let topic = capture.topic("l1.t");
-    let sink = target.sink.as_mut().expect("sink running");
-    assert_eq!(
-        sink.wait_exit(Duration::from_secs(60)),
-        1,
-        "{}",
-        sink.stderr_text()
-    );
-    let stderr = sink.stderr_text();
-    let error = stderr
-        .lines()
-        .find(|line| line.starts_with("error: poison record at "))
-        .unwrap_or_else(|| panic!("no poison error in:\n{stderr}"));
+    let (_, error) = poison_stop(&mut target);
+    let error = error.as_str();
     for fragment in [
         format!("error: poison record at {topic} partition 0 offset {offset}: "),
         "ERROR: duplicate key value violates unique constraint".to_owned(),
@@ -457,4 +437,22 @@ async fn refuse_long_values(target: &Target) {
         .batch_execute("ALTER TABLE l1.t ADD CONSTRAINT v_is_short CHECK (length(v) < 10)")
         .await
         .expect("a constraint only the target has");
+}
+
+/// Waits for the sink to exit 1 on a poison record; its stderr and the error line.
+fn poison_stop(target: &mut Target) -> (String, String) {
+    let sink = target.sink.as_mut().expect("sink running");
+    assert_eq!(
+        sink.wait_exit(Duration::from_secs(60)),
+        1,
+        "{}",
+        sink.stderr_text()
+    );
+    let stderr = sink.stderr_text();
+    let error = stderr
+        .lines()
+        .find(|line| line.starts_with("error: poison record at "))
+        .unwrap_or_else(|| panic!("no poison error in:\n{stderr}"))
+        .to_owned();
+    (stderr, error)
 }
