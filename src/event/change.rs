@@ -140,12 +140,15 @@ pub enum SinkOp {
     Truncate,
 }
 
-/// Where a change sits in the source's stream: `source.sequence` as numbers. Strictly
-/// increasing along one table's changes: the first element is the end of the commit streamed
-/// before the change's transaction (so it grows from one transaction to the next, which arrive
-/// in commit order), the second the change's own LSN (growing inside a transaction). A
-/// snapshot read counts as lower than every change its transaction boundary precedes (its LSN
-/// is taken as 0). So a position tells a replay from new data.
+/// Where a change sits in the source's stream: `source.sequence` as numbers, then the change's
+/// place in its transaction. Strictly increasing along one table's changes: the first element
+/// is the end of the commit streamed before the change's transaction (so it grows from one
+/// transaction to the next, which arrive in commit order), the second the change's own LSN
+/// (growing inside a transaction), the third `transaction.data_collection_order`, which tells
+/// apart the changes that share one LSN (the delete and the create of a key change, the rows of
+/// a multi-row insert such as `COPY`). A snapshot read counts as lower than every change its
+/// transaction boundary precedes (its LSN is taken as 0). So a position tells a replay from new
+/// data. Ordered field by field, in declaration order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Position {
     /// The first element of `source.sequence`: the end LSN of the previous transaction's
@@ -154,6 +157,19 @@ pub struct Position {
     pub commit_lsn: u64,
     /// The change's own LSN (second element).
     pub lsn: u64,
+    /// The change's `transaction.data_collection_order` (1-based among its table's changes in
+    /// its transaction); 0 when the record has no transaction block (a snapshot read, or a
+    /// producer without transaction metadata), so that changes sharing an LSN cannot be told
+    /// apart.
+    pub order: u64,
+}
+
+impl Position {
+    /// Whether no other change of the table can have this position: it has an order. Without
+    /// one, the rows of a snapshot or of a multi-row insert share it.
+    pub fn is_unique(&self) -> bool {
+        self.order != 0
+    }
 }
 
 /// One decoded change event.

@@ -11,7 +11,9 @@ use tokio_postgres::{Client, GenericClient, Transaction};
 use super::change::Position;
 use super::SinkError;
 
-/// Creates the bookkeeping tables when missing.
+/// Creates the bookkeeping tables when missing, and adds `data_collection_order` to a
+/// `sink_offsets` made before it existed (checked first: `ALTER TABLE` would wait for the locks
+/// other sinks of the group hold on their rows).
 const SETUP_SQL: &str = "
     SET client_min_messages = warning;
     CREATE SCHEMA IF NOT EXISTS pgcdc;
@@ -23,7 +25,16 @@ const SETUP_SQL: &str = "
         commit_lsn bigint NOT NULL,
         lsn bigint NOT NULL,
         updated_at timestamptz NOT NULL DEFAULT now(),
+        data_collection_order bigint NOT NULL DEFAULT 0,
         PRIMARY KEY (group_id, topic, kafka_partition));
+    DO $$BEGIN
+        IF NOT EXISTS (SELECT FROM pg_attribute
+                       WHERE attrelid = 'pgcdc.sink_offsets'::regclass
+                         AND attname = 'data_collection_order' AND NOT attisdropped) THEN
+            ALTER TABLE pgcdc.sink_offsets
+                ADD COLUMN data_collection_order bigint NOT NULL DEFAULT 0;
+        END IF;
+    END$$;
     CREATE TABLE IF NOT EXISTS pgcdc.sink_tables (
         group_id text NOT NULL,
         source_schema text NOT NULL,
@@ -62,7 +73,7 @@ pub async fn load(
 ) -> Result<HashMap<Partition, PartitionProgress>, SinkError> {
     let rows = client
         .query(
-            "SELECT topic, kafka_partition, next_offset, commit_lsn, lsn FROM pgcdc.sink_offsets WHERE group_id = $1",
+            "SELECT topic, kafka_partition, next_offset, commit_lsn, lsn, data_collection_order FROM pgcdc.sink_offsets WHERE group_id = $1",
             &[&group_id],
         )
         .await
@@ -84,6 +95,7 @@ pub async fn store(
     let mut offsets = Vec::with_capacity(progress.len());
     let mut commit_lsns = Vec::with_capacity(progress.len());
     let mut lsns = Vec::with_capacity(progress.len());
+    let mut orders = Vec::with_capacity(progress.len());
     for ((topic, partition), p) in progress {
         topics.push(topic.as_str());
         partitions.push(*partition);
@@ -91,14 +103,17 @@ pub async fn store(
         // LSNs stay far below 2^63; the cast keeps their order.
         commit_lsns.push(p.position.commit_lsn as i64);
         lsns.push(p.position.lsn as i64);
+        orders.push(p.position.order as i64);
     }
     tx.execute(
-        "INSERT INTO pgcdc.sink_offsets (group_id, topic, kafka_partition, next_offset, commit_lsn, lsn)
-         SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[], $5::bigint[], $6::bigint[])
+        "INSERT INTO pgcdc.sink_offsets
+             (group_id, topic, kafka_partition, next_offset, commit_lsn, lsn, data_collection_order)
+         SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])
          ON CONFLICT (group_id, topic, kafka_partition) DO UPDATE SET
              next_offset = EXCLUDED.next_offset, commit_lsn = EXCLUDED.commit_lsn,
-             lsn = EXCLUDED.lsn, updated_at = now()",
-        &[&group_id, &topics, &partitions, &offsets, &commit_lsns, &lsns],
+             lsn = EXCLUDED.lsn, data_collection_order = EXCLUDED.data_collection_order,
+             updated_at = now()",
+        &[&group_id, &topics, &partitions, &offsets, &commit_lsns, &lsns, &orders],
     )
     .await
     .map_err(|e| SinkError::target("store the batch's offsets in pgcdc.sink_offsets", e))?;
@@ -117,7 +132,7 @@ pub async fn lock<'a>(
         .unzip();
     let rows = tx
         .query(
-            "SELECT o.topic, o.kafka_partition, o.next_offset, o.commit_lsn, o.lsn
+            "SELECT o.topic, o.kafka_partition, o.next_offset, o.commit_lsn, o.lsn, o.data_collection_order
              FROM pgcdc.sink_offsets o
              JOIN unnest($2::text[], $3::int[]) AS p(topic, kafka_partition)
                ON o.topic = p.topic AND o.kafka_partition = p.kafka_partition
@@ -136,6 +151,7 @@ fn progress_row(row: &tokio_postgres::Row) -> (Partition, PartitionProgress) {
         position: Position {
             commit_lsn: row.get::<_, i64>(3) as u64,
             lsn: row.get::<_, i64>(4) as u64,
+            order: row.get::<_, i64>(5) as u64,
         },
     };
     ((row.get(0), row.get(1)), progress)
@@ -167,7 +183,7 @@ pub async fn stored_for(
 ) -> Result<HashMap<Partition, PartitionProgress>, SinkError> {
     let rows = client
         .query(
-            "SELECT topic, kafka_partition, next_offset, commit_lsn, lsn FROM pgcdc.sink_offsets
+            "SELECT topic, kafka_partition, next_offset, commit_lsn, lsn, data_collection_order FROM pgcdc.sink_offsets
              WHERE group_id = $1 AND topic = ANY ($2)",
             &[&group_id, &topics],
         )
@@ -185,7 +201,7 @@ pub async fn lock_topic(
 ) -> Result<Vec<PartitionProgress>, SinkError> {
     let rows = tx
         .query(
-            "SELECT topic, kafka_partition, next_offset, commit_lsn, lsn FROM pgcdc.sink_offsets
+            "SELECT topic, kafka_partition, next_offset, commit_lsn, lsn, data_collection_order FROM pgcdc.sink_offsets
              WHERE group_id = $1 AND topic = $2 FOR UPDATE",
             &[&group_id, &topic],
         )
@@ -209,35 +225,78 @@ pub async fn forget_table(
     Ok(())
 }
 
-/// Whether a change at `position` was already applied from its partition: it lies below the
-/// last applied position. Equal positions are not skipped: a key change's delete and create
-/// share their LSN and may share a partition, and the only replay that can sit exactly at the
-/// stored position is of the partition's latest change, which re-applies idempotently.
-/// Changes without a position (zero) are never skipped: nothing orders them.
+/// Whether a change at `position` was already applied from its partition: it lies at or below
+/// the last applied position. A position without an order (a snapshot read, or a record
+/// without transaction metadata) may be shared by several changes (a snapshot's rows, a
+/// multi-row insert's), so only one strictly below is skipped. Changes without a position
+/// (zero) are never skipped: nothing orders them.
 pub fn already_applied(stored: Option<&PartitionProgress>, position: Position) -> bool {
-    position != Position::default() && stored.is_some_and(|p| position < p.position)
+    let Some(stored) = stored.map(|p| p.position) else {
+        return false;
+    };
+    if position == Position::default() {
+        false
+    } else if position.is_unique() {
+        position <= stored
+    } else {
+        position < stored
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn at(commit_lsn: u64, lsn: u64) -> Position {
-        Position { commit_lsn, lsn }
+    fn at(commit_lsn: u64, lsn: u64, order: u64) -> Position {
+        Position {
+            commit_lsn,
+            lsn,
+            order,
+        }
+    }
+
+    fn stored(position: Position) -> PartitionProgress {
+        PartitionProgress {
+            next_offset: 10,
+            position,
+        }
     }
 
     #[test]
-    fn replays_below_the_stored_position_are_skipped() {
-        let stored = PartitionProgress {
-            next_offset: 10,
-            position: at(200, 150),
-        };
-        assert!(!already_applied(Some(&stored), at(200, 150)));
-        assert!(already_applied(Some(&stored), at(200, 120)));
-        assert!(already_applied(Some(&stored), at(100, 190)));
-        assert!(!already_applied(Some(&stored), at(200, 160)));
-        assert!(!already_applied(Some(&stored), at(300, 10)));
-        assert!(!already_applied(None, at(1, 1)));
+    fn replays_at_or_below_the_stored_position_are_skipped() {
+        let stored = stored(at(200, 150, 3));
+        assert!(already_applied(Some(&stored), at(200, 150, 3)));
+        assert!(already_applied(Some(&stored), at(200, 150, 2)));
+        assert!(already_applied(Some(&stored), at(200, 120, 9)));
+        assert!(already_applied(Some(&stored), at(100, 190, 1)));
+        assert!(!already_applied(Some(&stored), at(200, 150, 4)));
+        assert!(!already_applied(Some(&stored), at(200, 160, 1)));
+        assert!(!already_applied(Some(&stored), at(300, 10, 1)));
+        assert!(!already_applied(None, at(1, 1, 1)));
         assert!(!already_applied(Some(&stored), Position::default()));
+    }
+
+    #[test]
+    fn a_key_change_is_told_apart_by_its_order() {
+        // The delete of the old key is its table's 4th change in the transaction, the create
+        // of the new key the 5th; both at LSN 150.
+        let (delete, create) = (at(200, 150, 4), at(200, 150, 5));
+        assert!(!already_applied(Some(&stored(delete)), create));
+        assert!(already_applied(Some(&stored(create)), delete));
+        assert!(already_applied(Some(&stored(create)), create));
+    }
+
+    #[test]
+    fn positions_without_an_order_are_skipped_only_strictly_below() {
+        // Rows of one snapshot, or of a multi-row insert from a producer without transaction
+        // metadata, share their position: the next one must not count as applied.
+        let snapshot_row = at(200, 0, 0);
+        assert!(!already_applied(Some(&stored(snapshot_row)), snapshot_row));
+        assert!(already_applied(Some(&stored(at(200, 1, 1))), snapshot_row));
+        let copied_row = at(200, 150, 0);
+        assert!(!already_applied(Some(&stored(copied_row)), copied_row));
+        assert!(already_applied(Some(&stored(at(200, 160, 0))), copied_row));
+        // Stored before the order was (0): a change at its LSN is not skipped.
+        assert!(!already_applied(Some(&stored(copied_row)), at(200, 150, 1)));
     }
 }

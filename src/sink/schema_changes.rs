@@ -433,6 +433,7 @@ mod tests {
         let at = |lsn| Position {
             commit_lsn: lsn,
             lsn,
+            order: 0,
         };
         let (people, extra): (Partition, Partition) = (
             ("p.schema_changes".into(), 0),
@@ -501,6 +502,7 @@ mod tests {
             position: Position {
                 commit_lsn: 9,
                 lsn: 9,
+                order: 0,
             },
             ddl: None,
             description: None,
@@ -533,21 +535,24 @@ mod tests {
             "p.l1.t",
             Position {
                 commit_lsn: 10,
-                lsn: 10
+                lsn: 10,
+                order: 0,
             }
         ));
         assert!(!pending.precedes(
             "p.l1.t",
             Position {
                 commit_lsn: 9,
-                lsn: 8
+                lsn: 8,
+                order: 0,
             }
         ));
         assert!(!pending.precedes(
             "p.l1.u",
             Position {
                 commit_lsn: 10,
-                lsn: 10
+                lsn: 10,
+                order: 0,
             }
         ));
         pending.watermarks = Some(HashMap::from([

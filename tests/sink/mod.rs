@@ -202,3 +202,42 @@ async fn a_truncate_empties_the_target_table_between_changes() {
     assert_eq!(capture.stop(), 0);
 }
 mod ddl;
+
+/// A `COPY` writes its rows with multi-row inserts, whose rows share one LSN, and a key change
+/// is a delete and a create at one LSN: their `data_collection_order`s tell them apart, so none
+/// counts as applied already, neither inside a batch nor after the batch before it stored its
+/// position (small batches end inside both).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_sharing_an_lsn_are_all_applied() {
+    use futures_util::SinkExt;
+
+    let (mut capture, mut target) = one_partition_pipeline(
+        "CREATE SCHEMA l1; CREATE TABLE l1.copied (id int PRIMARY KEY, v text NOT NULL);",
+        "batch_size = 7",
+    )
+    .await;
+    target.start();
+    let rows: String = (1..=500).map(|id| format!("{id}\tv{id}\n")).collect();
+    let tx = capture.client.transaction().await.expect("begin");
+    let sink = tx
+        .copy_in("COPY l1.copied (id, v) FROM STDIN")
+        .await
+        .expect("start the copy");
+    let mut sink = std::pin::pin!(sink);
+    sink.send(bytes::Bytes::from(rows))
+        .await
+        .expect("copy rows");
+    assert_eq!(sink.as_mut().finish().await.expect("finish the copy"), 500);
+    tx.batch_execute("UPDATE l1.copied SET id = id + 1000 WHERE id <= 20")
+        .await
+        .expect("key changes");
+    tx.commit().await.expect("commit");
+    target.settle(&["l1.copied -> l1.copied: ok (500 rows)"]);
+    assert_eq!(
+        target
+            .rows("SELECT count(*) || ' ' || min(id) || ' ' || max(id) FROM l1.copied")
+            .await,
+        ["500 21 1020"]
+    );
+    assert_eq!(capture.stop(), 0);
+}

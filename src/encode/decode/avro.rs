@@ -7,7 +7,9 @@ use std::borrow::Cow;
 
 use crate::event::change::{Cell, SinkChange};
 
-use super::plan::{Branches, ColumnPlan, Parts, Plan, SourceStep, Step, ValuePlan};
+use super::plan::{
+    Branches, ColumnPlan, Parts, Plan, SourceStep, Step, TransactionStep, ValuePlan,
+};
 use super::schema::{Kind, Schema};
 use super::text::{
     capacity_hint, is_placeholder, push_scalar, ArrayText, MapText, Scalar, ScalarKind,
@@ -448,6 +450,26 @@ impl<'a> Reader<'a> {
         }
         Ok(())
     }
+
+    fn transaction(
+        &mut self,
+        branches: Option<Branches>,
+        steps: &[TransactionStep],
+        parts: &mut Parts<'a>,
+    ) -> Result<(), Problem> {
+        if let Some(branches) = branches {
+            if !self.present(branches)? {
+                return Ok(());
+            }
+        }
+        for step in steps {
+            match step {
+                TransactionStep::Order => parts.order = Some(self.long()?),
+                TransactionStep::Skip(schema) => self.skip(schema)?,
+            }
+        }
+        Ok(())
+    }
 }
 
 fn malformed(problem: Problem, at: &str) -> DecodeError {
@@ -472,6 +494,9 @@ pub(super) fn decode(
             Step::Source(steps) => reader
                 .source(steps, &mut parts)
                 .map_err(|p| malformed(p, "the source block"))?,
+            Step::Transaction(branches, steps) => reader
+                .transaction(*branches, steps, &mut parts)
+                .map_err(|p| malformed(p, "the transaction block"))?,
             Step::Op => {
                 let op = reader.str().map_err(|p| malformed(p, "op"))?;
                 parts.op = Some(Cow::Borrowed(op));

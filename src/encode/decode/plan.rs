@@ -76,7 +76,16 @@ pub(super) enum Step {
     Before(Option<Branches>),
     After(Option<Branches>),
     Source(Vec<SourceStep>),
+    /// The `transaction` block (`["null", record]` or a record) and its fields' steps.
+    Transaction(Option<Branches>, Vec<TransactionStep>),
     Op,
+    Skip(Schema),
+}
+
+/// One field of the `transaction` block: `data_collection_order` read, the rest skipped.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum TransactionStep {
+    Order,
     Skip(Schema),
 }
 
@@ -100,6 +109,8 @@ pub(super) struct Parts<'a> {
     pub table: Option<Cow<'a, str>>,
     pub sequence: Option<Cow<'a, str>>,
     pub lsn: Option<i64>,
+    /// `transaction.data_collection_order`.
+    pub order: Option<i64>,
 }
 
 /// Everything needed to decode the records of one (key schema, value schema) pair.
@@ -191,6 +202,12 @@ impl Plan {
             // or an incremental snapshot's high watermark): before every change committed
             // there or later, including one whose commit record starts at that very LSN.
             position.lsn = 0;
+        } else {
+            // Orders start at 1; a negative one is no order at all.
+            position.order = parts
+                .order
+                .and_then(|order| u64::try_from(order).ok())
+                .unwrap_or(0);
         }
         let table = self.table(parts.schema.as_deref(), parts.table.as_deref());
         Ok(SinkChange {
@@ -498,8 +515,26 @@ fn step(name: &str, schema: &Schema) -> Result<Step, String> {
             ),
             None => Step::Skip(schema.clone()),
         },
+        "transaction" => transaction_step(schema),
         _ => Step::Skip(schema.clone()),
     })
+}
+
+/// The `transaction` block's step; skipped when it is not a (nullable) record.
+fn transaction_step(schema: &Schema) -> Step {
+    let (branches, inner) = nullable_parts(schema);
+    let Some(block) = inner.record() else {
+        return Step::Skip(schema.clone());
+    };
+    let fields = block
+        .fields
+        .iter()
+        .map(|(name, schema)| match name.as_str() {
+            "data_collection_order" if schema.kind == Kind::Long => TransactionStep::Order,
+            _ => TransactionStep::Skip(schema.clone()),
+        })
+        .collect();
+    Step::Transaction(branches, fields)
 }
 
 fn source_step(name: &str, schema: &Schema) -> Result<SourceStep, String> {
@@ -553,6 +588,7 @@ pub(super) fn position(sequence: Option<&str>, lsn: Option<i64>) -> Result<Posit
     Ok(Position {
         commit_lsn: commit.unwrap_or(change),
         lsn: change,
+        order: 0,
     })
 }
 
@@ -579,7 +615,11 @@ mod tests {
 
     #[test]
     fn sequences_parse_with_fallbacks() {
-        let at = |commit_lsn, lsn| Position { commit_lsn, lsn };
+        let at = |commit_lsn, lsn| Position {
+            commit_lsn,
+            lsn,
+            order: 0,
+        };
         assert_eq!(
             position(Some(r#"["24023128","24023200"]"#), Some(1)).unwrap(),
             at(24_023_128, 24_023_200)

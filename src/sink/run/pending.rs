@@ -198,6 +198,7 @@ mod tests {
             position: Position {
                 commit_lsn: lsn,
                 lsn,
+                order: 1,
             },
         }
     }

@@ -150,6 +150,11 @@ impl<'de> Visitor<'de> for EnvelopeSeed<'_> {
                         parts.lsn = source.lsn;
                     }
                 }
+                "transaction" => {
+                    if let Some(block) = map.next_value::<Option<TransactionBlock>>()? {
+                        parts.order = block.data_collection_order;
+                    }
+                }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -170,6 +175,13 @@ struct Source<'a> {
     sequence: Option<Cow<'a, str>>,
     #[serde(default)]
     lsn: Option<i64>,
+}
+
+/// The field of the `transaction` block the sink reads.
+#[derive(serde::Deserialize)]
+struct TransactionBlock {
+    #[serde(default)]
+    data_collection_order: Option<i64>,
 }
 
 /// serde's own `Option<Cow<str>>` always copies; this borrows when the text has no escapes.

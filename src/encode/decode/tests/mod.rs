@@ -175,9 +175,11 @@ fn position() -> SourcePosition {
     }
 }
 
+/// The position of [`event`]'s events: `source.sequence`, then `data_collection_order`.
 const POSITION: Position = Position {
     commit_lsn: 24_023_128,
     lsn: 24_023_200,
+    order: 2,
 };
 
 fn event(
@@ -305,6 +307,12 @@ async fn inserts_updates_and_reads_round_trip() {
         let read = harness.round_trip(&read).await;
         assert_eq!(read.op, SinkOp::Read);
         assert_eq!(read.after, Some(vec![text("2"), Cell::Null, text("0.01")]));
+        let read_at = Position {
+            lsn: 0,
+            order: 0,
+            ..POSITION
+        };
+        assert_eq!(read.position, read_at, "{format:?}");
     }
 }
 
@@ -349,7 +357,13 @@ async fn truncates_and_keyless_tables_have_no_key() {
         assert_eq!(change.op, SinkOp::Truncate);
         assert_eq!((change.before, change.after), (None, None));
         assert_eq!(*change.table, item_sink_table(vec![]));
-        assert_eq!(change.position, POSITION);
+        assert_eq!(
+            change.position,
+            Position {
+                order: 0,
+                ..POSITION
+            }
+        );
 
         let keyless = Arc::new(TableSchema {
             identity: ReplicaIdentity::Full,
@@ -469,7 +483,8 @@ async fn names_and_positions_come_from_the_source_block() {
             change.position,
             Position {
                 commit_lsn: 24_023_200,
-                lsn: 24_023_200
+                lsn: 24_023_200,
+                order: 2,
             }
         );
     }
