@@ -206,6 +206,25 @@ pub enum SnapshotMode {
     Always,
 }
 
+impl SnapshotMode {
+    /// The mode as `capture.snapshot` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SnapshotMode::Initial => "initial",
+            SnapshotMode::NoData => "no_data",
+            SnapshotMode::InitialOnly => "initial_only",
+            SnapshotMode::WhenNeeded => "when_needed",
+            SnapshotMode::Always => "always",
+        }
+    }
+
+    /// Whether a start with an invalidated slot drops it and snapshots again, rather than
+    /// stopping with the fix.
+    pub fn snapshots_after_lost_slot(self) -> bool {
+        matches!(self, SnapshotMode::WhenNeeded | SnapshotMode::Always)
+    }
+}
+
 /// `[kafka]`: the brokers, topic naming, encoding and producer settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -136,6 +136,35 @@ impl Producer {
             })
     }
 
+    /// Whether `topic` holds any record (a partition's high watermark above 0); false when it
+    /// does not exist. Blocks for up to `timeout` per request.
+    pub fn topic_has_records(&self, topic: &str, timeout: Duration) -> Result<bool, KafkaError> {
+        let client = self.producer.client();
+        let unreachable = |source| KafkaError::Unreachable {
+            brokers: self.brokers.clone(),
+            source,
+        };
+        let metadata = client
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(unreachable)?;
+        let Some(found) = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+        else {
+            return Ok(false);
+        };
+        for partition in found.partitions() {
+            let (_, high) = client
+                .fetch_watermarks(topic, partition.id(), timeout)
+                .map_err(unreachable)?;
+            if high > 0 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Creates the topic if it does not exist (admin CreateTopics; already-exists is fine); cached so each topic is checked once per process.
     pub async fn ensure_topic(&mut self, topic: &str) -> Result<(), KafkaError> {
         if self.known_topics.contains(topic) {

@@ -405,6 +405,9 @@ impl Runner {
                 if resumable && self.resume_initial(&sql, &state).await? {
                     return Ok(true);
                 }
+                if condition == SlotCondition::Lost {
+                    tracing::warn!(slot, "replication slot {slot} was invalidated (wal_status = lost): its WAL is gone and the changes since its confirmed position were missed; dropping it and taking a new snapshot (capture.snapshot = \"{}\")", self.config.capture.snapshot.name());
+                }
                 if drop_slot {
                     setup::drop_slot(&sql, &slot).await?;
                 }

@@ -276,6 +276,13 @@ impl PgCluster {
             .await;
     }
 
+    /// Immediate shutdown (`pg_ctl stop -m immediate`): every process quits at once without
+    /// a checkpoint, so the next start runs crash recovery.
+    pub async fn stop_immediate(&self) {
+        self.pg_ctl(&["-w", "-t", "60", "stop", "-m", "immediate"])
+            .await;
+    }
+
     /// Crash: SIGKILL the postmaster, like an OOM kill. [`start`](Self::start) recovers.
     pub async fn kill(&self) {
         let pid_file = std::fs::read_to_string(self.data_dir().join("postmaster.pid"))
@@ -344,6 +351,58 @@ impl Drop for PgCluster {
             .args(["stop", "-m", "immediate"])
             .output();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Makes the server invalidate `slot` (`wal_status = lost`), as `max_slot_wal_keep_size`
+/// does to a slot whose consumer stays away too long: lowers the limit, writes WAL into
+/// `filler_table` (a table of the connected database, unpublished) and checkpoints until the
+/// slot is lost, then lifts the limit. Changes the cluster's configuration for a moment: only
+/// for a cluster of the test's own.
+pub async fn invalidate_slot(client: &Client, slot: &str, filler_table: &str) {
+    // ALTER SYSTEM refuses to run in a transaction block, as a multi-statement string is.
+    for sql in [
+        "ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'",
+        "SELECT pg_reload_conf()",
+    ] {
+        client
+            .batch_execute(sql)
+            .await
+            .expect("limit the slot's WAL");
+    }
+    let mut status = String::new();
+    for _ in 0..40 {
+        for sql in [
+            format!(
+                "INSERT INTO {filler_table} SELECT repeat('f', 1000) FROM generate_series(1, 3000)"
+            ),
+            "SELECT pg_switch_wal()".to_owned(),
+            "CHECKPOINT".to_owned(),
+        ] {
+            client
+                .batch_execute(&sql)
+                .await
+                .expect("write WAL past the limit");
+        }
+        status = client
+            .query_one(
+                "SELECT coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .expect("the slot's wal_status")
+            .get(0);
+        if status == "lost" {
+            break;
+        }
+    }
+    assert_eq!(status, "lost", "slot {slot} was not invalidated");
+    for sql in [
+        "ALTER SYSTEM RESET max_slot_wal_keep_size".to_owned(),
+        "SELECT pg_reload_conf()".to_owned(),
+        format!("TRUNCATE {filler_table}"),
+    ] {
+        client.batch_execute(&sql).await.expect("lift the limit");
     }
 }
 

@@ -460,7 +460,14 @@ impl PostgresChecks<'_> {
             self.report.add(Verdict::Ok, name, message);
             return Ok(());
         };
-        if let Some(problem) = row.unusable(slot) {
+        let mode = self.config.capture.snapshot;
+        if row.wal_status == "lost" && mode.snapshots_after_lost_slot() {
+            let message = format!(
+                "{slot} was invalidated (wal_status = lost): the changes since its confirmed position are gone; capture.snapshot = \"{}\" drops it and takes a new snapshot when cdc-source starts",
+                mode.name()
+            );
+            self.report.add(Verdict::Warn, name, message);
+        } else if let Some(problem) = row.unusable(slot) {
             self.report.add(Verdict::Fail, name, problem);
         } else if let Some(holder) = &row.holder {
             // A cdc-source of this configuration connects with its application_name: checking

@@ -137,6 +137,9 @@ struct ChunkClock {
     produce: u64,
 }
 
+/// How long a question about a topic may take before the snapshot fails (and is retried).
+const TOPIC_QUERY: Duration = Duration::from_secs(30);
+
 /// Adds the time since `since` to `stage`; returns now.
 fn lap(stage: &mut u64, since: Instant) -> Instant {
     let now = Instant::now();
@@ -156,6 +159,8 @@ impl InitialSnapshot<'_> {
         let started = Instant::now();
         let clients = self.import_snapshot().await?;
         let (tables, chunks, txid) = self.plan(&clients[0], encoder, producer).await?;
+        self.clear_keyless(&tables, encoder, producer, progress)
+            .await?;
         let chunk_counts: Vec<usize> = (0..tables.len())
             .map(|t| chunks.iter().filter(|(table, _)| *table == t).count())
             .collect();
@@ -212,6 +217,60 @@ impl InitialSnapshot<'_> {
             "initial snapshot completed"
         );
         Ok(rows)
+    }
+
+    /// Sends a truncate event for each table without a key whose topic already holds records
+    /// (an earlier snapshot was interrupted, or the slot was lost after one), and waits until
+    /// the broker has them. A consumer cannot match such a table's rows to the ones sent
+    /// before, so without it a consumer that applies truncates (cdc-sink does) would hold them
+    /// twice; a first snapshot sends none, as Debezium does.
+    /// Records with a null key share one partition, so the truncate precedes the rows. It
+    /// carries no LSN: it belongs to no transaction, and a sink's replay check never skips it.
+    async fn clear_keyless(
+        &self,
+        tables: &[TableJob],
+        encoder: &Encoder,
+        producer: &Producer,
+        progress: &Mutex<Progress>,
+    ) -> Result<(), SnapshotError> {
+        let ticket = progress.lock().expect("progress lock").begin();
+        for table in tables.iter().filter(|t| t.schema.key.is_empty()) {
+            let topic = encoder.topic(&table.schema);
+            let sent_before =
+                tokio::task::block_in_place(|| producer.topic_has_records(&topic, TOPIC_QUERY))?;
+            if !sent_before {
+                continue;
+            }
+            let event = ChangeEvent {
+                table: Arc::clone(&table.schema),
+                op: Op::Truncate,
+                before: None,
+                after: None,
+                source: SourcePosition {
+                    commit_ts_us: now_us(),
+                    txid: None,
+                    lsn: None,
+                    previous_commit: None,
+                    snapshot: SnapshotMarker::True,
+                },
+                transaction: None,
+                key_change: None,
+            };
+            let record = encoder.encode_change(&event, now_us())?;
+            progress.lock().expect("progress lock").produced(ticket);
+            while !producer.send_or_full(
+                &record.topic,
+                record.key.as_deref(),
+                record.value.as_deref(),
+                &[],
+                ticket,
+                &self.shutdown,
+            )? {
+                tokio::time::sleep(BACKPRESSURE_PAUSE).await;
+            }
+            tracing::info!(table = %table.name, "a table without a key is read again: a truncate event goes ahead of its rows, so that consumers replace them rather than hold them twice");
+        }
+        drain(producer, &self.shutdown).await
     }
 
     /// Opens the worker connections, each in a transaction on the exported snapshot.
