@@ -30,6 +30,13 @@ clean() {
     # Brokers first: one may store its data in a cluster about to stop.
     kill_recorded "$dir" broker.pid tansu
     kill_recorded "$dir" prometheus.pid prometheus
+    # The chaos run's network namespaces (tests/chaos/network.rs) are named after the run's
+    # pid; deleting one removes its veth pair.
+    local ns
+    for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^pgcdc-$(basename "$dir")-"); do
+        ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
+        ip netns del "$ns" 2>/dev/null
+    done
     while IFS= read -r version; do
         "${as_postgres[@]}" "$pg_ctl" -D "$(dirname "$version")" stop -m immediate >/dev/null 2>&1
     done < <(find "$dir" -path '*/data/PG_VERSION' 2>/dev/null)

@@ -4,6 +4,7 @@
 //! build every `tests/*.rs` file as a test binary of its own.
 
 mod bad_input;
+mod chaos;
 mod compatibility;
 mod crash;
 mod ddl;

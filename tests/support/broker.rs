@@ -21,6 +21,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// [`restart`](Self::restart), so clients reconnect to the same bootstrap address.
 pub struct Broker {
     dir: PathBuf,
+    /// The address it listens on and advertises: loopback unless a test needs another.
+    host: String,
     port: u16,
     storage: String,
     /// The SCRAM-SHA-512 user clients must log in as, once the broker requires it.
@@ -33,14 +35,20 @@ pub struct Broker {
 impl Broker {
     /// Storage in the broker's memory: fast, lost on restart.
     pub async fn start_memory() -> Broker {
-        Broker::launch("memory://tansu/".to_owned()).await
+        Broker::launch("memory://tansu/".to_owned(), "127.0.0.1").await
     }
 
     /// Storage in an SQLite file in the broker's directory, so topics, offsets and consumer
     /// group state survive [`restart`](Self::restart). tansu's PostgreSQL engine would do
     /// too, but the crates.io release ships no schema for it; its SQLite engine creates its own.
     pub async fn start_persistent() -> Broker {
-        Broker::launch("sqlite://tansu.db".to_owned()).await
+        Broker::launch("sqlite://tansu.db".to_owned(), "127.0.0.1").await
+    }
+
+    /// As [`start_persistent`](Self::start_persistent), listening on and advertising `host`:
+    /// for clients in network namespaces, which reach the host by a veth address.
+    pub async fn start_persistent_on(host: &str) -> Broker {
+        Broker::launch("sqlite://tansu.db".to_owned(), host).await
     }
 
     /// A persistent broker that requires SASL/SCRAM-SHA-512 as `user` / `password` (tansu's
@@ -91,12 +99,13 @@ impl Broker {
         }
     }
 
-    async fn launch(storage: String) -> Broker {
+    async fn launch(storage: String, host: &str) -> Broker {
         let dir = unique_dir("broker");
         let mut attempts = 0;
         loop {
             let broker = Broker {
                 dir: dir.clone(),
+                host: host.to_owned(),
                 port: free_port(),
                 storage: storage.clone(),
                 scram_user: None,
@@ -119,7 +128,7 @@ impl Broker {
     pub fn bootstrap(&self) -> String {
         match &self.tls {
             Some((proxy, _)) => format!("127.0.0.1:{}", proxy.port()),
-            None => format!("127.0.0.1:{}", self.port),
+            None => format!("{}:{}", self.host, self.port),
         }
     }
 
@@ -146,7 +155,7 @@ impl Broker {
             .append(true)
             .open(self.dir.join("broker.log"))
             .expect("open broker.log");
-        let listener = format!("tcp://127.0.0.1:{}", self.port);
+        let listener = format!("tcp://{}:{}", self.host, self.port);
         let advertised = format!("tcp://{}", self.bootstrap());
         let child = Command::new("tansu")
             .arg("broker")
@@ -207,6 +216,15 @@ impl Broker {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = std::fs::remove_file(self.dir.join("broker.pid"));
+    }
+
+    /// A crash: SIGKILL, no chance to finish anything. [`start`](Self::start) brings it back.
+    pub fn kill(&self) {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
         let _ = std::fs::remove_file(self.dir.join("broker.pid"));
     }

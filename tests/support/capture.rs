@@ -49,23 +49,7 @@ impl<'a> Capture<'a> {
             .batch_execute(schema_sql)
             .await
             .expect("create the test schema");
-        client
-            .batch_execute(&format!(
-                "GRANT CREATE ON DATABASE {db} TO {REPLICATOR};
-                 DO $$ DECLARE t record; BEGIN
-                   FOR t IN SELECT schemaname, tablename FROM pg_tables
-                            WHERE schemaname NOT IN ('pg_catalog', 'information_schema') LOOP
-                     EXECUTE format('ALTER TABLE %I.%I OWNER TO {REPLICATOR}', t.schemaname, t.tablename);
-                   END LOOP;
-                   FOR t IN SELECT nspname FROM pg_namespace
-                            WHERE nspname NOT LIKE 'pg_%' AND nspname <> 'information_schema' LOOP
-                     EXECUTE format('GRANT USAGE ON SCHEMA %I TO {REPLICATOR}', t.nspname);
-                   END LOOP;
-                 END $$;",
-                db = names.db
-            ))
-            .await
-            .expect("hand the tables to the connector role");
+        hand_to_replicator(&client, &names.db).await;
         Capture {
             pg,
             names,
@@ -334,6 +318,28 @@ listen = ""
         process.terminate();
         process.wait_exit(WAIT)
     }
+}
+
+/// Lets the connector's role create the publication itself, as a user's first run does: it
+/// may create in `db`, owns every table and uses every schema.
+pub async fn hand_to_replicator(client: &Client, db: &str) {
+    client
+            .batch_execute(&format!(
+                "GRANT CREATE ON DATABASE {db} TO {REPLICATOR};
+                 DO $$ DECLARE t record; BEGIN
+                   FOR t IN SELECT schemaname, tablename FROM pg_tables
+                            WHERE schemaname NOT IN ('pg_catalog', 'information_schema') LOOP
+                     EXECUTE format('ALTER TABLE %I.%I OWNER TO {REPLICATOR}', t.schemaname, t.tablename);
+                   END LOOP;
+                   FOR t IN SELECT nspname FROM pg_namespace
+                            WHERE nspname NOT LIKE 'pg_%' AND nspname <> 'information_schema' LOOP
+                     EXECUTE format('GRANT USAGE ON SCHEMA %I TO {REPLICATOR}', t.nspname);
+                   END LOOP;
+                 END $$;",
+                db = db
+            ))
+            .await
+            .expect("hand the tables to the connector role");
 }
 
 /// A record read back: decoded key and value, and its headers.

@@ -61,6 +61,44 @@ pub fn partition_count(bootstrap: &str, topic: &str) -> usize {
         .map_or(0, |t| t.partitions().len())
 }
 
+/// Each partition of `topic` as `(partition, low, high)` watermarks, `None` when the broker
+/// does not answer within `timeout` or the topic does not exist. A client of the caller's, so
+/// that a sampler does not connect anew each time.
+pub fn watermarks(
+    consumer: &BaseConsumer,
+    topic: &str,
+    timeout: Duration,
+) -> Option<Vec<(i32, i64, i64)>> {
+    let metadata = consumer.fetch_metadata(Some(topic), timeout).ok()?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())?
+        .partitions()
+        .iter()
+        .map(|p| p.id())
+        .collect();
+    if partitions.is_empty() {
+        return None;
+    }
+    partitions
+        .into_iter()
+        .map(|partition| {
+            let (low, high) = consumer.fetch_watermarks(topic, partition, timeout).ok()?;
+            Some((partition, low, high))
+        })
+        .collect()
+}
+
+/// A client for [`watermarks`].
+pub fn metadata_client(bootstrap: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("socket.connection.setup.timeout.ms", "2000")
+        .create()
+        .expect("a metadata client")
+}
+
 /// Reads `topic` from the beginning of every partition until `expected` records arrived or
 /// `timeout` passed, and returns what arrived (so a test can assert on a short read). Once
 /// `expected` records arrived it reads on to each partition's high watermark as the broker

@@ -9,6 +9,13 @@ use std::time::{Duration, Instant};
 
 use super::unique_dir;
 
+/// Which of the two binaries to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binary {
+    Source,
+    Sink,
+}
+
 pub struct CdcProcess {
     child: Child,
     dir: PathBuf,
@@ -24,39 +31,46 @@ impl CdcProcess {
         extra_args: &[&str],
         env: &[(&str, &str)],
     ) -> CdcProcess {
-        CdcProcess::spawn_program(
-            &program("PGCDC_SOURCE_BIN", env!("CARGO_BIN_EXE_cdc-source")),
-            verb,
-            config_toml,
-            extra_args,
-            env,
-        )
+        CdcProcess::spawn_program(None, Binary::Source, verb, config_toml, extra_args, env)
     }
 
     /// `cdc-sink <verb> --config <file>`, as [`spawn`](Self::spawn) does for the source.
     pub fn sink(verb: &str, config_toml: &str) -> CdcProcess {
-        CdcProcess::spawn_program(
-            &program("PGCDC_SINK_BIN", env!("CARGO_BIN_EXE_cdc-sink")),
-            verb,
-            config_toml,
-            &[],
-            &[],
-        )
+        CdcProcess::spawn_program(None, Binary::Sink, verb, config_toml, &[], &[])
+    }
+
+    /// `binary <verb> --config <file>` inside network namespace `netns` (`ip netns exec`, which
+    /// execs the binary, so signals reach it directly).
+    pub fn in_netns(netns: &str, binary: Binary, verb: &str, config_toml: &str) -> CdcProcess {
+        CdcProcess::spawn_program(Some(netns), binary, verb, config_toml, &[], &[])
     }
 
     fn spawn_program(
-        program: &str,
+        netns: Option<&str>,
+        binary: Binary,
         verb: &str,
         config_toml: &str,
         extra_args: &[&str],
         env: &[(&str, &str)],
     ) -> CdcProcess {
+        let program = match binary {
+            Binary::Source => program("PGCDC_SOURCE_BIN", env!("CARGO_BIN_EXE_cdc-source")),
+            Binary::Sink => program("PGCDC_SINK_BIN", env!("CARGO_BIN_EXE_cdc-sink")),
+        };
         let dir = unique_dir("process");
         let config = dir.join("config.toml");
         std::fs::write(&config, config_toml).expect("write the config");
         let stdout = File::create(dir.join("stdout")).expect("create stdout file");
         let stderr = File::create(dir.join("stderr")).expect("create stderr file");
-        let child = Command::new(program)
+        let mut command = match netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns, &program]);
+                command
+            }
+            None => Command::new(&program),
+        };
+        let child = command
             .arg(verb)
             .arg("--config")
             .arg(&config)
