@@ -9,7 +9,7 @@ use tokio_postgres::Client;
 
 use super::network::Namespace;
 use super::workload::{SOURCE_SCHEMA, TARGET_SCHEMA};
-use crate::support::capture::{hand_to_replicator, parse_lsn};
+use crate::support::capture::{current_wal_lsn, hand_to_replicator};
 use crate::support::postgres::{DEFAULT_HBA, REPLICATOR};
 use crate::support::process::{Binary, CdcProcess};
 use crate::support::{Broker, ClusterSetup, PgCluster, SchemaRegistry, TestNames};
@@ -292,13 +292,7 @@ listen = ""
 
     /// The source's current WAL position.
     pub async fn source_wal(&self) -> u64 {
-        let text: String = self
-            .source_client
-            .query_one("SELECT pg_current_wal_lsn()::text", &[])
-            .await
-            .expect("pg_current_wal_lsn")
-            .get(0);
-        parse_lsn(&text)
+        current_wal_lsn(&self.source_client).await
     }
 
     /// Every log of the source and the sink, ended and running, for a failure's report.

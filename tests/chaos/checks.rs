@@ -205,6 +205,9 @@ pub struct FlushSample {
     pub high: HashMap<(String, i32), i64>,
 }
 
+/// One change of a row on a topic: `(topic, partition, id, wal)`.
+type RowChange = (String, i32, Option<i64>, Option<i64>);
+
 /// Streamed transactions found committed below a confirmed position whose changes were not
 /// all on the broker when that position was read; returns how many were checked, and the
 /// problems. `skip` holds WAL ranges whose changes a lost slot did not stream.
@@ -215,8 +218,7 @@ pub fn confirmed_ahead_of_broker(
     skip: &[(u64, u64)],
 ) -> (usize, Vec<String>) {
     // Per transaction, the first offset of each of its changes, by (topic, partition).
-    let mut first: HashMap<i64, HashMap<(String, i32, Option<i64>, Option<i64>), i64>> =
-        HashMap::new();
+    let mut first: HashMap<i64, HashMap<RowChange, i64>> = HashMap::new();
     for (topic, records) in changes {
         for change in records.iter().filter(|c| c.op != "r") {
             let Some(xid) = change.xid else { continue };

@@ -85,7 +85,7 @@ impl Figures {
              | snapshot re-reads applied (restarted or repeated snapshots) | {} |\n\
              | committed transactions checked against the broker at confirmation | {} |\n\
              | slot confirmed ahead of the broker | {} |\n\
-             | exits the harness did not cause | {} |\n",
+             | unexpected exits (by itself, or non-zero after SIGTERM) | {} |\n",
             self.digests
                 .iter()
                 .map(|(_, d)| d.source_rows)

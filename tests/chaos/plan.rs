@@ -182,7 +182,7 @@ impl Plan {
 
     /// The workload's random source, derived from the seed.
     pub fn workload_rng(&self) -> StdRng {
-        StdRng::seed_from_u64(self.seed ^ 0x5eed_0f_a11)
+        StdRng::seed_from_u64(self.seed ^ 0x0005_eed0_fa11)
     }
 }
 

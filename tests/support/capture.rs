@@ -241,13 +241,7 @@ listen = ""
 
     /// The server's current WAL insert position as a number.
     pub async fn current_wal_lsn(&self) -> u64 {
-        let text: String = self
-            .client
-            .query_one("SELECT pg_current_wal_lsn()::text", &[])
-            .await
-            .expect("query pg_current_wal_lsn")
-            .get(0);
-        parse_lsn(&text)
+        current_wal_lsn(&self.client).await
     }
 
     /// `<prefix>.<schema>.<table>`.
@@ -340,6 +334,16 @@ pub async fn hand_to_replicator(client: &Client, db: &str) {
             ))
             .await
             .expect("hand the tables to the connector role");
+}
+
+/// The current WAL position of the server `client` is connected to, as a number.
+pub async fn current_wal_lsn(client: &Client) -> u64 {
+    let text: String = client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .expect("query pg_current_wal_lsn")
+        .get(0);
+    parse_lsn(&text)
 }
 
 /// A record read back: decoded key and value, and its headers.

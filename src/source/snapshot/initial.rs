@@ -25,7 +25,7 @@ use super::plan::{chunk_copy, plan_chunks, table_size, ChunkRange};
 use super::state::{initial_progress_key, InitialProgressRecord, Resume, TableProgress};
 use super::SnapshotError;
 use crate::config::TableFilter;
-use crate::encode::Encoder;
+use crate::encode::{Encoder, Record};
 use crate::event::types::parse_text;
 use crate::event::{ChangeEvent, Op, SnapshotMarker, SourcePosition, TableSchema, Value};
 use crate::kafka::progress::{Progress, Ticket};
@@ -258,16 +258,7 @@ impl InitialSnapshot<'_> {
             };
             let record = encoder.encode_change(&event, now_us())?;
             progress.lock().expect("progress lock").produced(ticket);
-            while !producer.send_or_full(
-                &record.topic,
-                record.key.as_deref(),
-                record.value.as_deref(),
-                &[],
-                ticket,
-                &self.shutdown,
-            )? {
-                tokio::time::sleep(BACKPRESSURE_PAUSE).await;
-            }
+            enqueue(producer, &record, ticket, &self.shutdown).await?;
             tracing::info!(table = %table.name, "a table without a key is read again: a truncate event goes ahead of its rows, so that consumers replace them rather than hold them twice");
         }
         drain(producer, &self.shutdown).await
@@ -527,16 +518,7 @@ impl Job<'_> {
         let started = Instant::now();
         let record = self.encoder.encode_change(&event, now_us())?;
         let encoded = lap(&mut clock.encode, started);
-        while !self.producer.send_or_full(
-            &record.topic,
-            record.key.as_deref(),
-            record.value.as_deref(),
-            &[],
-            ticket,
-            &self.shutdown,
-        )? {
-            tokio::time::sleep(BACKPRESSURE_PAUSE).await;
-        }
+        enqueue(self.producer, &record, ticket, &self.shutdown).await?;
         let enqueued = lap(&mut clock.produce, encoded);
         table.rows.fetch_add(1, Ordering::Relaxed);
         table.counters.rows.inc();
@@ -700,6 +682,26 @@ fn now_us() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// Enqueues a record counted against `ticket`, pausing while the producer's queue is full.
+async fn enqueue(
+    producer: &Producer,
+    record: &Record,
+    ticket: Ticket,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<(), SnapshotError> {
+    while !producer.send_or_full(
+        &record.topic,
+        record.key.as_deref(),
+        record.value.as_deref(),
+        &[],
+        ticket,
+        shutdown,
+    )? {
+        tokio::time::sleep(BACKPRESSURE_PAUSE).await;
+    }
+    Ok(())
 }
 
 /// Publishes records without a position of their own (snapshot state) and waits until the
