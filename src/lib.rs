@@ -12,6 +12,8 @@ pub mod cli;
 pub mod config;
 pub mod encode;
 pub mod event;
+#[cfg(any(test, fuzzing))]
+pub mod fuzz;
 pub mod kafka;
 pub mod lsn;
 pub mod metrics;

@@ -117,6 +117,13 @@ impl RegistryClient {
         })
     }
 
+    /// Puts schemas in the by-id cache, so records of them decode without asking the registry
+    /// (the fuzz targets have no registry to ask).
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn cache_schemas<'s>(&self, schemas: impl IntoIterator<Item = (u32, &'s str)>) {
+        lock(&self.schemas).extend(schemas.into_iter().map(|(id, text)| (id, Arc::from(text))));
+    }
+
     /// The registry's base URL.
     pub fn url(&self) -> &str {
         self.base.as_str()
@@ -139,15 +146,7 @@ impl RegistryClient {
             .header(CONTENT_TYPE, MEDIA_TYPE)
             .header(ACCEPT, MEDIA_TYPE)
             .body(body);
-        let answer = send(request, &url).await?;
-        let id = answer
-            .get("id")
-            .and_then(serde_json::Value::as_u64)
-            .and_then(|id| u32::try_from(id).ok())
-            .ok_or_else(|| RegistryError::BadResponse {
-                url: url.to_string(),
-                detail: format!("no schema id in {answer}"),
-            })?;
+        let id = registered_id(&send(request, &url).await?, &url)?;
         lock(&self.ids)
             .entry(subject.to_string())
             .or_default()
@@ -165,15 +164,7 @@ impl RegistryClient {
         let request = self
             .request(reqwest::Method::GET, &url)
             .header(ACCEPT, MEDIA_TYPE);
-        let answer = send(request, &url).await?;
-        let schema: Arc<str> = answer
-            .get("schema")
-            .and_then(serde_json::Value::as_str)
-            .map(Arc::from)
-            .ok_or_else(|| RegistryError::BadResponse {
-                url: url.to_string(),
-                detail: format!("no schema in {answer}"),
-            })?;
+        let schema = schema_text(&send(request, &url).await?, &url)?;
         lock(&self.schemas).insert(id, Arc::clone(&schema));
         Ok(schema)
     }
@@ -285,22 +276,32 @@ async fn send(
     let response = request.send().await.map_err(unreachable)?;
     let status = response.status();
     let body = response.text().await.map_err(unreachable)?;
-    let parsed = serde_json::from_str::<serde_json::Value>(&body);
-    if !status.is_success() {
+    parse_response(url, status.as_u16(), &body)
+}
+
+/// A response's JSON body, or the error its status and body describe (the registry's
+/// `error_code` and `message` when the body has them); pure, so it can be fuzzed.
+pub(crate) fn parse_response(
+    url: &Url,
+    status: u16,
+    body: &str,
+) -> Result<serde_json::Value, RegistryError> {
+    let parsed = serde_json::from_str::<serde_json::Value>(body);
+    if !(200..300).contains(&status) {
         let (error_code, message) = match &parsed {
             Ok(answer) => (
                 answer.get("error_code").and_then(serde_json::Value::as_i64),
                 answer
                     .get("message")
                     .and_then(serde_json::Value::as_str)
-                    .unwrap_or(&body)
+                    .unwrap_or(body)
                     .to_string(),
             ),
-            Err(_) => (None, body.clone()),
+            Err(_) => (None, body.to_string()),
         };
         return Err(RegistryError::Status {
             url: url.to_string(),
-            status: status.as_u16(),
+            status,
             error_code,
             message,
         });
@@ -309,6 +310,33 @@ async fn send(
         url: url.to_string(),
         detail: format!("not JSON ({e}): {body}"),
     })
+}
+
+/// The id in the answer to a registration (`{"id":N}`).
+pub(crate) fn registered_id(answer: &serde_json::Value, url: &Url) -> Result<u32, RegistryError> {
+    answer
+        .get("id")
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|id| u32::try_from(id).ok())
+        .ok_or_else(|| RegistryError::BadResponse {
+            url: url.to_string(),
+            detail: format!("no schema id in {answer}"),
+        })
+}
+
+/// The schema text in the answer to `GET /schemas/ids/N` (`{"schema":"…"}`).
+pub(crate) fn schema_text(
+    answer: &serde_json::Value,
+    url: &Url,
+) -> Result<Arc<str>, RegistryError> {
+    answer
+        .get("schema")
+        .and_then(serde_json::Value::as_str)
+        .map(Arc::from)
+        .ok_or_else(|| RegistryError::BadResponse {
+            url: url.to_string(),
+            detail: format!("no schema in {answer}"),
+        })
 }
 
 #[cfg(test)]

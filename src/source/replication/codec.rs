@@ -21,6 +21,12 @@ const STATUS_UPDATE_LEN: usize = 1 + 8 + 8 + 8 + 8 + 1;
 
 /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 00:00:00 UTC).
 const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
+/// Longest backend message accepted, length field included. The server builds each message in
+/// a buffer of at most 1 GiB (`MaxAllocSize`), so a longer length is a corrupt stream.
+const MAX_MESSAGE_LEN: usize = 1 << 30;
+/// Most buffer space reserved ahead of an incomplete message's bytes: its length field alone
+/// must not allocate (up to 4 GiB); a large message grows the buffer as its bytes arrive.
+const MAX_RESERVE_AHEAD: usize = 1 << 20;
 
 /// One backend message: what postgres-protocol parses, plus CopyBothResponse.
 pub(crate) enum Backend {
@@ -32,24 +38,31 @@ pub(crate) enum Backend {
 
 /// Splits the next complete message off `buf`; `Ok(None)` when it is not complete yet.
 pub(crate) fn decode(buf: &mut BytesMut) -> Result<Option<Backend>, ReplicationError> {
-    if buf.first() != Some(&COPY_BOTH_RESPONSE_TAG) {
+    let (Some(&tag), Some(len)) = (buf.first(), be_u32(buf, 1)) else {
+        return Ok(None);
+    };
+    // postgres-protocol reserves a whole message's length as soon as it sees the header, so
+    // only complete messages of a sane length go to it.
+    let total = usize::try_from(len)
+        .ok()
+        .filter(|len| (4..=MAX_MESSAGE_LEN).contains(len))
+        .and_then(|len| len.checked_add(1))
+        .ok_or_else(|| {
+            ReplicationError::Protocol(format!(
+                "message of type {:?} from the server with length {len}",
+                char::from(tag)
+            ))
+        })?;
+    if buf.len() < total {
+        buf.reserve((total - buf.len()).min(MAX_RESERVE_AHEAD));
+        return Ok(None);
+    }
+    if tag != COPY_BOTH_RESPONSE_TAG {
         return Message::parse(buf)
             .map(|message| message.map(Backend::Message))
             .map_err(|e| {
                 ReplicationError::Protocol(format!("malformed message from the server: {e}"))
             });
-    }
-    let Some(len) = be_u32(buf, 1) else {
-        return Ok(None);
-    };
-    let total = usize::try_from(len)
-        .ok()
-        .filter(|len| *len >= 4)
-        .and_then(|len| len.checked_add(1))
-        .ok_or_else(|| ReplicationError::Protocol(format!("CopyBothResponse with length {len}")))?;
-    if buf.len() < total {
-        buf.reserve(total - buf.len());
-        return Ok(None);
     }
     let frame = buf.split_to(total);
     // Same layout as CopyOutResponse: overall format, column count, one format per column.
@@ -348,6 +361,22 @@ mod tests {
             decode(&mut two).unwrap(),
             Some(Backend::CopyBothResponse)
         ));
+    }
+
+    #[test]
+    fn a_length_field_alone_allocates_little_and_a_huge_one_is_refused() {
+        // Found by the copy_data fuzz target: a CopyData header claiming 4 GiB made
+        // postgres-protocol reserve 4 GiB before a single byte of the body had arrived.
+        for tag in [b'd', b'W'] {
+            let mut huge = BytesMut::from(&[tag, 0xff, 0xff, 0xff, 0xff][..]);
+            let error = decode(&mut huge).err().expect("refused").to_string();
+            assert!(error.contains("with length 4294967295"), "{error}");
+            assert!(huge.capacity() < 1 << 20);
+        }
+        let mut large = BytesMut::from(&[b'd', 0x40, 0, 0, 0][..]);
+        assert!(decode(&mut large).unwrap().is_none());
+        assert!(large.capacity() <= 5 + MAX_RESERVE_AHEAD);
+        assert!(decode(&mut BytesMut::from(&[b'd', 0x40, 0, 0, 1][..])).is_err());
     }
 
     #[test]

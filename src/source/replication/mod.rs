@@ -24,7 +24,7 @@
 //!   advance an idle slot, once everything received before it was acknowledged.
 
 mod client;
-mod codec;
+pub(crate) mod codec;
 mod connection;
 mod error;
 mod stream;

@@ -1,0 +1,9 @@
+#![no_main]
+
+mod limit;
+
+#[global_allocator]
+static ALLOCATOR: limit::Limited = limit::Limited;
+
+// The body is pgcdc::fuzz::decode, shared with the corpus replay test of `cargo test`.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| pgcdc::fuzz::decode(data));
