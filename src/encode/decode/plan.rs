@@ -82,11 +82,9 @@ pub(super) enum Step {
     Skip(Schema),
 }
 
-/// One field of the `transaction` block: `id` and `data_collection_order` read, the rest
-/// skipped.
+/// One field of the `transaction` block: `data_collection_order` read, the rest skipped.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum TransactionStep {
-    Id,
     Order,
     Skip(Schema),
 }
@@ -113,8 +111,6 @@ pub(super) struct Parts<'a> {
     pub lsn: Option<i64>,
     /// `transaction.data_collection_order`.
     pub order: Option<i64>,
-    /// `transaction.id`, `"<txid>:<commit lsn>"`.
-    pub transaction_id: Option<Cow<'a, str>>,
 }
 
 /// Everything needed to decode the records of one (key schema, value schema) pair.
@@ -212,12 +208,6 @@ impl Plan {
                 .order
                 .and_then(|order| u64::try_from(order).ok())
                 .unwrap_or(0);
-            // The previous commit's end in `source.sequence` is where streaming started for a
-            // run's first transaction, so a replay of that transaction would sort above its
-            // first copy; its own commit LSN does not move.
-            if let Some(commit) = parts.transaction_id.as_deref().and_then(own_commit_lsn) {
-                position.commit_lsn = commit;
-            }
         }
         let table = self.table(parts.schema.as_deref(), parts.table.as_deref());
         Ok(SinkChange {
@@ -541,7 +531,6 @@ fn transaction_step(schema: &Schema) -> Step {
         .iter()
         .map(|(name, schema)| match name.as_str() {
             "data_collection_order" if schema.kind == Kind::Long => TransactionStep::Order,
-            "id" if schema.kind == Kind::String => TransactionStep::Id,
             _ => TransactionStep::Skip(schema.clone()),
         })
         .collect();
@@ -603,12 +592,6 @@ pub(super) fn position(sequence: Option<&str>, lsn: Option<i64>) -> Result<Posit
     })
 }
 
-/// The commit LSN of a `transaction.id` (`"<txid>:<commit lsn>"`, the LSN as a decimal
-/// number, as Debezium's PostgreSQL connector writes it).
-fn own_commit_lsn(id: &str) -> Option<u64> {
-    id.split_once(':')?.1.parse().ok()
-}
-
 fn parse_sequence(text: &str) -> Option<(Option<u64>, Option<u64>)> {
     let inner = text.trim().strip_prefix('[')?.strip_suffix(']')?;
     let (first, second) = inner.split_once(',')?;
@@ -629,13 +612,6 @@ fn parse_sequence(text: &str) -> Option<(Option<u64>, Option<u64>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_transaction_id_gives_its_own_commit_lsn() {
-        assert_eq!(own_commit_lsn("731:37804480"), Some(37_804_480));
-        assert_eq!(own_commit_lsn("731"), None);
-        assert_eq!(own_commit_lsn("731:0/24B0A40"), None);
-    }
 
     #[test]
     fn sequences_parse_with_fallbacks() {

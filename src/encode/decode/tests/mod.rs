@@ -175,10 +175,9 @@ fn position() -> SourcePosition {
     }
 }
 
-/// The position of [`event`]'s events: the commit LSN of `transaction.id`, the change's
-/// LSN, then `data_collection_order`.
+/// The position of [`event`]'s events: `source.sequence`, then `data_collection_order`.
 const POSITION: Position = Position {
-    commit_lsn: 24_023_300,
+    commit_lsn: 24_023_128,
     lsn: 24_023_200,
     order: 2,
 };
@@ -196,7 +195,7 @@ fn event(
         after,
         source: position(),
         transaction: Some(TransactionBlock {
-            id: "771:24023300".to_string(),
+            id: "771:24023128".to_string(),
             total_order: 3,
             data_collection_order: 2,
         }),
@@ -308,11 +307,10 @@ async fn inserts_updates_and_reads_round_trip() {
         let read = harness.round_trip(&read).await;
         assert_eq!(read.op, SinkOp::Read);
         assert_eq!(read.after, Some(vec![text("2"), Cell::Null, text("0.01")]));
-        // A snapshot read is placed by source.sequence: it belongs to no transaction.
         let read_at = Position {
-            commit_lsn: 24_023_128,
             lsn: 0,
             order: 0,
+            ..POSITION
         };
         assert_eq!(read.position, read_at, "{format:?}");
     }
@@ -362,7 +360,6 @@ async fn truncates_and_keyless_tables_have_no_key() {
         assert_eq!(
             change.position,
             Position {
-                commit_lsn: 24_023_128,
                 order: 0,
                 ..POSITION
             }
@@ -469,18 +466,6 @@ async fn names_and_positions_come_from_the_source_block() {
         );
         insert.source.previous_commit = None;
         let change = harness.round_trip(&insert).await;
-        let mut without_transaction = insert.clone();
-        without_transaction.transaction = None;
-        let fallback = harness.round_trip(&without_transaction).await;
-        assert_eq!(
-            fallback.position,
-            Position {
-                commit_lsn: 24_023_200,
-                lsn: 24_023_200,
-                order: 0,
-            },
-            "without a transaction block, source.sequence (here without its first element)"
-        );
         assert_eq!(
             *change.table,
             SinkTable {
@@ -497,11 +482,10 @@ async fn names_and_positions_come_from_the_source_block() {
         assert_eq!(
             change.position,
             Position {
-                commit_lsn: 24_023_300,
+                commit_lsn: 24_023_200,
                 lsn: 24_023_200,
                 order: 2,
-            },
-            "the commit LSN of transaction.id"
+            }
         );
     }
 }
