@@ -490,26 +490,6 @@ async fn names_and_positions_come_from_the_source_block() {
     }
 }
 
-/// A source run's first transaction carries where streaming started as its previous commit:
-/// replayed by a later run, the same change comes with another `source.sequence`, and must
-/// still sit at the same position, or the sink would apply it again.
-#[tokio::test]
-async fn a_replayed_change_keeps_its_position_whatever_its_sequence() {
-    for format in FORMATS {
-        let mut harness = Harness::new(format).await;
-        let table = item_table();
-        let first = event(&table, Op::Create, None, Some(item_row(1, None, 1)));
-        let mut replayed = first.clone();
-        replayed.source.previous_commit = Some(Lsn(24_023_150));
-        let (first, replayed) = (
-            harness.round_trip(&first).await,
-            harness.round_trip(&replayed).await,
-        );
-        assert_eq!(first.position, POSITION, "{format:?}");
-        assert_eq!(replayed.position, POSITION, "{format:?}");
-    }
-}
-
 #[tokio::test]
 async fn avro_schemas_are_fetched_once_per_id() {
     let mut harness = Harness::new(Format::Avro).await;
