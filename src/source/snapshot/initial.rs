@@ -233,6 +233,8 @@ impl InitialSnapshot<'_> {
         producer: &Producer,
         progress: &Mutex<Progress>,
     ) -> Result<(), SnapshotError> {
+        // The truncates vouch for no chunk: their ticket is aborted once they are delivered,
+        // so that it never holds back the chunks' checkpoints (the snapshot's progress records).
         let ticket = progress.lock().expect("progress lock").begin();
         for table in tables.iter().filter(|t| t.schema.key.is_empty()) {
             let topic = encoder.topic(&table.schema);
@@ -261,7 +263,9 @@ impl InitialSnapshot<'_> {
             enqueue(producer, &record, ticket, &self.shutdown).await?;
             tracing::info!(table = %table.name, "a table without a key is read again: a truncate event goes ahead of its rows, so that consumers replace them rather than hold them twice");
         }
-        drain(producer, &self.shutdown).await
+        let drained = drain(producer, &self.shutdown).await;
+        progress.lock().expect("progress lock").abort(ticket);
+        drained
     }
 
     /// Opens the worker connections, each in a transaction on the exported snapshot.
