@@ -314,6 +314,7 @@ async fn recover(bed: &mut Bed, state: &WriterState, started: Instant) -> Durati
 }
 
 async fn run(plan: Plan) -> Figures {
+    let _heavy = crate::support::capture::heavy_load_permit().await;
     let run_started = Instant::now();
     let mut bed = match Bed::new(plan.prefill_rows).await {
         Ok(bed) => bed,

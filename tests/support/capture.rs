@@ -108,8 +108,7 @@ impl<'a> Capture<'a> {
         broker: impl std::future::Future<Output = Broker>,
         schema_sql: &str,
     ) -> Capture<'static> {
-        static HEAVY_LOAD: Semaphore = Semaphore::const_new(1);
-        let permit = HEAVY_LOAD.acquire().await.expect("never closed");
+        let permit = heavy_load_permit().await;
         let broker = broker.await;
         let registry = super::shared_registry().url();
         let mut capture =
@@ -312,6 +311,13 @@ listen = ""
         process.terminate();
         process.wait_exit(WAIT)
     }
+}
+
+/// Held by a test that pushes hundreds of thousands of records or restarts its servers under
+/// load, so that one such test runs at a time: two on two cores starve each other.
+pub async fn heavy_load_permit() -> SemaphorePermit<'static> {
+    static HEAVY_LOAD: Semaphore = Semaphore::const_new(1);
+    HEAVY_LOAD.acquire().await.expect("never closed")
 }
 
 /// Lets the connector's role create the publication itself, as a user's first run does: it
