@@ -329,6 +329,7 @@ pub(crate) fn write_schema_change_value(
     write_optional_str(out, previous_id.as_deref());
     write_optional_table(out, change.previous.as_ref());
     write_long(out, 0);
+    write_optional_str(out, change.transaction_id.as_deref());
 }
 
 fn write_optional_bool(out: &mut Vec<u8>, value: Option<bool>) {

@@ -420,7 +420,9 @@ pub(crate) fn write_schema_change_value(
     push_optional_string(out, previous_id.as_deref());
     out.extend_from_slice(b",\"previousTable\":");
     write_optional_table(out, change.previous.as_ref());
-    out.extend_from_slice(b"}]}");
+    out.extend_from_slice(b"}],\"transactionId\":");
+    push_optional_string(out, change.transaction_id.as_deref());
+    out.push(b'}');
 }
 
 fn push_optional_string(out: &mut Vec<u8>, text: Option<&str>) {

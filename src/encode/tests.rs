@@ -1140,6 +1140,7 @@ fn renamed_column_change() -> SchemaChange {
         table_description: Some(after),
         previous: Some(before),
         source: position(),
+        transaction_id: Some("771:24023300".into()),
     }
 }
 
@@ -1242,6 +1243,9 @@ async fn schema_changes_carry_the_table_before_and_after_in_avro_and_json() {
         json["payload"]["ddl"],
         "ALTER TABLE public.item RENAME COLUMN name TO full_name"
     );
+    assert_eq!(json["payload"]["transactionId"], "771:24023300");
+    assert_eq!(json["schema"]["fields"][6]["field"], "transactionId");
+    assert_eq!(json["schema"]["fields"][6]["optional"], true);
     // The JSON schema describes both tables.
     let change_fields = &json["schema"]["fields"][5]["items"]["fields"];
     assert_eq!(change_fields[3]["field"], "previousId");
@@ -1258,10 +1262,12 @@ async fn schema_changes_carry_the_table_before_and_after_in_avro_and_json() {
         ddl: None,
         table_description: None,
         previous: None,
+        transaction_id: None,
         ..change
     };
     let (avro, json) = schema_change_payloads(&drop).await;
     assert_eq!(avro, json["payload"]);
+    assert_eq!(json["payload"]["transactionId"], serde_json::Value::Null);
     assert_eq!(
         json["payload"]["tableChanges"],
         serde_json::json!([{"type": "DROP", "id": "\"public\".\"item\"", "table": null,

@@ -151,8 +151,9 @@ pub enum SinkOp {
 /// data. Ordered field by field, in declaration order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Position {
-    /// The first element of `source.sequence`: the end LSN of the previous transaction's
-    /// commit (pgcdc gives where streaming started for a run's first transaction; Debezium's
+    /// The transaction's own commit LSN, from `transaction.id` (`"<txid>:<commit lsn>"`): the
+    /// same however often a replay sends the change. Without a transaction block, the first
+    /// element of `source.sequence` (the end LSN of the previous transaction's commit; Debezium's
     /// `null` falls back to the change's LSN).
     pub commit_lsn: u64,
     /// The change's own LSN (second element).

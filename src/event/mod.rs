@@ -362,6 +362,9 @@ pub struct SchemaChange {
     pub previous: Option<TableDescription>,
     /// Where the change sits in the stream: the changes of the table before it precede it.
     pub source: SourcePosition,
+    /// The `transaction.id` of the row events of the transaction that made the change
+    /// (`"<txid>:<commit lsn>"`), so that a consumer orders it among them by their own commit.
+    pub transaction_id: Option<String>,
 }
 
 /// A table's definition, as a schema change event's `table` describes it (Debezium's

@@ -177,7 +177,11 @@ fn table_changes(payload: &Json) -> Result<Vec<TableChange>, DecodeError> {
     let prefix = source["name"]
         .as_str()
         .ok_or_else(|| malformed("no source.name".into()))?;
-    let position = source_position(source["sequence"].as_str(), source["lsn"].as_i64())?;
+    let position = source_position(
+        source["sequence"].as_str(),
+        source["lsn"].as_i64(),
+        payload["transactionId"].as_str(),
+    )?;
     let changes = payload["tableChanges"]
         .as_array()
         .ok_or_else(|| malformed("no tableChanges array".into()))?;
@@ -455,6 +459,31 @@ mod tests {
             names,
             ["other", "set", "drop", "set again", "drop again", "create"]
         );
+    }
+
+    #[test]
+    fn a_schema_change_sorts_among_the_rows_of_its_own_transaction() {
+        // An ALTER in the transaction committed at 300, after the previous one ended at 100:
+        // its rows before the ALTER (LSN 200) and after it (210) carry the commit LSN 300 in
+        // `transaction.id`, as the change does in `transactionId`.
+        let payload = serde_json::json!({
+            "source": {"name": "p", "sequence": "[\"100\",\"205\"]", "lsn": 205},
+            "transactionId": "9:300",
+            "tableChanges": [{"type": "ALTER", "id": "\"l1\".\"t\"", "table": null}],
+        });
+        let changes = table_changes(&payload).unwrap();
+        let at = |lsn, order| Position {
+            commit_lsn: 300,
+            lsn,
+            order,
+        };
+        assert_eq!(changes[0].position, at(205, 0));
+        assert!(at(200, 1) < changes[0].position && changes[0].position < at(210, 2));
+        // Without the field (an older source), the sequence places it.
+        let mut older = payload.clone();
+        older.as_object_mut().unwrap().remove("transactionId");
+        let changes = table_changes(&older).unwrap();
+        assert_eq!(changes[0].position.commit_lsn, 100);
     }
 
     #[test]

@@ -629,8 +629,9 @@ impl<'a> Session<'a> {
             .transaction
             .as_ref()
             .ok_or(SourceError::OutsideTransaction("dropped-table message"))?;
-        let (ticket, source) = (
+        let (ticket, transaction_id, source) = (
             transaction.ticket,
+            transaction.events.id.clone(),
             SourcePosition {
                 commit_ts_us: transaction.events.commit_ts_us,
                 txid: Some(transaction.events.xid),
@@ -650,6 +651,7 @@ impl<'a> Session<'a> {
             table_description: None,
             previous: None,
             source,
+            transaction_id: Some(transaction_id),
         };
         let record = self.encoder.encode_schema_change(&change, now_us())?;
         self.send(&record, ticket).await?;
@@ -676,8 +678,9 @@ impl<'a> Session<'a> {
         // A message's LSN is where its record ends, which is where the next record (a row of
         // the same transaction) may start: one less is still within the message's record and
         // strictly between the rows before it and those after it.
-        let (ticket, source) = (
+        let (ticket, transaction_id, source) = (
             transaction.ticket,
+            transaction.events.id.clone(),
             SourcePosition {
                 commit_ts_us: transaction.events.commit_ts_us,
                 txid: Some(transaction.events.xid),
@@ -689,7 +692,10 @@ impl<'a> Session<'a> {
         let parsed = DdlMessage::parse(message.content)
             .and_then(|ddl| ddl.schema_change(&self.settings.filter, source));
         let change = match parsed {
-            Ok(Some(change)) => change,
+            Ok(Some(change)) => SchemaChange {
+                transaction_id: Some(transaction_id),
+                ..change
+            },
             Ok(None) => return Ok(()),
             Err(error) => {
                 tracing::warn!(%error, content = %String::from_utf8_lossy(message.content), "ignoring an unreadable DDL capture message");

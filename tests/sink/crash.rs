@@ -237,3 +237,101 @@ async fn kill_9_of_sink_and_source_applies_no_change_twice() {
     );
     assert_eq!(capture.stop(), 0);
 }
+
+/// A source run's first transaction carries, as the first element of `source.sequence`,
+/// where that run started streaming; an idle slot's confirmed position moves past the last
+/// commit's end, so the next run, replaying that transaction after a crash, may start further
+/// on and send it with a higher sequence. The sink places a change by its transaction's own
+/// commit LSN (`transaction.id`), which a replay does not move, so it skips the copy. The
+/// replay is made exact: the slot is put back (a copy taken before the transaction) and
+/// advanced past WAL of an unpublished table, to just before the transaction. A keyless table
+/// shows a transaction applied twice as extra rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_transaction_replayed_from_further_on_is_not_applied_again() {
+    let (mut capture, mut target) = super::one_partition_pipeline(
+        "CREATE SCHEMA l1; CREATE TABLE l1.nokey (v text); ALTER TABLE l1.nokey REPLICA IDENTITY FULL;
+         CREATE TABLE public.unpublished (v text);",
+        "",
+    )
+    .await;
+    target.start();
+    capture
+        .client
+        .batch_execute("INSERT INTO l1.nokey VALUES ('before')")
+        .await
+        .expect("first transaction");
+    target.settle_like_source(&capture, &["l1.nokey"]).await;
+    assert_eq!(capture.stop(), 0);
+
+    let slot = capture.names.slot.clone();
+    let backup = format!("{slot}_backup");
+    let sql = |text: &str| text.replace("$slot", &slot).replace("$backup", &backup);
+    capture
+        .client
+        .batch_execute(&sql(
+            "SELECT pg_copy_logical_replication_slot('$slot', '$backup');
+             INSERT INTO public.unpublished SELECT 'x' FROM generate_series(1, 100);",
+        ))
+        .await
+        .expect("copy the slot, write unpublished WAL");
+    let further_on = capture.current_wal_lsn().await;
+    capture
+        .client
+        .batch_execute("INSERT INTO l1.nokey VALUES ('t'), ('u'), ('t')")
+        .await
+        .expect("the transaction to replay");
+    let config = capture.config(
+        &["l1.*"],
+        "snapshot = \"never\"",
+        "[kafka.topic]\npartitions = 1",
+    );
+    capture.start(&config).await;
+    target.settle_like_source(&capture, &["l1.nokey"]).await;
+    assert_eq!(capture.stop(), 0);
+
+    capture
+        .client
+        .batch_execute(&sql(&format!(
+            "SELECT pg_drop_replication_slot('$slot');
+             SELECT pg_copy_logical_replication_slot('$backup', '$slot');
+             SELECT pg_drop_replication_slot('$backup');
+             SELECT pg_replication_slot_advance('$slot', '{}/{:X}'::pg_lsn);",
+            further_on >> 32,
+            further_on & 0xffff_ffff
+        )))
+        .await
+        .expect("put the slot back, to just before the transaction");
+    capture.start(&config).await;
+    let records = capture.read("l1.nokey", 7).await;
+    // The first element of each record's `source.sequence`: `before`, then the transaction
+    // as the second run sent it, then as the third.
+    let starts: Vec<u64> = records
+        .iter()
+        .map(|record| {
+            let sequence = record.value["source"]["sequence"].as_str().unwrap_or("");
+            sequence
+                .split('"')
+                .nth(1)
+                .and_then(|lsn| lsn.parse().ok())
+                .unwrap_or(0)
+        })
+        .collect();
+    assert_eq!(starts.len(), 7, "{records:?}");
+    assert!(
+        starts[1] < further_on && starts[4] == further_on,
+        "the replay does not start further on than the first copy: {starts:?}, {further_on}"
+    );
+    capture
+        .client
+        .batch_execute("INSERT INTO l1.nokey VALUES ('after')")
+        .await
+        .expect("a later transaction");
+    target.settle_like_source(&capture, &["l1.nokey"]).await;
+    assert_eq!(
+        target
+            .rows("SELECT string_agg(v, ',' ORDER BY v) FROM l1.nokey")
+            .await,
+        ["after,before,t,t,u"]
+    );
+    assert_eq!(capture.stop(), 0);
+}

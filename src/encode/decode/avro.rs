@@ -465,6 +465,7 @@ impl<'a> Reader<'a> {
         for step in steps {
             match step {
                 TransactionStep::Order => parts.order = Some(self.long()?),
+                TransactionStep::Id => parts.transaction_id = Some(Cow::Borrowed(self.str()?)),
                 TransactionStep::Skip(schema) => self.skip(schema)?,
             }
         }

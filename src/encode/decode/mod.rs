@@ -129,9 +129,15 @@ impl DecodeError {
     }
 }
 
-/// A record's position from its `source.sequence` and `source.lsn`, as data events carry them.
-pub fn source_position(sequence: Option<&str>, lsn: Option<i64>) -> Result<Position, DecodeError> {
-    plan::position(sequence, lsn)
+/// A record's position from its `source.sequence` and `source.lsn`, and its transaction's own
+/// commit LSN from `transaction_id` (`"<txid>:<commit lsn>"`) when it has one, as data events
+/// carry them.
+pub fn source_position(
+    sequence: Option<&str>,
+    lsn: Option<i64>,
+    transaction_id: Option<&str>,
+) -> Result<Position, DecodeError> {
+    plan::position(sequence, lsn, transaction_id)
 }
 
 /// Buffers reused across records.

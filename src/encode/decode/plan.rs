@@ -82,9 +82,11 @@ pub(super) enum Step {
     Skip(Schema),
 }
 
-/// One field of the `transaction` block: `data_collection_order` read, the rest skipped.
+/// One field of the `transaction` block: `id` and `data_collection_order` read, the rest
+/// skipped.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum TransactionStep {
+    Id,
     Order,
     Skip(Schema),
 }
@@ -111,6 +113,8 @@ pub(super) struct Parts<'a> {
     pub lsn: Option<i64>,
     /// `transaction.data_collection_order`.
     pub order: Option<i64>,
+    /// `transaction.id`, `"<txid>:<commit lsn>"`.
+    pub transaction_id: Option<Cow<'a, str>>,
 }
 
 /// Everything needed to decode the records of one (key schema, value schema) pair.
@@ -196,7 +200,12 @@ impl Plan {
                 image,
             });
         }
-        let mut position = position(parts.sequence.as_deref(), parts.lsn)?;
+        // A snapshot read belongs to no transaction: its sequence places it.
+        let transaction_id = match op {
+            SinkOp::Read => None,
+            _ => parts.transaction_id.as_deref(),
+        };
+        let mut position = position(parts.sequence.as_deref(), parts.lsn, transaction_id)?;
         if op == SinkOp::Read {
             // A snapshot row is the table's state as of its LSN (the slot's consistent point,
             // or an incremental snapshot's high watermark): before every change committed
@@ -531,6 +540,7 @@ fn transaction_step(schema: &Schema) -> Step {
         .iter()
         .map(|(name, schema)| match name.as_str() {
             "data_collection_order" if schema.kind == Kind::Long => TransactionStep::Order,
+            "id" if schema.kind == Kind::String => TransactionStep::Id,
             _ => TransactionStep::Skip(schema.clone()),
         })
         .collect();
@@ -568,9 +578,19 @@ fn names_from(record_name: &str) -> (String, String) {
     (schema.to_string(), table.to_string())
 }
 
-/// `source.sequence` (`["<commit lsn>","<lsn>"]`, elements possibly `null`), falling back to
-/// `source.lsn` for a missing change LSN and to the change LSN for a missing commit LSN.
-pub(super) fn position(sequence: Option<&str>, lsn: Option<i64>) -> Result<Position, DecodeError> {
+/// A change's position: its transaction's own commit LSN from `transaction_id`
+/// (`"<txid>:<commit lsn>"`) when there is one, else the first element of `source.sequence`
+/// (`["<previous commit's end>","<lsn>"]`, elements possibly `null`); then the change's LSN,
+/// falling back to `source.lsn`, and for a missing commit LSN to the change LSN.
+///
+/// The previous commit's end is where streaming started for a source run's first
+/// transaction, so a replay of that transaction by the next run would sort above its first
+/// copy; the own commit LSN does not move.
+pub(super) fn position(
+    sequence: Option<&str>,
+    lsn: Option<i64>,
+    transaction_id: Option<&str>,
+) -> Result<Position, DecodeError> {
     let lsn = lsn
         .map(|lsn| {
             u64::try_from(lsn).map_err(|_| DecodeError::Sequence {
@@ -585,11 +605,18 @@ pub(super) fn position(sequence: Option<&str>, lsn: Option<i64>) -> Result<Posit
         None => (None, None),
     };
     let change = change.or(lsn).or(commit).unwrap_or(0);
+    let commit = transaction_id.and_then(own_commit_lsn).or(commit);
     Ok(Position {
         commit_lsn: commit.unwrap_or(change),
         lsn: change,
         order: 0,
     })
+}
+
+/// The commit LSN of a `transaction.id` (`"<txid>:<commit lsn>"`, the LSN as a decimal
+/// number, as Debezium's PostgreSQL connector writes it).
+fn own_commit_lsn(id: &str) -> Option<u64> {
+    id.split_once(':')?.1.parse().ok()
 }
 
 fn parse_sequence(text: &str) -> Option<(Option<u64>, Option<u64>)> {
@@ -614,6 +641,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_transaction_id_gives_its_own_commit_lsn() {
+        assert_eq!(own_commit_lsn("731:37804480"), Some(37_804_480));
+        assert_eq!(own_commit_lsn("731"), None);
+        assert_eq!(own_commit_lsn("731:0/24B0A40"), None);
+    }
+
+    #[test]
     fn sequences_parse_with_fallbacks() {
         let at = |commit_lsn, lsn| Position {
             commit_lsn,
@@ -621,13 +655,34 @@ mod tests {
             order: 0,
         };
         assert_eq!(
-            position(Some(r#"["24023128","24023200"]"#), Some(1)).unwrap(),
+            position(Some(r#"["24023128","24023200"]"#), Some(1), None).unwrap(),
             at(24_023_128, 24_023_200)
         );
-        assert_eq!(position(Some(r#"[null,"7"]"#), None).unwrap(), at(7, 7));
-        assert_eq!(position(Some("[null,null]"), Some(9)).unwrap(), at(9, 9));
-        assert_eq!(position(None, Some(9)).unwrap(), at(9, 9));
-        assert_eq!(position(None, None).unwrap(), at(0, 0));
+        assert_eq!(
+            position(Some(r#"[null,"7"]"#), None, None).unwrap(),
+            at(7, 7)
+        );
+        assert_eq!(
+            position(Some("[null,null]"), Some(9), None).unwrap(),
+            at(9, 9)
+        );
+        assert_eq!(position(None, Some(9), None).unwrap(), at(9, 9));
+        assert_eq!(position(None, None, None).unwrap(), at(0, 0));
+        assert_eq!(
+            position(
+                Some(r#"["24023128","24023200"]"#),
+                None,
+                Some("771:24023300")
+            )
+            .unwrap(),
+            at(24_023_300, 24_023_200),
+            "the transaction's own commit LSN comes first"
+        );
+        assert_eq!(
+            position(Some(r#"["24023128","24023200"]"#), None, Some("771")).unwrap(),
+            at(24_023_128, 24_023_200),
+            "an id without an LSN leaves the sequence's"
+        );
         for bad in [
             "",
             "[]",
@@ -636,9 +691,9 @@ mod tests {
             r#"[1,2]"#,
             r#"["-1","2"]"#,
         ] {
-            assert!(position(Some(bad), None).is_err(), "{bad}");
+            assert!(position(Some(bad), None, None).is_err(), "{bad}");
         }
-        assert!(position(None, Some(-1)).is_err());
+        assert!(position(None, Some(-1), None).is_err());
     }
 
     #[test]

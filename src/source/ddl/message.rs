@@ -251,6 +251,7 @@ impl DdlMessage {
             table_description: after,
             previous,
             source,
+            transaction_id: None,
         }))
     }
 }

@@ -153,6 +153,7 @@ impl<'de> Visitor<'de> for EnvelopeSeed<'_> {
                 "transaction" => {
                     if let Some(block) = map.next_value::<Option<TransactionBlock>>()? {
                         parts.order = block.data_collection_order;
+                        parts.transaction_id = block.id.map(Cow::Owned);
                     }
                 }
                 _ => {
@@ -180,6 +181,8 @@ struct Source<'a> {
 /// The field of the `transaction` block the sink reads.
 #[derive(serde::Deserialize)]
 struct TransactionBlock {
+    #[serde(default)]
+    id: Option<String>,
     #[serde(default)]
     data_collection_order: Option<i64>,
 }

@@ -175,9 +175,10 @@ fn position() -> SourcePosition {
     }
 }
 
-/// The position of [`event`]'s events: `source.sequence`, then `data_collection_order`.
+/// The position of [`event`]'s events: the commit LSN of `transaction.id`, the change's
+/// LSN, then `data_collection_order`.
 const POSITION: Position = Position {
-    commit_lsn: 24_023_128,
+    commit_lsn: 24_023_300,
     lsn: 24_023_200,
     order: 2,
 };
@@ -195,7 +196,7 @@ fn event(
         after,
         source: position(),
         transaction: Some(TransactionBlock {
-            id: "771:24023128".to_string(),
+            id: "771:24023300".to_string(),
             total_order: 3,
             data_collection_order: 2,
         }),
@@ -307,10 +308,11 @@ async fn inserts_updates_and_reads_round_trip() {
         let read = harness.round_trip(&read).await;
         assert_eq!(read.op, SinkOp::Read);
         assert_eq!(read.after, Some(vec![text("2"), Cell::Null, text("0.01")]));
+        // A snapshot read is placed by source.sequence: it belongs to no transaction.
         let read_at = Position {
+            commit_lsn: 24_023_128,
             lsn: 0,
             order: 0,
-            ..POSITION
         };
         assert_eq!(read.position, read_at, "{format:?}");
     }
@@ -360,6 +362,7 @@ async fn truncates_and_keyless_tables_have_no_key() {
         assert_eq!(
             change.position,
             Position {
+                commit_lsn: 24_023_128,
                 order: 0,
                 ..POSITION
             }
@@ -466,6 +469,18 @@ async fn names_and_positions_come_from_the_source_block() {
         );
         insert.source.previous_commit = None;
         let change = harness.round_trip(&insert).await;
+        let mut without_transaction = insert.clone();
+        without_transaction.transaction = None;
+        let fallback = harness.round_trip(&without_transaction).await;
+        assert_eq!(
+            fallback.position,
+            Position {
+                commit_lsn: 24_023_200,
+                lsn: 24_023_200,
+                order: 0,
+            },
+            "without a transaction block, source.sequence (here without its first element)"
+        );
         assert_eq!(
             *change.table,
             SinkTable {
@@ -482,11 +497,32 @@ async fn names_and_positions_come_from_the_source_block() {
         assert_eq!(
             change.position,
             Position {
-                commit_lsn: 24_023_200,
+                commit_lsn: 24_023_300,
                 lsn: 24_023_200,
                 order: 2,
-            }
+            },
+            "the commit LSN of transaction.id"
         );
+    }
+}
+
+/// A source run's first transaction carries where streaming started as its previous commit:
+/// replayed by a later run, the same change comes with another `source.sequence`, and must
+/// still sit at the same position, or the sink would apply it again.
+#[tokio::test]
+async fn a_replayed_change_keeps_its_position_whatever_its_sequence() {
+    for format in FORMATS {
+        let mut harness = Harness::new(format).await;
+        let table = item_table();
+        let first = event(&table, Op::Create, None, Some(item_row(1, None, 1)));
+        let mut replayed = first.clone();
+        replayed.source.previous_commit = Some(Lsn(24_023_150));
+        let (first, replayed) = (
+            harness.round_trip(&first).await,
+            harness.round_trip(&replayed).await,
+        );
+        assert_eq!(first.position, POSITION, "{format:?}");
+        assert_eq!(replayed.position, POSITION, "{format:?}");
     }
 }
 
