@@ -76,6 +76,7 @@ impl Bed {
         let target_pg = cluster(&source_ns, &sink_ns).await;
         let host = source_ns.host_address.to_string();
         let broker = Broker::start_persistent_on(&host).await;
+        broker.index_record_headers();
         let registry = SchemaRegistry::start_on(&format!("{host}:0"))
             .map_err(|e| format!("start the registry on {host}: {e}"))?;
         let names = TestNames::new();
@@ -118,6 +119,12 @@ brokers = "{brokers}"
 topic_prefix = "{prefix}"
 format = "avro"
 
+# tansu stores records uncompressed and compresses a fetch's batch again, spending a fetch's
+# byte budget by the compressed size: with lz4 each fetch rescans the consumer's backlog many
+# times over (slow once the large transaction is in).
+[kafka.options]
+"compression.type" = "none"
+
 [schema_registry]
 url = "{registry}"
 
@@ -151,6 +158,8 @@ brokers = "{brokers}"
 
 [kafka.options]
 "group.instance.id" = "chaos-sink"
+# tansu's largest fetch: each one rescans the partition's backlog, so fewer, larger ones.
+"fetch.max.bytes" = "5242880"
 
 [schema_registry]
 url = "{registry}"
