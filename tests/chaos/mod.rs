@@ -40,6 +40,7 @@ struct Figures {
     injected: BTreeMap<Fault, usize>,
     longest_recovery: BTreeMap<Fault, Duration>,
     rows_written: i64,
+    schema_changes: i64,
     digests: Vec<(String, TableDigest)>,
     audit: checks::AuditFindings,
     flush_checked: usize,
@@ -57,15 +58,24 @@ impl Figures {
         self.digests.iter().map(|(_, d)| d.extra).sum()
     }
 
+    fn columns_differ(&self) -> usize {
+        self.digests
+            .iter()
+            .filter(|(_, d)| d.columns_differ.is_some())
+            .count()
+    }
+
     /// The README's table.
     fn table(&self) -> String {
         let mut text = format!(
-            "Seed {}, {} faults in {:.0?}, {} rows written, {} row changes applied.\n\n\
+            "Seed {}, {} faults in {:.0?}, {} rows written, {} schema changes, {} row changes \
+             applied.\n\n\
              | fault | injected | longest recovery |\n|---|---:|---:|\n",
             self.seed,
             self.injected.values().sum::<usize>(),
             self.elapsed,
             self.rows_written,
+            self.schema_changes,
             self.audit.applied
         );
         for (fault, count) in &self.injected {
@@ -80,6 +90,7 @@ impl Figures {
              | rows at the end, source / target | {} / {} |\n\
              | rows lost (source rows missing or different on the target) | {} |\n\
              | rows on the target that the source lacks | {} |\n\
+             | tables whose columns differ | {} |\n\
              | changes applied twice (audit) | {} |\n\
              | changes applied out of order / after their row's delete | {} / {} |\n\
              | snapshot re-reads applied (restarted or repeated snapshots) | {} |\n\
@@ -96,6 +107,7 @@ impl Figures {
                 .sum::<usize>(),
             self.lost(),
             self.extra(),
+            self.columns_differ(),
             self.audit.applied_twice,
             self.audit.out_of_order,
             self.audit.after_delete,
@@ -120,7 +132,7 @@ fn sampler(
         bed.names.slot.clone(),
     );
     let bootstrap = bed.broker.bootstrap();
-    let topics: Vec<String> = ["acct", "scratch", "nokey", "beat"]
+    let topics: Vec<String> = ["acct", "scratch", "nokey", "beat", "shape"]
         .iter()
         .map(|t| format!("{}.l1.{t}", bed.names.topic_prefix))
         .collect();
@@ -295,10 +307,9 @@ async fn invalidate_slot(bed: &mut Bed, state: &WriterState) -> (u64, u64) {
     (written, resumed)
 }
 
-/// Waits until the target's heartbeat reached the writer's, restarting processes that
-/// exited by themselves; returns how long that took.
-async fn recover(bed: &mut Bed, state: &WriterState, started: Instant) -> Duration {
-    let wanted = state.beat.load(Ordering::Relaxed);
+/// Waits until the target's heartbeat reached `wanted`, restarting processes that exited by
+/// themselves; returns how long that took.
+async fn recover(bed: &mut Bed, wanted: i64, started: Instant) -> Duration {
     loop {
         bed.supervise();
         if bed.target_beat().await.is_some_and(|n| n >= wanted) {
@@ -365,7 +376,10 @@ async fn run(plan: Plan) -> Figures {
         }
         eprintln!("chaos: fault {index}: {} (outage {outage:?})", fault.name());
         skip.extend(inject(&mut bed, &state, fault, outage).await);
-        let recovery = recover(&mut bed, &state, Instant::now()).await;
+        // A heartbeat committed after the fault ended: a restarted source cluster must take
+        // writes again, and the pipeline carry them.
+        let after_fault = state.beat.load(Ordering::Relaxed) + 1;
+        let recovery = recover(&mut bed, after_fault, Instant::now()).await;
         if fault == Fault::SlotInvalidated {
             state.no_removals.store(false, Ordering::Relaxed);
         }
@@ -378,11 +392,12 @@ async fn run(plan: Plan) -> Figures {
     }
     state.stop.store(true, Ordering::Relaxed);
     writer.await.expect("writer");
-    recover(&mut bed, &state, Instant::now()).await;
+    recover(&mut bed, state.beat.load(Ordering::Relaxed), Instant::now()).await;
     let verified = tokio::task::block_in_place(|| settle_verify(&mut bed));
     sampling.store(true, Ordering::Relaxed);
     let samples = samples.await.expect("sampler");
     figures.elapsed = run_started.elapsed();
+    figures.schema_changes = state.schema_changes.load(Ordering::Relaxed);
     figures.rows_written =
         plan.prefill_rows + plan.big_transaction_rows + state.changes.load(Ordering::Relaxed);
     for table in workload::TABLES {
@@ -396,7 +411,7 @@ async fn run(plan: Plan) -> Figures {
     );
     let changes: HashMap<String, Vec<checks::TopicChange>> =
         tokio::task::spawn_blocking(move || {
-            ["acct", "big", "scratch", "nokey", "beat"]
+            ["acct", "big", "scratch", "nokey", "beat", "shape"]
                 .iter()
                 .map(|t| {
                     (
@@ -410,7 +425,7 @@ async fn run(plan: Plan) -> Figures {
         .expect("topic reader");
     let keyed: HashMap<String, Vec<checks::TopicChange>> = changes
         .iter()
-        .filter(|(t, _)| matches!(t.as_str(), "acct" | "big" | "scratch"))
+        .filter(|(t, _)| matches!(t.as_str(), "acct" | "big" | "scratch" | "shape"))
         .map(|(t, c)| (t.clone(), c.clone()))
         .collect();
     figures.audit = checks::audit(&bed.target_client, &keyed).await;
@@ -479,6 +494,10 @@ fn assert_nothing_lost(figures: &Figures) {
         (
             figures.extra() == 0,
             format!("rows the source lacks: {:?}", figures.digests),
+        ),
+        (
+            figures.columns_differ() == 0,
+            format!("columns differ: {:?}", figures.digests),
         ),
         (
             figures.audit.applied_twice == 0

@@ -1,6 +1,7 @@
 //! The source's tables and the writer that changes them while faults hit: inserts, updates,
-//! deletes, primary-key changes, truncates, a keyless `REPLICA IDENTITY FULL` table, and a
-//! heartbeat row whose counter tells how far the target has caught up.
+//! deletes, primary-key changes, truncates, a keyless `REPLICA IDENTITY FULL` table, schema
+//! changes with rows of the same transaction before and after them, and a heartbeat row whose
+//! counter tells how far the target has caught up.
 //!
 //! Every keyed row carries `wal`, the source's WAL insert position when the row was written,
 //! set by a trigger: per row it rises with every change, so the target's audit can tell a
@@ -30,7 +31,10 @@ pub const SOURCE_SCHEMA: &str = "
     ALTER TABLE l1.nokey REPLICA IDENTITY FULL;
     CREATE TABLE l1.beat (id int PRIMARY KEY, n bigint NOT NULL);
     INSERT INTO l1.beat VALUES (1, 0);
+    CREATE TABLE l1.shape (id bigint PRIMARY KEY, v int NOT NULL, wal bigint NOT NULL);
     CREATE TABLE public.filler (x text);
+    CREATE TRIGGER stamp BEFORE INSERT OR UPDATE ON l1.shape FOR EACH ROW EXECUTE FUNCTION l1.stamp();
+    INSERT INTO l1.shape (id, v) SELECT g, 0 FROM generate_series(1, 200) g;
     CREATE TRIGGER stamp BEFORE INSERT OR UPDATE ON l1.acct FOR EACH ROW EXECUTE FUNCTION l1.stamp();
     CREATE TRIGGER stamp BEFORE INSERT OR UPDATE ON l1.big FOR EACH ROW EXECUTE FUNCTION l1.stamp();
     CREATE TRIGGER stamp BEFORE INSERT OR UPDATE ON l1.scratch FOR EACH ROW EXECUTE FUNCTION l1.stamp();";
@@ -44,6 +48,7 @@ pub const TARGET_SCHEMA: &str = "
     CREATE TABLE l1.scratch (id int PRIMARY KEY, v text, wal bigint NOT NULL);
     CREATE TABLE l1.nokey (a bigint, b text);
     CREATE TABLE l1.beat (id int PRIMARY KEY, n bigint NOT NULL);
+    CREATE TABLE l1.shape (id bigint PRIMARY KEY, v int NOT NULL, wal bigint NOT NULL);
     CREATE TABLE public.applied (seq bigserial PRIMARY KEY, tbl text NOT NULL, id bigint NOT NULL,
                                  op text NOT NULL, wal bigint NOT NULL);
     CREATE FUNCTION public.applied() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN
@@ -62,10 +67,21 @@ pub const TARGET_SCHEMA: &str = "
     CREATE TRIGGER applied AFTER INSERT OR UPDATE OR DELETE ON l1.acct FOR EACH ROW EXECUTE FUNCTION public.applied();
     CREATE TRIGGER applied AFTER INSERT OR UPDATE OR DELETE ON l1.big FOR EACH ROW EXECUTE FUNCTION public.applied();
     CREATE TRIGGER applied AFTER INSERT OR UPDATE OR DELETE ON l1.scratch FOR EACH ROW EXECUTE FUNCTION public.applied();
+    CREATE TRIGGER applied AFTER INSERT OR UPDATE OR DELETE ON l1.shape FOR EACH ROW EXECUTE FUNCTION public.applied();
     CREATE TRIGGER truncated AFTER TRUNCATE ON l1.scratch FOR EACH STATEMENT EXECUTE FUNCTION public.truncated();";
 
 /// The tables compared at the end.
-pub const TABLES: [&str; 5] = ["l1.acct", "l1.big", "l1.scratch", "l1.nokey", "l1.beat"];
+pub const TABLES: [&str; 6] = [
+    "l1.acct",
+    "l1.big",
+    "l1.scratch",
+    "l1.nokey",
+    "l1.beat",
+    "l1.shape",
+];
+
+/// Every this many rounds the writer changes `l1.shape`'s definition.
+const ROUNDS_PER_DDL: i64 = 25;
 
 /// Key changes move a row to an id above this, so new ids never meet old ones.
 const MOVED_IDS: i64 = 1_000_000_000;
@@ -81,14 +97,17 @@ pub struct Committed {
 #[derive(Default)]
 pub struct WriterState {
     pub stop: AtomicBool,
-    /// While set the writer neither deletes keyed rows nor changes their keys: a new snapshot
-    /// after a lost slot brings the rows there are, not the deletion of the others (a table
-    /// without a key is replaced whole, and a truncated one is refilled with the same keys).
+    /// While set the writer neither deletes keyed rows, nor changes their keys, nor changes
+    /// a table's definition: a new snapshot after a lost slot brings the rows there are, not
+    /// the deletion of the others (a table without a key is replaced whole, and a truncated
+    /// one is refilled with the same keys), nor the schema changes made meanwhile.
     pub no_removals: AtomicBool,
     /// The heartbeat's last committed value.
     pub beat: AtomicI64,
     /// Row changes committed (snapshot prefill and the large transaction not included).
     pub changes: AtomicI64,
+    /// Schema changes of `l1.shape` committed.
+    pub schema_changes: AtomicI64,
     /// Rounds that failed (the source cluster restarting) and were retried.
     pub failed_rounds: AtomicI64,
     pub committed: Mutex<Vec<Committed>>,
@@ -140,6 +159,76 @@ struct Rows {
     next_id: i64,
     next_moved: i64,
     next_a: i64,
+    shape: Shape,
+}
+
+/// `l1.shape`'s definition beyond `id`, `v` and `wal`, which its schema changes cycle
+/// through: a column added (`c<n>`), renamed (`r<n>`), then dropped along with a change of
+/// `v`'s type between `int` and `bigint`.
+#[derive(Default)]
+struct Shape {
+    extra: Option<String>,
+    v_bigint: bool,
+}
+
+impl Shape {
+    async fn read(client: &Client) -> Result<Shape, tokio_postgres::Error> {
+        let mut shape = Shape::default();
+        for row in client
+            .query(
+                "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute
+                 WHERE attrelid = 'l1.shape'::regclass AND attnum > 0 AND NOT attisdropped",
+                &[],
+            )
+            .await?
+        {
+            let (name, kind): (String, String) = (row.get(0), row.get(1));
+            match name.as_str() {
+                "v" => shape.v_bigint = kind == "bigint",
+                "id" | "wal" => {}
+                _ => shape.extra = Some(name),
+            }
+        }
+        Ok(shape)
+    }
+
+    /// The next schema change, between an upsert of one row and an update of another that
+    /// uses the new definition, all in the round's transaction; changes the picture as if it
+    /// commits.
+    fn change(&mut self, rng: &mut StdRng, round: i64, sql: &mut String) -> i64 {
+        let (before, after) = (rng.random_range(1..=200), rng.random_range(1..=200));
+        sql.push_str(&format!(
+            "INSERT INTO l1.shape (id, v) VALUES ({before}, {round}) ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v;"
+        ));
+        let (ddl, update) = match self.extra.take() {
+            None => {
+                let added = format!("c{round}");
+                let ddl = format!("ADD COLUMN {added} text DEFAULT 'd{round}'");
+                let update = format!("{added} = 'u{round}'");
+                self.extra = Some(added);
+                (ddl, update)
+            }
+            Some(added) if added.starts_with('c') => {
+                let renamed = added.replacen('c', "r", 1);
+                let ddl = format!("RENAME COLUMN {added} TO {renamed}");
+                let update = format!("{renamed} = 'u{round}'");
+                self.extra = Some(renamed);
+                (ddl, update)
+            }
+            Some(renamed) => {
+                self.v_bigint = !self.v_bigint;
+                let kind = if self.v_bigint { "bigint" } else { "int" };
+                (
+                    format!("DROP COLUMN {renamed}, ALTER COLUMN v TYPE {kind}"),
+                    "v = v + 1".to_owned(),
+                )
+            }
+        };
+        sql.push_str(&format!(
+            "ALTER TABLE l1.shape {ddl}; UPDATE l1.shape SET {update} WHERE id = {after};"
+        ));
+        2
+    }
 }
 
 impl Rows {
@@ -150,6 +239,7 @@ impl Rows {
             next_id: 1,
             next_moved: MOVED_IDS,
             next_a: 1,
+            shape: Shape::default(),
         }
     }
 
@@ -159,12 +249,13 @@ impl Rows {
         };
         self.acct = ids(client.query("SELECT id FROM l1.acct", &[]).await?);
         self.nokey = ids(client.query("SELECT a FROM l1.nokey", &[]).await?);
+        self.shape = Shape::read(client).await?;
         Ok(())
     }
 
-    /// One transaction's statements, and how many row changes they make. Changes the
-    /// picture as if it commits.
-    fn round(&mut self, rng: &mut StdRng, round: i64, removals: bool) -> (String, i64) {
+    /// One transaction's statements, how many row changes they make, and whether they change
+    /// a table's definition. Changes the picture as if it commits.
+    fn round(&mut self, rng: &mut StdRng, round: i64, removals: bool) -> (String, i64, bool) {
         let mut sql = String::new();
         let mut changes = 0;
         let inserts = rng.random_range(5..=25);
@@ -206,6 +297,15 @@ impl Rows {
             changes += 1;
         }
         changes += self.removals(rng, &mut sql, removals);
+        // A new snapshot after a lost slot cannot bring a schema change made in the gap.
+        let schema_change = removals && round % ROUNDS_PER_DDL == 0;
+        if schema_change {
+            changes += self.shape.change(rng, round, &mut sql);
+        } else {
+            let id = rng.random_range(1..=200);
+            sql.push_str(&format!("UPDATE l1.shape SET v = v + 1 WHERE id = {id};"));
+            changes += 1;
+        }
         if round % 40 == 0 {
             sql.push_str(&format!(
                 "TRUNCATE l1.scratch; INSERT INTO l1.scratch (id, v) SELECT g, 'r{round}' FROM generate_series(1, 30) g;"
@@ -218,7 +318,7 @@ impl Rows {
             ));
             changes += 1;
         }
-        (sql, changes)
+        (sql, changes, schema_change)
     }
 
     /// A keyless delete, and with `keyed` deletes and a key change.
@@ -285,11 +385,14 @@ pub fn writer(url: String, mut rng: StdRng, state: Arc<WriterState>) -> JoinHand
             let client = session.as_mut().expect("connected");
             round += 1;
             let removals = !state.no_removals.load(Ordering::Relaxed);
-            let (sql, changes) = rows.round(&mut rng, round, removals);
+            let (sql, changes, schema_change) = rows.round(&mut rng, round, removals);
             match commit_round(client, &sql, round).await {
                 Ok(committed) => {
                     state.committed.lock().unwrap().push(committed);
                     state.changes.fetch_add(changes + 1, Ordering::Relaxed);
+                    state
+                        .schema_changes
+                        .fetch_add(i64::from(schema_change), Ordering::Relaxed);
                     state.beat.store(round, Ordering::Relaxed);
                 }
                 Err(_) => {
