@@ -12,6 +12,7 @@
 //! acknowledgements leave time to kill the source midway.
 
 mod incremental;
+mod locks;
 mod modes;
 
 use std::collections::{BTreeMap, HashMap};

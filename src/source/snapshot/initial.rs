@@ -10,7 +10,7 @@
 //! of seconds an `initial-progress/<slot>` record says where each table's unacknowledged
 //! rows start. A source stopped in the middle resumes from there (see [`resume_points`]).
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -20,8 +20,10 @@ use tokio::sync::watch;
 use tokio_postgres::Client;
 
 use super::copy_text::split_row;
+use super::locks::{lock_shared, Handover};
 use super::markers::Markers;
 use super::plan::{chunk_copy, plan_chunks, table_size, ChunkRange};
+use super::stages::{lap, ChunkClock, Stages};
 use super::state::{initial_progress_key, InitialProgressRecord, Resume, TableProgress};
 use super::SnapshotError;
 use crate::config::TableFilter;
@@ -98,54 +100,16 @@ struct Job<'a> {
     shutdown: watch::Receiver<bool>,
     /// Set by the first worker that fails, so that the others stop too.
     failed: AtomicBool,
+    /// Chunks the other workers could not lock, for the first worker.
+    handover: Handover,
     slot: &'a str,
     offsets_topic: &'a str,
     /// Where the workers' time goes.
     stages: Stages,
 }
 
-/// Nanoseconds the workers spent, summed over them, per stage.
-#[derive(Default)]
-struct Stages {
-    /// Waiting for the server's rows.
-    read: AtomicU64,
-    /// Parsing rows and encoding records.
-    encode: AtomicU64,
-    /// Handing records to the producer, waiting while its queue is full.
-    produce: AtomicU64,
-}
-
-impl Stages {
-    /// Adds a chunk's figures.
-    fn add(&self, chunk: &ChunkClock) {
-        self.read.fetch_add(chunk.read, Ordering::Relaxed);
-        self.encode.fetch_add(chunk.encode, Ordering::Relaxed);
-        self.produce.fetch_add(chunk.produce, Ordering::Relaxed);
-    }
-
-    fn seconds(stage: &AtomicU64) -> String {
-        format!("{:.1}", stage.load(Ordering::Relaxed) as f64 / 1e9)
-    }
-}
-
-/// One worker's nanoseconds per stage while it reads a chunk, added to [`Stages`] once the
-/// chunk is done, so rows touch no memory the workers share.
-#[derive(Default)]
-struct ChunkClock {
-    read: u64,
-    encode: u64,
-    produce: u64,
-}
-
 /// How long a question about a topic may take before the snapshot fails (and is retried).
 const TOPIC_QUERY: Duration = Duration::from_secs(30);
-
-/// Adds the time since `since` to `stage`; returns now.
-fn lap(stage: &mut u64, since: Instant) -> Instant {
-    let now = Instant::now();
-    *stage += u64::try_from(now.duration_since(since).as_nanos()).unwrap_or(u64::MAX);
-    now
-}
 
 impl InitialSnapshot<'_> {
     /// Reads every table and returns once every row was acknowledged by the broker; returns
@@ -189,6 +153,7 @@ impl InitialSnapshot<'_> {
             },
             shutdown: self.shutdown.clone(),
             failed: AtomicBool::new(false),
+            handover: Handover::new(clients.len() - 1),
             slot: self.slot,
             offsets_topic: self.offsets_topic,
             stages: Stages::default(),
@@ -301,6 +266,7 @@ impl InitialSnapshot<'_> {
         for (schema, table) in self.tables {
             let relation = relation_from_catalog(client, schema, table).await?;
             let entry = describe_relation(client, &relation, self.filter).await?;
+            lock_shared(client, &entry.schema).await?;
             encoder.register_table(&entry.schema).await?;
             producer.ensure_topic(&encoder.topic(&entry.schema)).await?;
             let size = table_size(client, &entry.schema).await?;
@@ -350,11 +316,14 @@ impl Job<'_> {
     /// Runs one worker per client, each on a thread of its own driving its reads on the
     /// runtime, logs and records progress meanwhile, and returns the first worker's error.
     fn run_workers(&self, clients: &[Client], started: Instant) -> Result<(), SnapshotError> {
-        let runtime = tokio::runtime::Handle::current();
+        let runtime = &tokio::runtime::Handle::current();
         std::thread::scope(|scope| {
             let workers: Vec<_> = clients
                 .iter()
-                .map(|client| scope.spawn(|| runtime.block_on(self.worker(client))))
+                .enumerate()
+                .map(|(index, client)| {
+                    scope.spawn(move || runtime.block_on(self.worker(client, index)))
+                })
                 .collect();
             let (mut logged, mut recorded) = (Instant::now(), Instant::now());
             let mut recorded_chunks = 0;
@@ -378,20 +347,53 @@ impl Job<'_> {
         })
     }
 
-    async fn worker(&self, client: &Client) -> Result<(), SnapshotError> {
-        let result = self.read_chunks(client).await;
+    /// The first worker (`index` 0, the one that planned and locked every table) or another.
+    async fn worker(&self, client: &Client, index: usize) -> Result<(), SnapshotError> {
+        let result = if index == 0 {
+            self.read_chunks_holding_locks(client).await
+        } else {
+            let result = self.read_chunks(client).await;
+            self.handover.helper_finished();
+            result
+        };
         if result.is_err() {
             self.failed.store(true, Ordering::Relaxed);
         }
         result
     }
 
+    /// The first worker: chunks handed over first, then the next ones, until the other
+    /// workers ended and handed over nothing more.
+    async fn read_chunks_holding_locks(&self, client: &Client) -> Result<(), SnapshotError> {
+        while !self.failed.load(Ordering::Relaxed) {
+            if let Some((number, ticket)) = self.handover.take().or_else(|| self.take_chunk()) {
+                self.read_chunk(client, number, ticket).await?;
+            } else if self.handover.settled() {
+                return Ok(());
+            } else {
+                tokio::time::sleep(WORKERS_POLL).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Another worker: the next chunks, each only when its table's lock comes without
+    /// waiting (see [`super::locks`]).
     async fn read_chunks(&self, client: &Client) -> Result<(), SnapshotError> {
+        let mut locked = HashSet::new();
         while !self.failed.load(Ordering::Relaxed) {
             let Some((number, ticket)) = self.take_chunk() else {
                 return Ok(());
             };
-            self.read_chunk(client, number, ticket).await?;
+            let table = self.plan[number].0;
+            let lockable = (table, self.tables[table].schema.as_ref());
+            if self
+                .handover
+                .may_read(client, &mut locked, lockable, (number, ticket))
+                .await?
+            {
+                self.read_chunk(client, number, ticket).await?;
+            }
         }
         Ok(())
     }

@@ -16,10 +16,12 @@
 pub mod copy_text;
 pub mod incremental;
 pub mod initial;
+mod locks;
 pub mod markers;
 pub mod plan;
 pub mod resume;
 pub mod signal;
+mod stages;
 pub mod state;
 pub mod visibility;
 
