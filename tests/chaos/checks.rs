@@ -9,6 +9,7 @@ use tokio_postgres::Client;
 
 use super::workload::Committed;
 use crate::support::kafka::{metadata_client, watermarks};
+use crate::support::postgres::table_columns;
 use crate::support::{decode_avro, read_topic};
 
 /// Rows of one table: how many each side has, and how many differ.
@@ -20,22 +21,9 @@ pub struct TableDigest {
     pub lost: usize,
     /// Target rows the source lacks.
     pub extra: usize,
-    /// The columns (`name type`, in order) of the source and the target when they differ.
+    /// The columns (`name type [not null] [default]`, in order) of the source and the target
+    /// when they differ.
     pub columns_differ: Option<(Vec<String>, Vec<String>)>,
-}
-
-async fn columns(client: &Client, table: &str) -> Vec<String> {
-    client
-        .query(
-            "SELECT attname || ' ' || format_type(atttypid, atttypmod) FROM pg_attribute
-             WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
-            &[&table],
-        )
-        .await
-        .unwrap_or_else(|e| panic!("columns of {table}: {e}"))
-        .iter()
-        .map(|row| row.get(0))
-        .collect()
 }
 
 async fn row_hashes(client: &Client, table: &str) -> BTreeMap<String, usize> {
@@ -53,7 +41,10 @@ async fn row_hashes(client: &Client, table: &str) -> BTreeMap<String, usize> {
 /// Compares `table`'s columns and its rows (as multisets of the rows' text, so a keyless
 /// table's duplicates count), independently of `cdc-sink verify`.
 pub async fn digest(source: &Client, target: &Client, table: &str) -> TableDigest {
-    let definitions = (columns(source, table).await, columns(target, table).await);
+    let definitions = (
+        table_columns(source, table).await,
+        table_columns(target, table).await,
+    );
     let (ours, theirs) = (
         row_hashes(source, table).await,
         row_hashes(target, table).await,

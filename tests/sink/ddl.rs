@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
-use tokio_postgres::Client;
 
 use super::target::Target;
 use crate::support::capture::Capture;
-use crate::support::postgres::REPLICATOR;
+use crate::support::postgres::{table_columns, REPLICATOR};
 use crate::support::process::CdcProcess;
 use crate::support::registry::{shared_registry, Compatibility};
 
@@ -48,24 +47,6 @@ async fn ddl_pipeline(schema_sql: &str, extra_apply: &str) -> (Capture<'static>,
     capture.start(&config).await;
     let target = Target::new(&capture, extra_apply).await;
     (capture, target, config)
-}
-
-/// A table's columns as `name type [not null] [default]`, in order.
-async fn columns(client: &Client, table: &str) -> Vec<String> {
-    client
-        .query(
-            "SELECT attname || ' ' || format_type(atttypid, atttypmod)
-                    || CASE WHEN attnotnull THEN ' not null' ELSE '' END
-                    || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
-             FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-             WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
-            &[&table],
-        )
-        .await
-        .unwrap_or_else(|e| panic!("columns of {table}: {e}"))
-        .iter()
-        .map(|row| row.get(0))
-        .collect()
 }
 
 /// Inserts, updates and deletes rows of `l1.people` through columns no DDL touches, until
@@ -151,8 +132,8 @@ async fn every_ddl_kind_under_a_writer_is_replayed_in_order() {
         .await;
     for table in ["l1.people", "l1.extra_renamed"] {
         assert_eq!(
-            columns(&target.client, table).await,
-            columns(&capture.client, table).await,
+            table_columns(&target.client, table).await,
+            table_columns(&capture.client, table).await,
             "{table}'s columns"
         );
     }
@@ -231,8 +212,8 @@ async fn rows_around_a_ddl_are_applied_against_their_own_shape() {
         ]
     );
     assert_eq!(
-        columns(&target.client, "l1.t").await,
-        columns(&capture.client, "l1.t").await
+        table_columns(&target.client, "l1.t").await,
+        table_columns(&capture.client, "l1.t").await
     );
     assert_eq!(capture.stop(), 0);
 }
@@ -274,8 +255,8 @@ async fn kill_9_during_a_migration_loses_nothing() {
         .await;
     for table in ["l1.people", "l1.extra_renamed"] {
         assert_eq!(
-            columns(&target.client, table).await,
-            columns(&capture.client, table).await,
+            table_columns(&target.client, table).await,
+            table_columns(&capture.client, table).await,
             "{table}'s columns; the last sink's log:\n{}",
             target
                 .sink

@@ -406,6 +406,24 @@ pub async fn invalidate_slot(client: &Client, slot: &str, filler_table: &str) {
     }
 }
 
+/// A table's columns as `name type [not null] [default]`, in order.
+pub async fn table_columns(client: &Client, table: &str) -> Vec<String> {
+    client
+        .query(
+            "SELECT attname || ' ' || format_type(atttypid, atttypmod)
+                    || CASE WHEN attnotnull THEN ' not null' ELSE '' END
+                    || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
+             FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+             WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            &[&table],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("columns of {table}: {e}"))
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
 /// One cluster per test process for the tests that never stop or restart it. Isolate tests
 /// with [`fresh_database`] / [`TestNames`]; the testbed watchdog stops it after the run.
 pub async fn shared_pg() -> &'static PgCluster {
