@@ -16,15 +16,17 @@ pg_bindir() {
 
 # The harness runs initdb/pg_ctl through runuser (util-linux), signals with kill (procps)
 # and makes TLS material with openssl; the fault-injection run indexes tansu's SQLite file
-# with sqlite3.
+# with sqlite3 and cuts connections with ip (iproute2) and iptables.
 if [ -z "$(pg_bindir)" ] || [ ! -x "$(pg_bindir)/initdb" ] || ! command -v pg_recvlogical >/dev/null \
     || [ ! -x /bin/kill ] || ! command -v openssl >/dev/null || ! command -v runuser >/dev/null \
-    || ! command -v sqlite3 >/dev/null; then
+    || ! command -v sqlite3 >/dev/null || ! command -v ip >/dev/null \
+    || ! command -v iptables >/dev/null; then
     echo "install-testbed: installing PostgreSQL and tools from Debian's packages"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends \
-        postgresql postgresql-contrib procps openssl util-linux sqlite3 >/dev/null
+        postgresql postgresql-contrib procps openssl util-linux sqlite3 iproute2 iptables \
+        >/dev/null
 fi
 # Debian's package starts a default cluster; the tests create their own and do not need it.
 if command -v pg_lsclusters >/dev/null; then

@@ -85,7 +85,8 @@ impl Namespace {
                 .expect("run iptables");
             assert!(
                 out.status.success(),
-                "iptables {action} {chain} {direction} {port} in {}: {}",
+                "iptables {action} {chain} {direction} {port} in {}: {} \
+                 (scripts/install-testbed.sh installs iptables)",
                 self.name,
                 String::from_utf8_lossy(&out.stderr)
             );
