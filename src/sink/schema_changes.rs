@@ -388,6 +388,15 @@ impl PendingChange {
             .unwrap_or_default()
     }
 
+    /// Where the record's last change sits in the source stream (none: first).
+    pub fn last_position(&self) -> Position {
+        self.changes
+            .iter()
+            .map(|change| change.position)
+            .max()
+            .unwrap_or_default()
+    }
+
     /// Whether a data record at `position` on `topic` was written after this change.
     pub fn precedes(&self, topic: &str, position: Position) -> bool {
         self.blocks.iter().any(|t| t == topic)
@@ -404,6 +413,32 @@ impl PendingChange {
             let next = stored.get(partition).map_or(*low, |p| p.next_offset);
             next >= *high || self.met_after.get(partition).is_some_and(|at| next >= *at)
         })
+    }
+}
+
+/// Marks each of `read` (in offset order per partition) that only repeats changes its partition
+/// brought before it, `before` telling where a partition stood before this read (applied or
+/// queued): a source restarted before it confirmed them publishes them again. Such a copy
+/// waits for no record and holds none back. It is queued after the originals it repeats (see
+/// [`in_source_order`]), so that by its turn they are applied and applying it only stores its
+/// offset; holding rows back for it instead would hold a row written between two changes for
+/// the copy of the first while the second, queued ahead of the copy, waits for that row.
+pub fn mark_replays(read: &mut [PendingChange], before: impl Fn(&Partition) -> Position) {
+    let mut reached: HashMap<Partition, Position> = HashMap::new();
+    for pending in read
+        .iter_mut()
+        .filter(|pending| !pending.changes.is_empty())
+    {
+        let partition = (pending.record.topic.clone(), pending.record.partition);
+        let high = reached
+            .entry(partition)
+            .or_insert_with_key(|partition| before(partition));
+        let last = pending.last_position();
+        if last <= *high {
+            pending.waits_for.clear();
+            pending.blocks.clear();
+        }
+        *high = (*high).max(last);
     }
 }
 
@@ -598,5 +633,63 @@ mod tests {
         // Retention removed partition 0's records: its low watermark counts as applied.
         pending.watermarks = Some(HashMap::from([(at(0), (10, 10)), (at(1), (0, 5))]));
         assert!(pending.caught_up(&stored(&[(1, 5)])));
+    }
+
+    #[test]
+    fn a_change_published_again_holds_no_row_back_and_waits_for_none() {
+        let at = |lsn: u64| Position {
+            commit_lsn: lsn,
+            lsn,
+            order: 0,
+        };
+        let pending = |partition: i32, offset: i64, lsn: u64| {
+            let alter = TableChange {
+                prefix: "p".into(),
+                schema: "l1".into(),
+                table: "t".into(),
+                kind: TableChangeKind::Alter,
+                position: at(lsn),
+                ddl: None,
+                description: None,
+                previous: None,
+            };
+            let record = ConsumedRecord {
+                topic: "p.schema_changes".into(),
+                partition,
+                offset,
+                key: None,
+                value: None,
+            };
+            PendingChange::new(record, vec![alter], |topic| topic == "p.l1.t")
+        };
+        // Applied up to 100 on partition 0; the source then sent 200 and 300, and again from
+        // 200 (a replay) before 400. Partition 1 is on its own.
+        let mut read = vec![
+            pending(0, 1, 200),
+            pending(0, 2, 300),
+            pending(0, 3, 200),
+            pending(0, 4, 300),
+            pending(0, 5, 400),
+            pending(1, 0, 150),
+        ];
+        mark_replays(&mut read, |partition| {
+            if partition.1 == 0 {
+                at(100)
+            } else {
+                Position::default()
+            }
+        });
+        let replayed: Vec<bool> = read.iter().map(|p| p.blocks.is_empty()).collect();
+        assert_eq!(replayed, [false, false, true, true, false, false]);
+        assert!(read[3].waits_for.is_empty());
+        // A row written between 200 and 300 waits for the first 200 only, not its copy.
+        let between = at(250);
+        assert!(read[0].precedes("p.l1.t", between));
+        assert!(!read[2].precedes("p.l1.t", between));
+
+        // Where the partition stood counts: 300 applied before this read.
+        let mut read = vec![pending(0, 6, 300), pending(0, 7, 400)];
+        mark_replays(&mut read, |_| at(300));
+        assert!(read[0].blocks.is_empty() && !read[1].blocks.is_empty());
     }
 }

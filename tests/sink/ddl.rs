@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use super::target::Target;
-use crate::support::capture::Capture;
+use crate::support::capture::{eventually, Capture};
 use crate::support::postgres::{table_columns, REPLICATOR};
 use crate::support::process::CdcProcess;
 use crate::support::registry::{shared_registry, Compatibility};
@@ -266,4 +266,97 @@ async fn kill_9_during_a_migration_loses_nothing() {
         );
     }
     assert_eq!(capture.stop(), 0);
+}
+
+/// The source publishes schema changes and their rows again (its slot put back, as when it
+/// crashed before confirming them) before the sink applied the first copies: each change is
+/// applied once and no row waits for a copy. Found by the fault-injection run: a row written
+/// between two changes waited for the first change's copy, queued behind the second change,
+/// which waited for that row; the table's topic stalled for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_changes_published_twice_before_the_sink_applies_them_hold_no_row_back() {
+    let (mut capture, mut target, config) = ddl_pipeline(
+        "CREATE SCHEMA l1; CREATE TABLE l1.t (id int PRIMARY KEY, v text, n int);
+         INSERT INTO l1.t VALUES (1, 'first', 1), (2, 'second', 2);",
+        "",
+    )
+    .await;
+    assert_eq!(capture.read("l1.t", 2).await.len(), 2, "the snapshot");
+    assert_eq!(capture.stop(), 0);
+    let slot = capture.names.slot.clone();
+    let backup = format!("{slot}_backup");
+    let sql = |text: &str| text.replace("$slot", &slot).replace("$backup", &backup);
+    capture
+        .client
+        .batch_execute(&sql(
+            "SELECT pg_copy_logical_replication_slot('$slot', '$backup')",
+        ))
+        .await
+        .expect("copy the slot");
+    capture
+        .client
+        .batch_execute(
+            "BEGIN;
+             UPDATE l1.t SET v = 'before add' WHERE id = 1;
+             ALTER TABLE l1.t ADD COLUMN c text DEFAULT 'd';
+             UPDATE l1.t SET c = 'after add' WHERE id = 1;
+             COMMIT;
+             BEGIN;
+             UPDATE l1.t SET v = 'before rename' WHERE id = 2;
+             ALTER TABLE l1.t RENAME COLUMN c TO r;
+             UPDATE l1.t SET r = 'after rename' WHERE id = 2;
+             COMMIT;
+             BEGIN;
+             UPDATE l1.t SET n = 10 WHERE id = 1;
+             ALTER TABLE l1.t DROP COLUMN v, ALTER COLUMN n TYPE bigint;
+             UPDATE l1.t SET n = 5000000000 WHERE id = 1;
+             COMMIT;",
+        )
+        .await
+        .expect("three transactions with a DDL between rows");
+    let written = capture.current_wal_lsn().await;
+    capture.start(&config).await;
+    confirmed_up_to(&capture, written).await;
+    assert_eq!(capture.stop(), 0);
+    capture
+        .client
+        .batch_execute(&sql("SELECT pg_drop_replication_slot('$slot');
+             SELECT pg_copy_logical_replication_slot('$backup', '$slot');
+             SELECT pg_drop_replication_slot('$backup');"))
+        .await
+        .expect("put the slot back, to before the three transactions");
+    capture.start(&config).await;
+    confirmed_up_to(&capture, written).await;
+    assert_eq!(
+        capture.read("l1.t", 2 + 6 * 2).await.len(),
+        2 + 6 * 2,
+        "the snapshot, then the six rows twice"
+    );
+
+    target.start();
+    target.settle_like_source(&capture, &["l1.t"]).await;
+    assert_eq!(
+        table_columns(&target.client, "l1.t").await,
+        table_columns(&capture.client, "l1.t").await
+    );
+    assert_eq!(
+        target
+            .rows("SELECT format('%s %s %s', id, n, r) FROM l1.t ORDER BY id")
+            .await,
+        ["1 5000000000 after add", "2 2 after rename"]
+    );
+    assert_eq!(capture.stop(), 0);
+}
+
+/// Waits until the running source confirmed `lsn`: everything before it is on the broker.
+async fn confirmed_up_to(capture: &Capture<'_>, lsn: u64) {
+    let confirmed = eventually(Duration::from_secs(60), || async {
+        capture.confirmed_flush().await >= lsn
+    })
+    .await;
+    assert!(
+        confirmed,
+        "the source did not confirm {lsn}:\n{}",
+        capture.source_log()
+    );
 }

@@ -145,6 +145,21 @@ impl Session<'_> {
                 }
             }
         }
+        let queued = &self.pending_changes;
+        let applied = &self.applied;
+        schema_changes::mark_replays(&mut read_now, |partition| {
+            queued
+                .iter()
+                .filter(|p| p.record.topic == partition.0 && p.record.partition == partition.1)
+                .map(PendingChange::last_position)
+                .fold(
+                    applied
+                        .get(partition)
+                        .map(|p| p.position)
+                        .unwrap_or_default(),
+                    Ord::max,
+                )
+        });
         // The changes of different tables are on different partitions, read in no particular
         // order; the source published them one at a time, each acknowledged before the next,
         // so everything read now follows what was read before, and ordering them by position
