@@ -263,17 +263,12 @@ async fn a_first_transaction_replayed_from_further_on_is_not_applied_again() {
     target.settle_like_source(&capture, &["l1.nokey"]).await;
     assert_eq!(capture.stop(), 0);
 
-    let slot = capture.names.slot.clone();
-    let backup = format!("{slot}_backup");
-    let sql = |text: &str| text.replace("$slot", &slot).replace("$backup", &backup);
+    capture.back_up_slot().await;
     capture
         .client
-        .batch_execute(&sql(
-            "SELECT pg_copy_logical_replication_slot('$slot', '$backup');
-             INSERT INTO public.unpublished SELECT 'x' FROM generate_series(1, 100);",
-        ))
+        .batch_execute("INSERT INTO public.unpublished SELECT 'x' FROM generate_series(1, 100)")
         .await
-        .expect("copy the slot, write unpublished WAL");
+        .expect("write unpublished WAL");
     let further_on = capture.current_wal_lsn().await;
     capture
         .client
@@ -289,18 +284,8 @@ async fn a_first_transaction_replayed_from_further_on_is_not_applied_again() {
     target.settle_like_source(&capture, &["l1.nokey"]).await;
     assert_eq!(capture.stop(), 0);
 
-    capture
-        .client
-        .batch_execute(&sql(&format!(
-            "SELECT pg_drop_replication_slot('$slot');
-             SELECT pg_copy_logical_replication_slot('$backup', '$slot');
-             SELECT pg_drop_replication_slot('$backup');
-             SELECT pg_replication_slot_advance('$slot', '{}/{:X}'::pg_lsn);",
-            further_on >> 32,
-            further_on & 0xffff_ffff
-        )))
-        .await
-        .expect("put the slot back, to just before the transaction");
+    // Put back, to just before the transaction.
+    capture.restore_slot(Some(further_on)).await;
     capture.start(&config).await;
     let records = capture.read("l1.nokey", 7).await;
     // The first element of each record's `source.sequence`: `before`, then the transaction

@@ -154,18 +154,17 @@ async fn every_ddl_kind_under_a_writer_is_replayed_in_order() {
     assert_eq!(capture.stop(), 0);
 }
 
+/// `l1.t` with two rows.
+const TWO_ROWS: &str = "CREATE SCHEMA l1; CREATE TABLE l1.t (id int PRIMARY KEY, v text, n int);
+    INSERT INTO l1.t VALUES (1, 'first', 1), (2, 'second', 2);";
+
 /// A DDL inside a transaction and between two rows of one key: each row is applied against
 /// the shape it was written in. An audit trigger on the target records every applied row;
 /// each key's rows are in order (keys in different partitions may be applied by different
 /// connections, so there is no order across keys).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_around_a_ddl_are_applied_against_their_own_shape() {
-    let (mut capture, mut target, _) = ddl_pipeline(
-        "CREATE SCHEMA l1; CREATE TABLE l1.t (id int PRIMARY KEY, v text, n int);
-         INSERT INTO l1.t VALUES (1, 'first', 1), (2, 'second', 2);",
-        "",
-    )
-    .await;
+    let (mut capture, mut target, _) = ddl_pipeline(TWO_ROWS, "").await;
     target.start();
     target.settle(&["l1.t -> l1.t: ok (2 rows)"]);
     target
@@ -275,24 +274,10 @@ async fn kill_9_during_a_migration_loses_nothing() {
 /// which waited for that row; the table's topic stalled for good.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_changes_published_twice_before_the_sink_applies_them_hold_no_row_back() {
-    let (mut capture, mut target, config) = ddl_pipeline(
-        "CREATE SCHEMA l1; CREATE TABLE l1.t (id int PRIMARY KEY, v text, n int);
-         INSERT INTO l1.t VALUES (1, 'first', 1), (2, 'second', 2);",
-        "",
-    )
-    .await;
+    let (mut capture, mut target, config) = ddl_pipeline(TWO_ROWS, "").await;
     assert_eq!(capture.read("l1.t", 2).await.len(), 2, "the snapshot");
     assert_eq!(capture.stop(), 0);
-    let slot = capture.names.slot.clone();
-    let backup = format!("{slot}_backup");
-    let sql = |text: &str| text.replace("$slot", &slot).replace("$backup", &backup);
-    capture
-        .client
-        .batch_execute(&sql(
-            "SELECT pg_copy_logical_replication_slot('$slot', '$backup')",
-        ))
-        .await
-        .expect("copy the slot");
+    capture.back_up_slot().await;
     capture
         .client
         .batch_execute(
@@ -318,13 +303,8 @@ async fn schema_changes_published_twice_before_the_sink_applies_them_hold_no_row
     capture.start(&config).await;
     confirmed_up_to(&capture, written).await;
     assert_eq!(capture.stop(), 0);
-    capture
-        .client
-        .batch_execute(&sql("SELECT pg_drop_replication_slot('$slot');
-             SELECT pg_copy_logical_replication_slot('$backup', '$slot');
-             SELECT pg_drop_replication_slot('$backup');"))
-        .await
-        .expect("put the slot back, to before the three transactions");
+    // Put back, to before the three transactions.
+    capture.restore_slot(None).await;
     capture.start(&config).await;
     confirmed_up_to(&capture, written).await;
     assert_eq!(

@@ -238,6 +238,39 @@ listen = ""
         parse_lsn(&text)
     }
 
+    /// Copies this test's slot as `<slot>_backup`, for [`restore_slot`](Self::restore_slot).
+    pub async fn back_up_slot(&self) {
+        let slot = &self.names.slot;
+        self.client
+            .batch_execute(&format!(
+                "SELECT pg_copy_logical_replication_slot('{slot}', '{slot}_backup')"
+            ))
+            .await
+            .expect("copy the slot");
+    }
+
+    /// Puts the slot back as [`back_up_slot`](Self::back_up_slot) copied it (the source
+    /// stopped), advanced to `advance_to` if given: the next source run publishes again what
+    /// the runs since published from there.
+    pub async fn restore_slot(&self, advance_to: Option<u64>) {
+        let slot = &self.names.slot;
+        let advance = advance_to.map_or(String::new(), |lsn| {
+            format!(
+                "SELECT pg_replication_slot_advance('{slot}', '{}/{:X}'::pg_lsn);",
+                lsn >> 32,
+                lsn & 0xffff_ffff
+            )
+        });
+        self.client
+            .batch_execute(&format!(
+                "SELECT pg_drop_replication_slot('{slot}');
+                 SELECT pg_copy_logical_replication_slot('{slot}_backup', '{slot}');
+                 SELECT pg_drop_replication_slot('{slot}_backup'); {advance}"
+            ))
+            .await
+            .expect("put the slot back");
+    }
+
     /// The server's current WAL insert position as a number.
     pub async fn current_wal_lsn(&self) -> u64 {
         current_wal_lsn(&self.client).await
