@@ -13,12 +13,13 @@ use crate::support::process::CdcProcess;
 
 /// Never analyzed (autovacuum off), so planning the snapshot counts each table's rows, as a
 /// fresh table's first snapshot does. Largest first, one chunk each: `l1.big` keeps one
-/// worker busy while the other reads `l1.mid` and then takes `l1.late`.
+/// worker busy while the other reads `l1.mid` (about 10 s: the `ALTER` must be queued before
+/// it is done, even on a loaded machine) and then takes `l1.late`.
 const SCHEMA: &str = "CREATE SCHEMA l1;
     CREATE TABLE l1.big (id bigint PRIMARY KEY, note text) WITH (autovacuum_enabled = false);
     INSERT INTO l1.big SELECT g, repeat('x', 100) FROM generate_series(1, 400000) g;
     CREATE TABLE l1.mid (id bigint PRIMARY KEY, note text) WITH (autovacuum_enabled = false);
-    INSERT INTO l1.mid SELECT g, repeat('x', 100) FROM generate_series(1, 100000) g;
+    INSERT INTO l1.mid SELECT g, repeat('x', 100) FROM generate_series(1, 200000) g;
     CREATE TABLE l1.late (id bigint PRIMARY KEY, v int NOT NULL) WITH (autovacuum_enabled = false);
     INSERT INTO l1.late SELECT g, g FROM generate_series(1, 500) g;";
 
@@ -30,6 +31,7 @@ async fn a_table_rewrite_during_the_snapshot_waits_for_it_without_deadlock() {
         "snapshot = \"initial\"\nsnapshot_workers = 2\nsnapshot_chunk_size = 10000000",
         "",
     );
+    let writer = capture.pg.superuser_client(&capture.names.db).await;
     let source = CdcProcess::run(&config);
     let reading_big = || async {
         capture
@@ -48,7 +50,6 @@ async fn a_table_rewrite_during_the_snapshot_waits_for_it_without_deadlock() {
         "the snapshot never read l1.big:\n{}",
         source.stderr_text()
     );
-    let writer = capture.pg.superuser_client(&capture.names.db).await;
     let rewrite = tokio::spawn(async move {
         writer
             .batch_execute("ALTER TABLE l1.late ALTER COLUMN v TYPE bigint")
