@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError as RdKafkaError;
 use rdkafka::message::Message;
@@ -19,6 +20,7 @@ use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use super::probe::Probe;
+use super::producer::log_to_tracing;
 use super::KafkaError;
 
 /// Records per chunk handed to the async side.
@@ -122,6 +124,12 @@ pub struct SinkContext {
 }
 
 impl ClientContext for SinkContext {
+    /// rdkafka's default hands these to `log`, which nothing here prints: a consumer's
+    /// warnings (a failed fetch, a refused commit) were lost.
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        log_to_tracing(level, facility, message);
+    }
+
     /// A subscribed topic that does not exist yet, or was just created and has no leader yet,
     /// is expected (the source creates topics as tables get their first change, and a sink
     /// started beside it subscribes before that; not every schema-change topic the sink looks

@@ -296,7 +296,8 @@ impl ClientContext for LogContext {
     }
 }
 
-fn log_to_tracing(level: RDKafkaLogLevel, facility: &str, message: &str) {
+/// Passes one librdkafka log line to `tracing` at its level.
+pub(super) fn log_to_tracing(level: RDKafkaLogLevel, facility: &str, message: &str) {
     match level {
         RDKafkaLogLevel::Emerg
         | RDKafkaLogLevel::Alert
