@@ -406,13 +406,57 @@ impl PendingChange {
     /// Whether every partition of the topics it waits for is applied far enough, given the
     /// progress stored for each (absent before any was applied).
     pub fn caught_up(&self, stored: &HashMap<Partition, PartitionProgress>) -> bool {
-        let Some(watermarks) = &self.watermarks else {
-            return self.waits_for.is_empty();
-        };
-        watermarks.iter().all(|(partition, (low, high))| {
-            let next = stored.get(partition).map_or(*low, |p| p.next_offset);
-            next >= *high || self.met_after.get(partition).is_some_and(|at| next >= *at)
-        })
+        match &self.watermarks {
+            None => self.waits_for.is_empty(),
+            Some(_) => self.behind(stored).is_empty(),
+        }
+    }
+
+    /// The partitions it still waits for, each with the next offset to apply there and the
+    /// offset it must reach (sorted; none before the watermarks were looked at).
+    pub fn behind(&self, stored: &HashMap<Partition, PartitionProgress>) -> Vec<Behind> {
+        let mut behind: Vec<Behind> = self
+            .watermarks
+            .iter()
+            .flatten()
+            .filter_map(|(partition, (low, high))| {
+                let next = stored.get(partition).map_or(*low, |p| p.next_offset);
+                let needed = self
+                    .met_after
+                    .get(partition)
+                    .map_or(*high, |at| (*at).min(*high));
+                (next < needed).then(|| Behind {
+                    partition: partition.clone(),
+                    next,
+                    needed,
+                })
+            })
+            .collect();
+        behind.sort_by(|a, b| a.partition.cmp(&b.partition));
+        behind
+    }
+}
+
+/// A partition a schema change waits for: the next offset the sink will apply there, and the
+/// offset it must reach first.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Behind {
+    /// The partition.
+    pub partition: Partition,
+    /// The next offset to apply.
+    pub next: i64,
+    /// The offset the change waits for.
+    pub needed: i64,
+}
+
+impl std::fmt::Display for Behind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (topic, partition) = &self.partition;
+        write!(
+            f,
+            "{topic}[{partition}] at {} of {}",
+            self.next, self.needed
+        )
     }
 }
 
@@ -630,6 +674,9 @@ mod tests {
         pending.met_after.insert(at(1), 3);
         assert!(pending.caught_up(&stored(&[(0, 10), (1, 3)])));
         assert!(!pending.caught_up(&stored(&[(0, 10), (1, 2)])));
+        let behind = pending.behind(&stored(&[(1, 2)]));
+        let described: Vec<String> = behind.iter().map(ToString::to_string).collect();
+        assert_eq!(described, ["p.l1.t[0] at 0 of 10", "p.l1.t[1] at 2 of 3"]);
         // Retention removed partition 0's records: its low watermark counts as applied.
         pending.watermarks = Some(HashMap::from([(at(0), (10, 10)), (at(1), (0, 5))]));
         assert!(pending.caught_up(&stored(&[(1, 5)])));

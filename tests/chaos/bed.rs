@@ -3,6 +3,8 @@
 //! network namespace of its own, so the links they use can be cut. The harness acts as the
 //! service manager: it restarts what it stopped, and what exited by itself (counted).
 
+use std::io::Write;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio_postgres::Client;
@@ -41,6 +43,11 @@ pub struct Bed {
     pub target_pg: PgCluster,
     pub source_ns: Namespace,
     pub sink_ns: Namespace,
+    /// Where each process's whole log is kept when it ends (`PGCDC_CHAOS_LOGS`), for looking
+    /// into a long run afterwards.
+    pub log_dir: Option<PathBuf>,
+    /// The binaries' `--log-level` (`PGCDC_CHAOS_LOG_LEVEL`; their default otherwise).
+    pub log_level: Option<String>,
 }
 
 /// The last lines of a log, for reports.
@@ -198,6 +205,8 @@ listen = ""
             target_pg,
             source_ns,
             sink_ns,
+            log_dir: std::env::var_os("PGCDC_CHAOS_LOGS").map(PathBuf::from),
+            log_level: std::env::var("PGCDC_CHAOS_LOG_LEVEL").ok(),
         })
     }
 
@@ -207,14 +216,58 @@ listen = ""
             Binary::Source,
             "run",
             &self.source_config,
+            &self.log_args(),
         );
         self.source = Some(process);
     }
 
     pub fn start_sink(&mut self) {
-        let process =
-            CdcProcess::in_netns(&self.sink_ns.name, Binary::Sink, "run", &self.sink_config);
+        let process = CdcProcess::in_netns(
+            &self.sink_ns.name,
+            Binary::Sink,
+            "run",
+            &self.sink_config,
+            &self.log_args(),
+        );
         self.sink = Some(process);
+    }
+
+    fn log_args(&self) -> Vec<String> {
+        match &self.log_level {
+            Some(level) => vec![format!("--log-level={level}")],
+            None => Vec::new(),
+        }
+    }
+
+    /// Appends the whole log of `process`, which ended with `code` (`None`: still running at
+    /// the end), to its binary's file in the log directory, if there is one.
+    fn keep_log(
+        log_dir: Option<&PathBuf>,
+        binary: Binary,
+        process: &CdcProcess,
+        code: Option<i32>,
+    ) {
+        let Some(dir) = log_dir else {
+            return;
+        };
+        let path = dir.join(format!("{binary:?}.log").to_lowercase());
+        let kept = std::fs::create_dir_all(dir)
+            .and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+            })
+            .and_then(|mut file| {
+                let ended = code.map_or("running at the end".to_owned(), |c| {
+                    format!("ended with {c}")
+                });
+                writeln!(file, "===== {binary:?} pid {} ({ended})", process.pid())?;
+                file.write_all(process.stderr_text().as_bytes())
+            });
+        if let Err(error) = kept {
+            eprintln!("cannot keep the log in {}: {error}", path.display());
+        }
     }
 
     fn slot(&mut self, binary: Binary) -> &mut Option<CdcProcess> {
@@ -234,6 +287,7 @@ listen = ""
             process.terminate();
             process.wait_exit(Duration::from_secs(60))
         };
+        Bed::keep_log(self.log_dir.as_ref(), binary, &process, Some(code));
         self.ended.push(Ended {
             binary,
             planned: kill || code == 0,
@@ -256,6 +310,7 @@ listen = ""
             if exited {
                 let mut process = self.slot(binary).take().expect("checked");
                 let code = process.wait_exit(Duration::from_secs(1));
+                Bed::keep_log(self.log_dir.as_ref(), binary, &process, Some(code));
                 self.ended.push(Ended {
                     binary,
                     planned: false,
@@ -347,4 +402,15 @@ pub async fn connect(cluster: &PgCluster, db: &str) -> Result<Client, tokio_post
         let _ = connection.await;
     });
     Ok(client)
+}
+
+impl Drop for Bed {
+    /// Keeps the logs of the processes still running (the run ended, or failed).
+    fn drop(&mut self) {
+        for (binary, process) in [(Binary::Source, &self.source), (Binary::Sink, &self.sink)] {
+            if let Some(process) = process {
+                Bed::keep_log(self.log_dir.as_ref(), binary, process, None);
+            }
+        }
+    }
 }

@@ -39,10 +39,17 @@ impl CdcProcess {
         CdcProcess::spawn_program(None, Binary::Sink, verb, config_toml, &[], &[])
     }
 
-    /// `binary <verb> --config <file>` inside network namespace `netns` (`ip netns exec`, which
+    /// `binary <verb> --config <file> <extra_args…>` inside network namespace `netns` (`ip netns exec`, which
     /// execs the binary, so signals reach it directly).
-    pub fn in_netns(netns: &str, binary: Binary, verb: &str, config_toml: &str) -> CdcProcess {
-        CdcProcess::spawn_program(Some(netns), binary, verb, config_toml, &[], &[])
+    pub fn in_netns(
+        netns: &str,
+        binary: Binary,
+        verb: &str,
+        config_toml: &str,
+        extra_args: &[String],
+    ) -> CdcProcess {
+        let extra_args: Vec<&str> = extra_args.iter().map(String::as_str).collect();
+        CdcProcess::spawn_program(Some(netns), binary, verb, config_toml, &extra_args, &[])
     }
 
     fn spawn_program(

@@ -25,7 +25,7 @@ use self::flush::{begin, Helper, Writer};
 use self::pending::Pending;
 use self::progress::ApplyProgress;
 use self::records::{MemoryFeed, RecordSource};
-use self::schema::{warn_if_feed_busy, FeedRead};
+use self::schema::{warn_if_feed_busy, FeedRead, FrontWait};
 use super::apply::Applier;
 use super::change::SinkChange;
 use super::ddl;
@@ -282,6 +282,8 @@ struct Session<'a> {
     released: HashMap<Partition, i64>,
     /// When a schema change was last applied.
     last_schema_change: Option<Instant>,
+    /// The schema change at the front of the queue while it waits.
+    front_wait: FrontWait,
     /// What the progress lines report.
     progress: ApplyProgress,
 }
@@ -442,6 +444,7 @@ async fn drive(
         held: HashMap::new(),
         released: HashMap::new(),
         last_schema_change: None,
+        front_wait: FrontWait::default(),
         progress: ApplyProgress::new(Instant::now()),
     };
     let mut feed_read: Option<FeedRead> = None;

@@ -15,7 +15,7 @@ use crate::kafka::{topic_matches, ConsumedRecord, KafkaError, TopicFeed};
 use crate::sink::ddl::{quote_ident, TargetTable};
 use crate::sink::offsets::{self, Partition};
 use crate::sink::replay;
-use crate::sink::schema_changes::{self, PendingChange, TableChange};
+use crate::sink::schema_changes::{self, Behind, PendingChange, TableChange};
 use crate::sink::SinkError;
 
 /// How long the schema-change topics are asked for again before the session gives up.
@@ -26,6 +26,65 @@ pub(super) type FeedReadOutcome = (TopicFeed, Result<Vec<ConsumedRecord>, KafkaE
 
 /// A read of the schema-change topics under way on a blocking thread.
 pub(super) type FeedRead = JoinHandle<FeedReadOutcome>;
+
+/// How long the schema change at the front of the queue waits before the sink says what for,
+/// and how often it says so again.
+const WAIT_REPORT: Duration = Duration::from_secs(60);
+
+/// A schema-change record: its topic, partition and offset.
+type RecordId = (String, i32, i64);
+
+fn record_id(record: &ConsumedRecord) -> RecordId {
+    (record.topic.clone(), record.partition, record.offset)
+}
+
+/// Watches the schema change at the front of the queue while it waits for its tables' earlier
+/// records, and warns when it waits long: a table whose rows stop arriving on the target then
+/// says which change holds it and which partitions that change still waits for.
+#[derive(Default)]
+pub(super) struct FrontWait {
+    /// The waiting change, since when it waits, and when that was last reported.
+    current: Option<(RecordId, Instant, Instant)>,
+}
+
+impl FrontWait {
+    /// Notes what the front change waits for now (`None`: nothing waits).
+    fn observe(
+        &mut self,
+        waiting: Option<(RecordId, Vec<Behind>)>,
+        held: &HashMap<Partition, i64>,
+    ) {
+        let Some((id, behind)) = waiting else {
+            self.current = None;
+            return;
+        };
+        let now = Instant::now();
+        match &mut self.current {
+            Some((current, since, reported)) if *current == id => {
+                if reported.elapsed() < WAIT_REPORT {
+                    return;
+                }
+                *reported = now;
+                let behind: Vec<String> = behind.iter().map(ToString::to_string).collect();
+                let mut held: Vec<String> = held
+                    .iter()
+                    .map(|((topic, partition), offset)| format!("{topic}[{partition}] at {offset}"))
+                    .collect();
+                held.sort();
+                tracing::warn!(
+                    topic = id.0,
+                    partition = id.1,
+                    offset = id.2,
+                    waiting_seconds = since.elapsed().as_secs(),
+                    behind = ?behind,
+                    held_back = ?held,
+                    "a schema change is still waiting for its tables' earlier records to be applied"
+                );
+            }
+            _ => self.current = Some((id, now, now)),
+        }
+    }
+}
 
 /// Whether `error` is a broker too busy to answer the feed's requests in time.
 fn feed_busy(error: &SinkError) -> bool {
@@ -234,6 +293,7 @@ impl Session<'_> {
     /// the order they were read; then held-back partitions deliver again.
     pub(super) async fn apply_pending_changes(&mut self) -> Result<(), SinkError> {
         let mut applied_any = false;
+        let mut waiting = None;
         while let Some(front) = self.pending_changes.front_mut() {
             if !front.waits_for.is_empty() {
                 if front.watermarks.is_none() {
@@ -248,6 +308,7 @@ impl Session<'_> {
                 let group = &self.config.apply.group_id;
                 let stored = offsets::stored_for(&self.client, group, &front.waits_for).await?;
                 if !front.caught_up(&stored) {
+                    waiting = Some((record_id(&front.record), front.behind(&stored)));
                     break;
                 }
             }
@@ -255,6 +316,7 @@ impl Session<'_> {
             self.apply_schema_change(pending).await?;
             applied_any = true;
         }
+        self.front_wait.observe(waiting, &self.held);
         if applied_any {
             for (partition, offset) in std::mem::take(&mut self.held) {
                 self.consumer.seek(&partition.0, partition.1, offset)?;
