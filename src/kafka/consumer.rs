@@ -8,7 +8,7 @@ use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
@@ -19,6 +19,7 @@ use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
+use super::fetch_watch::{FetchWatch, PartitionFetch, Suspect, FETCH_STALL_LIMIT};
 use super::probe::Probe;
 use super::producer::log_to_tracing;
 use super::KafkaError;
@@ -121,6 +122,13 @@ pub struct SinkContext {
     report_lag: LagReport,
     /// Set at each assignment, before any record of it is handed over.
     assigned: Arc<AtomicBool>,
+    /// Where each partition's fetch stood, to notice fetching that stopped.
+    fetch_watch: Mutex<FetchWatch>,
+    /// How long a fetch position may stand still before the broker is asked about it.
+    stall_limit: Duration,
+    /// Partitions whose fetch position stood still too long; the poll loop asks the broker
+    /// whether they have records to read.
+    suspects: Mutex<Vec<Suspect>>,
 }
 
 impl ClientContext for SinkContext {
@@ -143,6 +151,14 @@ impl ClientContext for SinkContext {
     }
 
     fn stats(&self, statistics: Statistics) {
+        let suspects = self.fetch_watch.lock().expect("fetch watch lock").observe(
+            &PartitionFetch::all(&statistics),
+            Instant::now(),
+            self.stall_limit,
+        );
+        if !suspects.is_empty() {
+            *self.suspects.lock().expect("suspects lock") = suspects;
+        }
         let start = self.start.lock().expect("start offsets lock");
         for (topic, stats) in &statistics.topics {
             for (&partition, stats) in &stats.partitions {
@@ -226,6 +242,27 @@ impl ChangeConsumer {
         start: StartOffsets,
         report_lag: LagReport,
     ) -> Result<(ChangeConsumer, mpsc::Receiver<Consumed>), KafkaError> {
+        let subscribed = (group_id, subscriptions);
+        Self::watched(
+            brokers,
+            subscribed,
+            options,
+            start,
+            report_lag,
+            FETCH_STALL_LIMIT,
+        )
+    }
+
+    /// [`start`](Self::start), with fetch positions that stand still for `stall_limit`
+    /// checked against the broker.
+    pub(super) fn watched(
+        brokers: &str,
+        (group_id, subscriptions): (&str, &[String]),
+        options: &BTreeMap<String, String>,
+        start: StartOffsets,
+        report_lag: LagReport,
+        stall_limit: Duration,
+    ) -> Result<(ChangeConsumer, mpsc::Receiver<Consumed>), KafkaError> {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", brokers)
@@ -242,6 +279,9 @@ impl ChangeConsumer {
             start,
             report_lag,
             assigned: Arc::clone(&assigned),
+            fetch_watch: Mutex::new(FetchWatch::default()),
+            stall_limit,
+            suspects: Mutex::new(Vec::new()),
         };
         let consumer: BaseConsumer<SinkContext> = config
             .create_with_context(context)
@@ -253,11 +293,13 @@ impl ChangeConsumer {
         let consumer = Arc::new(consumer);
         let stop = Arc::new(AtomicBool::new(false));
         let (sender, receiver) = mpsc::channel(CHANNEL_CHUNKS);
+        let probe = Arc::new(Probe::new(brokers, options)?);
         let thread = {
-            let (consumer, stop) = (Arc::clone(&consumer), Arc::clone(&stop));
+            let (consumer, stop, probe) =
+                (Arc::clone(&consumer), Arc::clone(&stop), Arc::clone(&probe));
             std::thread::Builder::new()
                 .name("sink consumer".into())
-                .spawn(move || poll_loop(&consumer, &stop, &sender))
+                .spawn(move || poll_loop(&consumer, &probe, &stop, &sender))
                 .map_err(|e| {
                     KafkaError::CreateConsumer(RdKafkaError::Subscription(e.to_string()))
                 })?
@@ -265,7 +307,7 @@ impl ChangeConsumer {
         Ok((
             ChangeConsumer {
                 consumer,
-                probe: Arc::new(Probe::new(brokers, options)?),
+                probe,
                 assigned,
                 stop,
                 thread: Some(thread),
@@ -326,6 +368,7 @@ impl Drop for ChangeConsumer {
 /// Polls until stopped or the receiver is gone, sending records in chunks.
 fn poll_loop(
     consumer: &BaseConsumer<SinkContext>,
+    probe: &Probe,
     stop: &AtomicBool,
     sender: &mpsc::Sender<Consumed>,
 ) {
@@ -358,10 +401,57 @@ fn poll_loop(
             // Once records flow, take what is already buffered without waiting.
             wait = Duration::ZERO;
         }
+        if let Some(failed) = stalled(consumer, probe) {
+            let _ = sender.blocking_send(Consumed::Failed(failed));
+            return;
+        }
         if !chunk.is_empty() && !hand_over(sender, stop, chunk, caught_up) {
             return;
         }
     }
+}
+
+/// The consumer stopped fetching when a partition whose fetch position stood still has records
+/// after it at the broker; suspects the broker has nothing more for start their clocks again,
+/// and so do all when the broker cannot answer (an outage is not a stall).
+fn stalled(consumer: &BaseConsumer<SinkContext>, probe: &Probe) -> Option<KafkaError> {
+    let context = consumer.context();
+    let suspects = std::mem::take(&mut *context.suspects.lock().expect("suspects lock"));
+    if suspects.is_empty() {
+        return None;
+    }
+    let keys: Vec<(String, i32)> = suspects
+        .iter()
+        .map(|s| (s.topic.clone(), s.partition))
+        .collect();
+    let ends = match probe.high_watermarks(&keys) {
+        Ok(ends) => ends,
+        Err(error) => {
+            tracing::debug!(%error, "cannot ask for the high watermarks of unmoving partitions");
+            HashMap::new()
+        }
+    };
+    let start = context.start.lock().expect("start offsets lock").clone();
+    let mut stalled = Vec::new();
+    let now = Instant::now();
+    for (suspect, key) in suspects.iter().zip(&keys) {
+        // A partition that never fetched stands where it was to start.
+        let at = match suspect.next_offset {
+            next if next >= 0 => next,
+            _ => start.get(key).copied().unwrap_or(0),
+        };
+        match ends.get(key) {
+            Some(&end) if end > at => stalled.push(suspect.describe(at, end)),
+            _ => context
+                .fetch_watch
+                .lock()
+                .expect("fetch watch lock")
+                .cleared(suspect, now),
+        }
+    }
+    (!stalled.is_empty()).then(|| KafkaError::FetchStalled {
+        partitions: stalled.join(", "),
+    })
 }
 
 /// Whether the broker holds less than a chunk more for each partition in `chunk`, by the high

@@ -22,6 +22,13 @@ pub enum KafkaError {
     /// The consumer failed for good while polling.
     #[error("consume: {0}")]
     Consume(#[source] RdKafkaError),
+    /// Partitions with records to read were not fetched for a while, their broker connected
+    /// and nothing waiting to be read: librdkafka stopped fetching them.
+    #[error("the consumer fetched nothing for partitions that have records to read ({partitions}); a new consumer will read them")]
+    FetchStalled {
+        /// Each partition: where it stands, its end, and for how long.
+        partitions: String,
+    },
     /// Reading a topic's partitions and watermarks failed.
     #[error("read the watermarks of {topic}: {source}")]
     Watermarks {

@@ -6,6 +6,7 @@ mod compacted;
 mod consumer;
 mod error;
 mod feed;
+mod fetch_watch;
 mod probe;
 mod producer;
 pub mod progress;
