@@ -514,3 +514,68 @@ async fn a_role_without_the_privilege_is_warned_and_teardown_removes_the_trigger
     // DDL still works once they are gone.
     execute(&capture, "ALTER TABLE l1.t ADD COLUMN w int").await;
 }
+
+/// Each source start refreshes `pgcdc.ddl_tables` from the catalog. A start while a DDL
+/// transaction was open put back the table's description from before it once it committed, so
+/// the next change carried a wrong `before` and the sink replayed a column rename as a new
+/// column (the chaos run's target kept the old column). The refresh now waits for it.
+#[tokio::test]
+async fn a_source_starting_during_an_open_ddl_transaction_keeps_the_description_it_commits() {
+    let capture = Capture::on_shared_testbed(
+        "CREATE SCHEMA l1; CREATE TABLE l1.t (id int PRIMARY KEY, v text);",
+    )
+    .await;
+    let mut starting = capture.pg.superuser_client(&capture.names.db).await;
+    pgcdc::source::ddl::install(&mut starting)
+        .await
+        .expect("install DDL capture");
+    let mut altering = capture.pg.superuser_client(&capture.names.db).await;
+    let open = altering.transaction().await.expect("begin");
+    open.batch_execute("ALTER TABLE l1.t ADD COLUMN c int")
+        .await
+        .expect("alter in an open transaction");
+    let refresh = tokio::spawn(async move {
+        pgcdc::source::ddl::install(&mut starting)
+            .await
+            .expect("refresh DDL capture");
+    });
+    // The refresh must have begun before the ALTER commits, or there is no race to lose.
+    let waits = crate::support::capture::eventually(Duration::from_secs(30), || async {
+        let waiting: i64 = capture
+            .client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .expect("pg_stat_activity")
+            .get(0);
+        waiting > 0
+    })
+    .await;
+    assert!(
+        waits,
+        "the refresh did not wait for the open DDL transaction"
+    );
+    open.commit().await.expect("commit the ALTER");
+    refresh.await.expect("the refresh");
+    let kept: String = capture
+        .client
+        .query_one(
+            "SELECT (description->'columns')::text FROM pgcdc.ddl_tables \
+             WHERE relid = 'l1.t'::regclass",
+            &[],
+        )
+        .await
+        .expect("read pgcdc.ddl_tables")
+        .get(0);
+    let kept: Value = serde_json::from_str(&kept).expect("columns as JSON");
+    let names: Vec<&str> = kept
+        .as_array()
+        .expect("columns")
+        .iter()
+        .map(|c| c["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["id", "v", "c"], "{kept}");
+}

@@ -203,6 +203,12 @@ $fn$;
 REVOKE ALL ON FUNCTION pgcdc.ddl_column(oid, int2), pgcdc.ddl_describe(oid), pgcdc.ddl_followed(oid),
   pgcdc.ddl_emit(oid, text, text, text, text, text, jsonb) FROM PUBLIC;
 
+-- The refresh reads the catalog as committed when it starts, and a DDL transaction still open
+-- has already written its table's new description here: overwriting that after it commits would
+-- put back the description from before it, and the next change would carry a wrong `before`
+-- (a renamed column replayed as a new one). This lock waits for such transactions to end (they
+-- hold ROW EXCLUSIVE from the trigger's write), and DDL after it waits for this transaction.
+LOCK TABLE pgcdc.ddl_tables IN SHARE ROW EXCLUSIVE MODE;
 INSERT INTO pgcdc.ddl_tables (relid, description)
 SELECT c.oid, pgcdc.ddl_describe(c.oid) FROM pg_class c WHERE pgcdc.ddl_followed(c.oid)
 ON CONFLICT (relid) DO UPDATE SET description = EXCLUDED.description;
