@@ -412,8 +412,10 @@ fn poll_loop(
 }
 
 /// The consumer stopped fetching when a partition whose fetch position stood still has records
-/// after it at the broker; suspects the broker has nothing more for start their clocks again,
-/// and so do all when the broker cannot answer (an outage is not a stall).
+/// after it at the broker, at two looks a statistics interval apart with its position the
+/// same (a record produced just before the first look may not be fetched yet). Suspects the
+/// broker has nothing more for start their clocks again, and so do all when the broker cannot
+/// answer (an outage is not a stall).
 fn stalled(consumer: &BaseConsumer<SinkContext>, probe: &Probe) -> Option<KafkaError> {
     let context = consumer.context();
     let suspects = std::mem::take(&mut *context.suspects.lock().expect("suspects lock"));
@@ -431,24 +433,39 @@ fn stalled(consumer: &BaseConsumer<SinkContext>, probe: &Probe) -> Option<KafkaE
             HashMap::new()
         }
     };
+    // Positions now, not as of the statistics: nothing waits in the queue, so the next record
+    // to hand over is the next to fetch.
+    let positions: HashMap<(String, i32), i64> = consumer
+        .position()
+        .map(|list| {
+            list.elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(offset) => Some(((e.topic().to_owned(), e.partition()), offset)),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let start = context.start.lock().expect("start offsets lock").clone();
-    let mut stalled = Vec::new();
+    let mut watch = context.fetch_watch.lock().expect("fetch watch lock");
     let now = Instant::now();
-    for (suspect, key) in suspects.iter().zip(&keys) {
-        // A partition that never fetched stands where it was to start.
-        let at = match suspect.next_offset {
-            next if next >= 0 => next,
-            _ => start.get(key).copied().unwrap_or(0),
-        };
-        match ends.get(key) {
-            Some(&end) if end > at => stalled.push(suspect.describe(at, end)),
-            _ => context
-                .fetch_watch
-                .lock()
-                .expect("fetch watch lock")
-                .cleared(suspect, now),
-        }
-    }
+    let stalled: Vec<String> = suspects
+        .iter()
+        .zip(&keys)
+        .filter_map(|(suspect, key)| {
+            // A partition that never handed a record over stands where it was to start.
+            let at = positions
+                .get(key)
+                .or_else(|| start.get(key))
+                .copied()
+                .unwrap_or(0);
+            let end = ends.get(key).copied();
+            watch
+                .judge(suspect, at, end, now)
+                .then(|| suspect.describe(at, end.unwrap_or(at)))
+        })
+        .collect();
     (!stalled.is_empty()).then(|| KafkaError::FetchStalled {
         partitions: stalled.join(", "),
     })

@@ -83,6 +83,8 @@ impl PartitionFetch {
 #[derive(Debug, Default)]
 pub struct FetchWatch {
     positions: HashMap<(String, i32), (i64, Instant)>,
+    /// Suspects the broker had records after, and the position they stood at then.
+    behind: HashMap<(String, i32), i64>,
 }
 
 impl FetchWatch {
@@ -98,6 +100,7 @@ impl FetchWatch {
     ) -> Vec<Suspect> {
         if partitions.iter().any(|p| p.queued > 0) {
             self.positions.clear();
+            self.behind.clear();
             return Vec::new();
         }
         let mut suspects = Vec::new();
@@ -124,12 +127,20 @@ impl FetchWatch {
         suspects
     }
 
-    /// Starts the clock of a suspect again at `now`: the broker has nothing after it.
-    pub fn cleared(&mut self, suspect: &Suspect, now: Instant) {
+    /// Judges a suspect that stands `at` an offset, the broker's high watermark being `end`
+    /// (`None`: the broker did not say). Stalled when the broker had records after it at this
+    /// look and the previous one, its position the same at both; nothing after it clears it
+    /// (its clock starts again at `now`).
+    pub fn judge(&mut self, suspect: &Suspect, at: i64, end: Option<i64>, now: Instant) -> bool {
         let key = (suspect.topic.clone(), suspect.partition);
+        if end.is_some_and(|end| end > at) {
+            return self.behind.insert(key, at) == Some(at);
+        }
+        self.behind.remove(&key);
         if let Some(entry) = self.positions.get_mut(&key) {
             entry.1 = now;
         }
+        false
     }
 }
 
@@ -176,16 +187,23 @@ mod tests {
             suspects[0].describe(10, 60),
             "p.l1.t[0] at 10 of 60 for 30 s"
         );
-        watch.cleared(&suspects[0], at(start, 31));
+        // Nothing after it at the broker: its clock starts again.
+        assert!(!watch.judge(&suspects[0], 10, Some(10), at(start, 31)));
         assert!(watch
             .observe(&[fetch(0, 10, 0)], at(start, 60), LIMIT)
             .is_empty());
-        assert_eq!(
-            watch
-                .observe(&[fetch(0, 10, 0)], at(start, 61), LIMIT)
-                .len(),
-            1
+        let suspects = watch.observe(&[fetch(0, 10, 0)], at(start, 61), LIMIT);
+        assert_eq!(suspects.len(), 1);
+        // Records after it: stalled only when a second look finds it still there.
+        assert!(!watch.judge(&suspects[0], 10, Some(12), at(start, 61)));
+        assert!(
+            !watch.judge(&suspects[0], 11, Some(12), at(start, 66)),
+            "it moved"
         );
+        assert!(watch.judge(&suspects[0], 11, Some(12), at(start, 71)));
+        // A broker that does not answer is an outage, not a stall.
+        assert!(!watch.judge(&suspects[0], 11, None, at(start, 76)));
+        assert!(!watch.judge(&suspects[0], 11, Some(12), at(start, 81)));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! tests check the encoder instead of trusting it.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -327,8 +327,10 @@ fn avro_to_json(value: apache_avro::types::Value) -> serde_json::Value {
 }
 
 /// Schemas by (registry, id): ids are immutable, so one fetch per process suffices.
-fn writer_schema(registry_url: &str, id: u32) -> apache_avro::Schema {
-    static CACHE: Mutex<Option<HashMap<(String, u32), apache_avro::Schema>>> = Mutex::new(None);
+/// Shared, not cloned: a chaos run's end checks decode millions of records.
+fn writer_schema(registry_url: &str, id: u32) -> Arc<apache_avro::Schema> {
+    type Schemas = HashMap<(String, u32), Arc<apache_avro::Schema>>;
+    static CACHE: Mutex<Option<Schemas>> = Mutex::new(None);
     let key = (registry_url.to_owned(), id);
     if let Some(schema) = CACHE.lock().unwrap().get_or_insert_default().get(&key) {
         return schema.clone();
@@ -354,12 +356,14 @@ fn writer_schema(registry_url: &str, id: u32) -> apache_avro::Schema {
     .join()
     .expect("registry request thread");
     let text = body["schema"].as_str().expect("\"schema\" field");
-    let schema = apache_avro::Schema::parse_str(text)
-        .unwrap_or_else(|e| panic!("schema id {id} does not parse: {e}"));
+    let schema = Arc::new(
+        apache_avro::Schema::parse_str(text)
+            .unwrap_or_else(|e| panic!("schema id {id} does not parse: {e}")),
+    );
     CACHE
         .lock()
         .unwrap()
         .get_or_insert_default()
-        .insert(key, schema.clone());
+        .insert(key, Arc::clone(&schema));
     schema
 }
