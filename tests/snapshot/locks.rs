@@ -23,33 +23,68 @@ const SCHEMA: &str = "CREATE SCHEMA l1;
     CREATE TABLE l1.late (id bigint PRIMARY KEY, v int NOT NULL) WITH (autovacuum_enabled = false);
     INSERT INTO l1.late SELECT g, g FROM generate_series(1, 500) g;";
 
+/// Whether the worker reading `l1.big` is the first one: it locked every table, `l1.late`
+/// included, before reading any; the other worker locks only what it reads.
+async fn first_worker_reads_big(capture: &Capture<'_>) -> bool {
+    capture
+        .client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid \
+             WHERE a.query LIKE 'COPY (SELECT %\"big\"%' \
+               AND l.relation = 'l1.late'::regclass AND l.granted",
+            &[],
+        )
+        .await
+        .expect("pg_locks")
+        .get::<_, i64>(0)
+        > 0
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_rewrite_during_the_snapshot_waits_for_it_without_deadlock() {
-    let mut capture = Capture::for_heavy_load(SCHEMA).await;
-    let config = capture.config(
-        &["l1.*"],
-        "snapshot = \"initial\"\nsnapshot_workers = 2\nsnapshot_chunk_size = 10000000",
-        "",
-    );
-    let writer = capture.pg.superuser_client(&capture.names.db).await;
-    let source = CdcProcess::run(&config);
-    let reading_big = || async {
-        capture
-            .client
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY (SELECT %\"big\"%'",
-                &[],
-            )
-            .await
-            .expect("pg_stat_activity")
-            .get::<_, i64>(0)
-            > 0
-    };
-    assert!(
-        eventually(WAIT, reading_big).await,
-        "the snapshot never read l1.big:\n{}",
-        source.stderr_text()
-    );
+    // Which worker takes which of the first two chunks is a race. Only when the first worker
+    // reads l1.big does the other one, done with l1.mid, meet the queued ALTER at l1.late (the
+    // case that deadlocked); otherwise the first worker reads l1.late itself. Start over then.
+    for _ in 0..5 {
+        let capture = Capture::for_heavy_load(SCHEMA).await;
+        let config = capture.config(
+            &["l1.*"],
+            "snapshot = \"initial\"\nsnapshot_workers = 2\nsnapshot_chunk_size = 10000000",
+            "",
+        );
+        let writer = capture.pg.superuser_client(&capture.names.db).await;
+        let source = CdcProcess::run(&config);
+        let reading_big = || async {
+            capture
+                .client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY (SELECT %\"big\"%'",
+                    &[],
+                )
+                .await
+                .expect("pg_stat_activity")
+                .get::<_, i64>(0)
+                > 0
+        };
+        assert!(
+            eventually(WAIT, reading_big).await,
+            "the snapshot never read l1.big:\n{}",
+            source.stderr_text()
+        );
+        if first_worker_reads_big(&capture).await {
+            return rewrite_during_snapshot(capture, source, writer).await;
+        }
+    }
+    panic!("in five snapshots the first worker never read l1.big");
+}
+
+/// Queues the `ALTER` at `l1.late` while the first worker reads `l1.big` and the other one
+/// `l1.mid`, and checks what follows.
+async fn rewrite_during_snapshot(
+    mut capture: Capture<'static>,
+    source: CdcProcess,
+    writer: tokio_postgres::Client,
+) {
     let rewrite = tokio::spawn(async move {
         writer
             .batch_execute("ALTER TABLE l1.late ALTER COLUMN v TYPE bigint")
