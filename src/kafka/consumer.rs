@@ -242,10 +242,10 @@ impl ChangeConsumer {
         start: StartOffsets,
         report_lag: LagReport,
     ) -> Result<(ChangeConsumer, mpsc::Receiver<Consumed>), KafkaError> {
-        let subscribed = (group_id, subscriptions);
         Self::watched(
             brokers,
-            subscribed,
+            group_id,
+            subscriptions,
             options,
             start,
             report_lag,
@@ -257,7 +257,8 @@ impl ChangeConsumer {
     /// checked against the broker.
     pub(super) fn watched(
         brokers: &str,
-        (group_id, subscriptions): (&str, &[String]),
+        group_id: &str,
+        subscriptions: &[String],
         options: &BTreeMap<String, String>,
         start: StartOffsets,
         report_lag: LagReport,
@@ -447,7 +448,7 @@ fn stalled(consumer: &BaseConsumer<SinkContext>, probe: &Probe) -> Option<KafkaE
                 .collect()
         })
         .unwrap_or_default();
-    let start = context.start.lock().expect("start offsets lock").clone();
+    let start = context.start.lock().expect("start offsets lock");
     let mut watch = context.fetch_watch.lock().expect("fetch watch lock");
     let now = Instant::now();
     let stalled: Vec<String> = suspects

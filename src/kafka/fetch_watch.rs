@@ -24,15 +24,12 @@ pub struct Suspect {
     pub topic: String,
     /// The partition.
     pub partition: i32,
-    /// The next offset to fetch; negative when librdkafka has none yet (never fetched).
-    pub next_offset: i64,
     /// How long it has not moved.
     pub seconds: u64,
 }
 
 impl Suspect {
-    /// Describes it as stalled, with the broker's high watermark `end` and the offset it stands
-    /// at (`next_offset`, or where it was to start when it never fetched).
+    /// Describes it as stalled, standing `at` an offset with the broker's high watermark `end`.
     pub fn describe(&self, at: i64, end: i64) -> String {
         format!(
             "{}[{}] at {at} of {end} for {} s",
@@ -116,7 +113,6 @@ impl FetchWatch {
                 suspects.push(Suspect {
                     topic: fetch.topic.clone(),
                     partition: fetch.partition,
-                    next_offset: fetch.next_offset,
                     seconds: still.as_secs(),
                 });
             }
@@ -179,7 +175,6 @@ mod tests {
             [Suspect {
                 topic: "p.l1.t".into(),
                 partition: 0,
-                next_offset: 10,
                 seconds: 30,
             }]
         );
@@ -286,7 +281,8 @@ mod tests {
         let start = |group: &str| {
             ChangeConsumer::watched(
                 &brokers,
-                (group, &["p.l1.t".to_owned()]),
+                group,
+                &["p.l1.t".to_owned()],
                 &options,
                 StartOffsets::default(),
                 Box::new(|_, _, _| {}),

@@ -406,10 +406,12 @@ impl PendingChange {
     /// Whether every partition of the topics it waits for is applied far enough, given the
     /// progress stored for each (absent before any was applied).
     pub fn caught_up(&self, stored: &HashMap<Partition, PartitionProgress>) -> bool {
-        match &self.watermarks {
-            None => self.waits_for.is_empty(),
-            Some(_) => self.behind(stored).is_empty(),
-        }
+        let Some(watermarks) = &self.watermarks else {
+            return self.waits_for.is_empty();
+        };
+        watermarks
+            .iter()
+            .all(|(partition, &marks)| self.shortfall(partition, marks, stored).is_none())
     }
 
     /// The partitions it still waits for, each with the next offset to apply there and the
@@ -419,13 +421,9 @@ impl PendingChange {
             .watermarks
             .iter()
             .flatten()
-            .filter_map(|(partition, (low, high))| {
-                let next = stored.get(partition).map_or(*low, |p| p.next_offset);
-                let needed = self
-                    .met_after
-                    .get(partition)
-                    .map_or(*high, |at| (*at).min(*high));
-                (next < needed).then(|| Behind {
+            .filter_map(|(partition, &marks)| {
+                let (next, needed) = self.shortfall(partition, marks, stored)?;
+                Some(Behind {
                     partition: partition.clone(),
                     next,
                     needed,
@@ -434,6 +432,22 @@ impl PendingChange {
             .collect();
         behind.sort_by(|a, b| a.partition.cmp(&b.partition));
         behind
+    }
+
+    /// Where `partition` (its watermarks `(low, high)`) stands and the offset it must reach,
+    /// when it is not there yet: its high watermark, or sooner the record met after the change.
+    fn shortfall(
+        &self,
+        partition: &Partition,
+        (low, high): (i64, i64),
+        stored: &HashMap<Partition, PartitionProgress>,
+    ) -> Option<(i64, i64)> {
+        let next = stored.get(partition).map_or(low, |p| p.next_offset);
+        let needed = self
+            .met_after
+            .get(partition)
+            .map_or(high, |&at| at.min(high));
+        (next < needed).then_some((next, needed))
     }
 }
 
